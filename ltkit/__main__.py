@@ -1,0 +1,3 @@
+from ltkit.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,452 @@
+"""The built-in world: a procedurally rendered, hierarchical image dataset with an open "web" pool.
+
+Hierarchy (fixed, independent of the seed):  group -> family (shape) -> fine class.
+28 shape families in 4 groups; each family has 12 look-alike fine classes, 4 adjacent colours x
+3 textures ("teal striped hexagon"). Adjacent colours are 20-35 degrees of hue apart and every
+image jitters its hue by up to 8 degrees, so siblings really are look-alikes.
+
+Every image draws its own nuisance factors from an RNG keyed by (seed, split, index), so the world
+is byte-identical for a seed however it is generated: position, scale, rotation, aspect, colour
+jitter within the colour family, texture phase and frequency, background colour and clutter,
+occlusion and pixel noise.
+
+The open pool stands in for the web: for every class of the world, `pool_per_class` items that a
+search for that class returns, each with a web-like caption and one of the noise kinds below
+(rates in `WorldConfig`, documented in README and checked by tests).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ltkit.taxonomy import Taxonomy
+
+GROUPS: dict[str, list[str]] = {
+    "round shape": ["circle", "ring", "ellipse", "crescent", "semicircle", "heart", "teardrop"],
+    "polygon": ["square", "diamond", "triangle", "pentagon", "hexagon", "octagon", "trapezoid",
+                "parallelogram", "kite"],
+    "star or cross": ["star", "hexagram", "cross", "saltire", "asterisk", "sparkle"],
+    "glyph": ["arrow", "chevron", "frame", "hourglass", "bolt", "tee"],
+}
+FAMILIES: list[str] = [f for fams in GROUPS.values() for f in fams]
+# 12 named hues around the colour wheel (degrees); a family uses 4 neighbouring ones.
+COLOURS: dict[str, float] = {
+    "red": 0, "orange": 28, "amber": 48, "yellow": 62, "lime": 90, "green": 120, "teal": 160,
+    "cyan": 185, "azure": 210, "blue": 235, "violet": 270, "magenta": 305,
+}
+TEXTURES: list[str] = ["plain", "striped", "dotted", "checkered", "shaded", "wavy"]
+NOISE_KINDS = ("clean", "off_topic", "mislabelled", "uncaptioned", "junk", "near_duplicate")
+SPLITS = {"train": 0, "val": 1, "test": 2, "pool": 3, "pool_noise": 4}
+
+CAPTIONS = ["{n}", "a photo of a {n}", "{N} - stock illustration", "{n} icon vector", "cute {n} clipart png",
+            "HD wallpaper: {n}", "{n} pattern on a background", "buy {n} sticker online", "my {n} drawing"]
+BLANK_CAPTIONS = ["IMG_{k:04d}.jpg", "free vector graphics download", "abstract background texture {k}",
+                  "untitled design {k}", "image {k} of 500"]
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Every knob of the world. Fixed before any method comparison (see README)."""
+
+    seed: int = 0
+    image_size: int = 32
+    num_targets: int = 100          # L target classes, spread over the families
+    head: int = 500                 # train images of the most frequent class
+    imbalance: float = 100.0        # head / tail
+    profile: str = "exp"            # "exp" (CIFAR-LT) or "pareto" (ImageNet-LT)
+    val_per_class: int = 20
+    test_per_class: int = 50
+    pool_per_class: int = 40        # pool items a search for any one class returns
+    # pool noise rates (the rest are clean)
+    off_topic: float = 0.10         # image and caption of another class
+    mislabelled: float = 0.05       # image of a sibling, caption names the query class
+    uncaptioned: float = 0.10       # right image, caption names no class
+    junk: float = 0.05              # no shape at all, caption names the query class
+    near_duplicate: float = 0.03    # jittered copy of a target image of the query's family
+
+    def key(self) -> str:
+        """Short hash that names this world's cache folder."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class ClassSpec:
+    """One fine class of the world."""
+
+    index: int
+    family: str
+    colour: str
+    texture: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.colour} {self.texture} {self.family}"
+
+
+def all_classes() -> list[ClassSpec]:
+    """The world's 336 fine classes, family by family."""
+    colours = list(COLOURS)
+    out = []
+    for f, fam in enumerate(FAMILIES):
+        cols = [colours[(3 * f + j) % len(colours)] for j in range(4)]
+        texs = [TEXTURES[(f + t) % len(TEXTURES)] for t in range(3)]
+        for c in cols:
+            for t in texs:
+                out.append(ClassSpec(len(out), fam, c, t))
+    return out
+
+
+def world_taxonomy() -> Taxonomy:
+    """group -> family -> fine class, for all classes of the world."""
+    group_of = {f: g for g, fams in GROUPS.items() for f in fams}
+    return Taxonomy({c.name: (group_of[c.family], c.family) for c in all_classes()})
+
+
+# ---------------------------------------------------------------------------------------------
+# rendering
+
+
+def _regular(n: int, r: float = 1.0, phase: float = -np.pi / 2) -> np.ndarray:
+    a = phase + 2 * np.pi * np.arange(n) / n
+    return np.stack([r * np.cos(a), r * np.sin(a)], 1)
+
+
+def _star(n: int, r_in: float) -> np.ndarray:
+    a = -np.pi / 2 + np.pi * np.arange(2 * n) / n
+    r = np.where(np.arange(2 * n) % 2 == 0, 1.0, r_in)
+    return np.stack([r * np.cos(a), r * np.sin(a)], 1)
+
+
+POLYGONS: dict[str, np.ndarray] = {
+    "square": np.array([[-.8, -.8], [.8, -.8], [.8, .8], [-.8, .8]]),
+    "diamond": np.array([[0, -1], [1, 0], [0, 1], [-1, 0]]),
+    "triangle": _regular(3, 1.05, -np.pi / 2) + [0, .2],
+    "pentagon": _regular(5),
+    "hexagon": _regular(6, 1.0, 0),
+    "octagon": _regular(8, 1.0, np.pi / 8),
+    "trapezoid": np.array([[-.5, -.6], [.5, -.6], [1, .6], [-1, .6]]),
+    "parallelogram": np.array([[-.5, -.55], [1, -.55], [.5, .55], [-1, .55]]),
+    "kite": np.array([[0, -1], [.6, -.3], [0, 1], [-.6, -.3]]),
+    "star": _star(5, .42),
+    "sparkle": _star(4, .3),
+    "arrow": np.array([[-1, -.25], [.2, -.25], [.2, -.65], [1, 0], [.2, .65], [.2, .25], [-1, .25]]),
+    "chevron": np.array([[-.9, -.8], [-.3, -.8], [.6, 0], [-.3, .8], [-.9, .8], [0, 0]]),
+    "hourglass": np.array([[-.8, -.9], [.8, -.9], [.1, 0], [.8, .9], [-.8, .9], [-.1, 0]]),
+    "bolt": np.array([[.2, -1], [-.6, .15], [-.05, .15], [-.25, 1], [.6, -.2], [.05, -.2]]),
+    "tee": np.array([[-.9, -.9], [.9, -.9], [.9, -.45], [.25, -.45], [.25, .95], [-.25, .95], [-.25, -.45],
+                     [-.9, -.45]]),
+}
+
+
+def _in_polygon(x: np.ndarray, y: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """Even-odd crossing test of many points against one polygon, vectorised over edges."""
+    x1, y1 = poly[:, 0:1], poly[:, 1:2]
+    x2, y2 = np.roll(poly, -1, 0)[:, 0:1], np.roll(poly, -1, 0)[:, 1:2]
+    px, py = x.ravel()[None], y.ravel()[None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cross = ((y1 > py) != (y2 > py)) & (px < (x2 - x1) * (py - y1) / (y2 - y1) + x1)
+    return (cross.sum(0) % 2 == 1).reshape(x.shape)
+
+
+def shape_mask(family: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Boolean mask of a family's canonical shape (about [-1, 1]^2) at points (x, y)."""
+    r2 = x * x + y * y
+    if family in POLYGONS:
+        return _in_polygon(x, y, POLYGONS[family])
+    if family == "circle":
+        return r2 < 0.85
+    if family == "ring":
+        return (r2 < 1.0) & (r2 > 0.36)
+    if family == "ellipse":
+        return (x / 1.0) ** 2 + (y / 0.55) ** 2 < 1
+    if family == "crescent":
+        return (r2 < 1.0) & ((x - 0.45) ** 2 + (y + 0.1) ** 2 > 0.6)
+    if family == "semicircle":
+        return (r2 < 1.0) & (y < 0.2)
+    if family == "heart":
+        u, v = 1.25 * x, -1.25 * y + 0.2
+        return (u * u + v * v - 1) ** 3 - u * u * v ** 3 < 0
+    if family == "teardrop":
+        return (x * x + (y - 0.3) ** 2 < 0.42) | ((np.abs(x) < 0.65 * (y + 1.0)) & (y < 0.3) & (y > -1))
+    if family == "hexagram":
+        return _in_polygon(x, y, _regular(3, 1.0, -np.pi / 2)) | _in_polygon(x, y, _regular(3, 1.0, np.pi / 2))
+    if family == "cross":
+        return ((np.abs(x) < .28) & (np.abs(y) < .95)) | ((np.abs(y) < .28) & (np.abs(x) < .95))
+    if family == "saltire":
+        u, v = (x + y) / np.sqrt(2), (x - y) / np.sqrt(2)
+        return ((np.abs(u) < .25) & (np.abs(v) < 1.0)) | ((np.abs(v) < .25) & (np.abs(u) < 1.0))
+    if family == "asterisk":
+        m = np.zeros_like(x, dtype=bool)
+        for a in (0, np.pi / 3, 2 * np.pi / 3):
+            u, v = x * np.cos(a) + y * np.sin(a), -x * np.sin(a) + y * np.cos(a)
+            m |= (np.abs(u) < .95) & (np.abs(v) < .18)
+        return m
+    if family == "frame":
+        return (np.maximum(np.abs(x), np.abs(y)) < .85) & (np.maximum(np.abs(x), np.abs(y)) > .5)
+    raise KeyError(f"unknown shape family {family!r}")
+
+
+def _texture(texture: str, u: np.ndarray, v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Brightness multiplier in (0, 1] that draws a texture in shape-local coordinates."""
+    freq, phase = rng.uniform(5, 8), rng.uniform(0, 2 * np.pi)
+    if texture == "plain":
+        return 1.0 - 0.08 * (u + 1)
+    if texture == "striped":
+        return np.where(np.sin(freq * (u + 0.4 * v) + phase) > 0, 1.0, 0.45)
+    if texture == "dotted":
+        return np.where(np.sin(freq * u + phase) * np.sin(freq * v + phase) > 0.35, 0.4, 1.0)
+    if texture == "checkered":
+        return np.where(np.sin(0.7 * freq * u + phase) * np.sin(0.7 * freq * v) > 0, 1.0, 0.5)
+    if texture == "shaded":
+        return 0.3 + 0.7 * np.clip((v + 1) / 2, 0, 1)
+    if texture == "wavy":
+        return np.where(np.sin(freq * v + 2.0 * np.sin(3 * u) + phase) > 0, 1.0, 0.45)
+    raise KeyError(f"unknown texture {texture!r}")
+
+
+def _hsv(h: float, s: float, v: float = 1.0) -> np.ndarray:
+    """One HSV colour (h in [0, 1)) as RGB in [0, 1]."""
+    i, f = int(h * 6) % 6, h * 6 - int(h * 6)
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    return np.array([(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i])
+
+
+def _background(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Desaturated colour gradient with clutter strokes and blobs."""
+    yy, xx = np.mgrid[0:n, 0:n] / n
+    base = _hsv(rng.uniform(0, 1), rng.uniform(0, 0.25))
+    v = rng.uniform(0.25, 0.85) + rng.uniform(-0.2, 0.2) * (xx if rng.random() < .5 else yy)
+    img = np.clip(v, 0, 1)[..., None] * base  # with hue and saturation fixed, RGB scales with value
+    for _ in range(rng.integers(1, 5)):  # clutter: blobs and lines of dull colour
+        col = _hsv(rng.uniform(), rng.uniform(0, .35), rng.uniform(.2, .9))
+        cx, cy, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(.04, .15)
+        if rng.random() < 0.5:
+            m = (xx - cx) ** 2 + (yy - cy) ** 2 < r * r
+        else:
+            a = rng.uniform(0, np.pi)
+            m = np.abs((xx - cx) * np.sin(a) - (yy - cy) * np.cos(a)) < r / 4
+        img[m] = col
+    return img
+
+
+def render(spec: ClassSpec, rng: np.random.Generator, size: int = 32) -> np.ndarray:
+    """One image of a class, uint8 (size, size, 3); drawn at 2x and averaged down for anti-aliasing."""
+    n = 2 * size
+    img = _background(n, rng)
+    yy, xx = (np.mgrid[0:n, 0:n] + 0.5) / n * 2 - 1
+    scale = rng.uniform(0.45, 0.8)
+    rot = np.deg2rad(rng.uniform(-20, 20))
+    aspect = rng.uniform(0.85, 1.15)
+    cx, cy = rng.uniform(-1, 1, 2) * (0.95 - scale)
+    dx, dy = xx - cx, yy - cy
+    u = (dx * np.cos(rot) + dy * np.sin(rot)) / (scale * aspect)
+    v = (-dx * np.sin(rot) + dy * np.cos(rot)) / (scale / aspect)
+    mask = shape_mask(spec.family, u, v)
+    hue = (COLOURS[spec.colour] + rng.uniform(-8, 8)) / 360 % 1.0
+    sat, val = rng.uniform(0.55, 1.0), rng.uniform(0.6, 1.0)
+    shade = _texture(spec.texture, u, v, rng)
+    fg = np.clip(val * shade, 0, 1)[..., None] * _hsv(hue, sat)
+    img[mask] = np.broadcast_to(fg, img.shape)[mask]
+    if rng.random() < 0.3:  # occluder: a dull rectangle over part of the image
+        x0, y0 = rng.integers(0, n, 2)
+        w, h = rng.integers(n // 6, n // 2.5, 2)
+        img[y0:y0 + h, x0:x0 + w] = rng.uniform(0.1, 0.9)
+    img = img.reshape(size, 2, size, 2, 3).mean((1, 3))
+    img = img * 255 + rng.normal(0, rng.uniform(0, 12), img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def render_junk(rng: np.random.Generator, size: int = 32) -> np.ndarray:
+    """An image with no shape: clutter only, or coloured noise."""
+    if rng.random() < 0.5:
+        img = _background(size, rng) * 255
+    else:
+        img = rng.uniform(0, 255, (size // 4, size // 4, 3)).repeat(4, 0).repeat(4, 1)
+    return np.clip(img + rng.normal(0, 10, img.shape), 0, 255).astype(np.uint8)
+
+
+def jitter_copy(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A near-duplicate: shifted by up to 2 px, maybe mirrored, slightly re-noised."""
+    out = np.roll(img, tuple(rng.integers(-2, 3, 2)), (0, 1)).astype(float)
+    if rng.random() < 0.5:
+        out = out[:, ::-1]
+    return np.clip(out + rng.normal(0, 4, out.shape), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------
+# the world
+
+
+@dataclass
+class World:
+    """A generated world: target splits, open pool, and the full taxonomy."""
+
+    config: WorldConfig
+    classes: list[ClassSpec]                 # every class of the world, index = world class id
+    targets: np.ndarray                      # (L,) world class id of target class 0..L-1
+    train_counts: np.ndarray                 # (L,) train images per target class
+    splits: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (images uint8 NHWC, target labels)
+    pool_images: np.ndarray
+    pool_query: np.ndarray                   # world class a search for which returns the item
+    pool_true: np.ndarray                    # world class actually depicted, -1 for junk
+    pool_captions: list[str]
+    pool_noise: list[str]                    # one of NOISE_KINDS
+    taxonomy: Taxonomy = field(default_factory=world_taxonomy)
+
+    @property
+    def class_names(self) -> list[str]:
+        """Target class names, index = target label."""
+        return [self.classes[i].name for i in self.targets]
+
+    @property
+    def all_names(self) -> list[str]:
+        """Names of every class of the world, index = world class id."""
+        return [c.name for c in self.classes]
+
+    def summary(self) -> dict:
+        """Counts a researcher checks first: classes, superclasses, shot groups, pool noise."""
+        from ltkit.data import shot_groups
+
+        groups = shot_groups(self.train_counts)
+        noise = {k: self.pool_noise.count(k) / max(len(self.pool_noise), 1) for k in NOISE_KINDS}
+        fams = {self.classes[i].family for i in self.targets}
+        return {
+            "world_classes": len(self.classes), "families": len(FAMILIES), "groups": len(GROUPS),
+            "targets": int(len(self.targets)), "target_families": len(fams),
+            "train": int(self.train_counts.sum()), "val": len(self.splits["val"][1]),
+            "test": len(self.splits["test"][1]),
+            "head": int(self.train_counts.max()), "tail": int(self.train_counts.min()),
+            "many": int((groups == "many").sum()), "medium": int((groups == "medium").sum()),
+            "few": int((groups == "few").sum()),
+            "pool": len(self.pool_captions), "pool_noise": {k: round(v, 4) for k, v in noise.items()},
+        }
+
+
+def _rng(seed: int, split: str, i: int) -> np.random.Generator:
+    return np.random.default_rng([seed, SPLITS[split], i])
+
+
+def choose_targets(cfg: WorldConfig, classes: list[ClassSpec]) -> np.ndarray:
+    """L classes spread round-robin over shuffled families, then ordered head first."""
+    rng = np.random.default_rng([cfg.seed, 99])
+    by_family = {f: [c.index for c in classes if c.family == f] for f in FAMILIES}
+    for f in by_family:
+        rng.shuffle(by_family[f])
+    order = list(rng.permutation(FAMILIES))
+    if cfg.num_targets > len(classes):
+        raise ValueError(f"num_targets={cfg.num_targets} exceeds the world's {len(classes)} classes")
+    picked, r = [], 0
+    while len(picked) < cfg.num_targets:
+        for f in order:
+            if len(picked) < cfg.num_targets and r < len(by_family[f]):
+                picked.append(by_family[f][r])
+        r += 1
+    return np.array(rng.permutation(picked))
+
+
+def generate(cfg: WorldConfig = WorldConfig()) -> World:
+    """Render a world from its config (no caching; see `load_world`)."""
+    from ltkit.data import profile_counts
+
+    classes = all_classes()
+    targets = choose_targets(cfg, classes)
+    L, S = len(targets), cfg.image_size
+    counts = profile_counts(cfg.profile, L, cfg.head, cfg.imbalance)
+    splits = {}
+    for split, per_class in (("train", counts), ("val", [cfg.val_per_class] * L), ("test", [cfg.test_per_class] * L)):
+        labels = np.repeat(np.arange(L), per_class)
+        imgs = np.empty((len(labels), S, S, 3), np.uint8)
+        for i, y in enumerate(labels):
+            imgs[i] = render(classes[targets[y]], _rng(cfg.seed, split, i), S)
+        splits[split] = (imgs, labels)
+
+    probs = np.array([cfg.off_topic, cfg.mislabelled, cfg.uncaptioned, cfg.junk, cfg.near_duplicate])
+    if probs.sum() >= 1 or (probs < 0).any():
+        raise ValueError("pool noise rates must be non-negative and sum below 1")
+    probs = np.concatenate([[1 - probs.sum()], probs])
+    fam_targets = {f: [t for t in range(L) if classes[targets[t]].family == f] for f in FAMILIES}
+    train_imgs, train_labels = splits["train"]
+    n_pool = len(classes) * cfg.pool_per_class
+    pool = np.empty((n_pool, S, S, 3), np.uint8)
+    query, true, caps, noise = np.empty(n_pool, int), np.empty(n_pool, int), [], []
+    for j in range(n_pool):
+        q = j // cfg.pool_per_class
+        rng = _rng(cfg.seed, "pool", j)
+        kind = NOISE_KINDS[rng.choice(len(NOISE_KINDS), p=probs)]
+        if kind == "near_duplicate" and not fam_targets[classes[q].family]:
+            kind = "clean"  # nothing of this family is in the target set to duplicate
+        t, named = q, q
+        if kind == "off_topic":
+            t = named = int(rng.integers(len(classes)))
+        elif kind == "mislabelled":
+            t = int(rng.choice([c.index for c in classes if c.family == classes[q].family and c.index != q]))
+        if kind == "junk":
+            pool[j], t = render_junk(rng, S), -1
+        elif kind == "near_duplicate":
+            src = rng.choice(np.flatnonzero(np.isin(train_labels, fam_targets[classes[q].family])))
+            pool[j], t = jitter_copy(train_imgs[src], rng), int(targets[train_labels[src]])
+        else:
+            pool[j] = render(classes[t], rng, S)
+        name = classes[named].name
+        k = int(rng.integers(10000))
+        if kind == "uncaptioned":
+            caps.append(BLANK_CAPTIONS[k % len(BLANK_CAPTIONS)].format(k=k))
+        else:
+            caps.append(CAPTIONS[k % len(CAPTIONS)].format(n=name, N=name.title()))
+        query[j], true[j] = q, t
+        noise.append(kind)
+    return World(cfg, classes, targets, np.asarray(counts), splits, pool, query, true, caps, noise)
+
+
+def cache_root() -> Path:
+    """LTKIT_CACHE, or ~/.cache/ltkit."""
+    return Path(os.environ.get("LTKIT_CACHE", Path.home() / ".cache" / "ltkit"))
+
+
+def load_world(cfg: WorldConfig = WorldConfig(), cache: str | os.PathLike | None = None) -> World:
+    """Load a world from the cache, generating and caching it (atomically) on first use."""
+    root = Path(cache) if cache is not None else cache_root()
+    folder = root / "world" / cfg.key()
+    if not (folder / "meta.json").exists():
+        _save(generate(cfg), folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    arrays = np.load(folder / "arrays.npz")
+    splits = {s: (arrays[f"{s}_x"], arrays[f"{s}_y"]) for s in ("train", "val", "test")}
+    return World(WorldConfig(**meta["config"]), all_classes(), arrays["targets"], arrays["train_counts"], splits,
+                 arrays["pool_x"], arrays["pool_query"], arrays["pool_true"], meta["pool_captions"],
+                 meta["pool_noise"])
+
+
+def _save(w: World, folder: Path) -> None:
+    """Write into a temporary sibling folder, then rename it into place."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        arrays = {f"{s}_{k}": a for s, (x, y) in w.splits.items() for k, a in (("x", x), ("y", y))}
+        np.savez(tmp / "arrays.npz", targets=w.targets, train_counts=w.train_counts, pool_x=w.pool_images,
+                 pool_query=w.pool_query, pool_true=w.pool_true, **arrays)
+        meta = {"config": asdict(w.config), "class_names": w.all_names, "target_names": w.class_names,
+                "pool_captions": w.pool_captions, "pool_noise": w.pool_noise, "summary": w.summary()}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another process won the race: its copy is identical
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+PRESETS: dict[str, WorldConfig] = {
+    "builtin": WorldConfig(),
+    # small enough for the test suite, yet with Many, Medium and Few classes
+    "builtin-tiny": WorldConfig(num_targets=24, head=150, imbalance=30.0, val_per_class=5, test_per_class=10,
+                                pool_per_class=12),
+}
