@@ -1,0 +1,23 @@
+"""`python -m ltkit STAGE ...`: each stage's module owns its arguments through a `main(argv)`."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+STAGES = {
+    "world": ("ltkit.world_cli", "generate the built-in world and print its summary"),
+    "neighbours": ("ltkit.neighbours", "search neighbour categories for target classes"),
+    "train": ("ltkit.train", "train a model from a config (target + auxiliary classes)"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch to a stage; `python -m ltkit` alone lists them."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in STAGES:
+        print("usage: python -m ltkit STAGE [args...]\n\nstages:")
+        for name, (_, text) in STAGES.items():
+            print(f"  {name:<12} {text}")
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    module = importlib.import_module(STAGES[argv[0]][0])
+    return int(module.main(argv[1:]) or 0)
