@@ -421,3 +421,17 @@ def world_data(world) -> LTData:
     sets = {s: ArrayImages(*world.splits[s]) for s in ("train", "val", "test")}
     return LTData("builtin", world.class_names, sets["train"], sets["val"], sets["test"],
                   world.taxonomy.subset(world.class_names))
+
+
+class TransformedSet:
+    """A torch-style dataset over an `ImageSet`: item i is (transform(image), label)."""
+
+    def __init__(self, images: ImageSet, transform=None, label_offset: int = 0):
+        self.images, self.transform, self.label_offset = images, transform, label_offset
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        img = self.images.load(int(i))
+        return (self.transform(img) if self.transform else img), int(self.images.labels[i]) + self.label_offset
