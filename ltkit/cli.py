@@ -5,7 +5,8 @@ import importlib
 import sys
 
 STAGES = {
-    "world": ("ltkit.world_cli", "generate the built-in world and print its summary"),
+    "world": ("ltkit.world", "generate the built-in world and print its summary"),
+    "demo": ("ltkit.demo", "the main job: world, figures, every numbered notebook in order"),
     "neighbours": ("ltkit.neighbours", "search neighbour categories for target classes"),
     "train": ("ltkit.train", "train a model from a config (target + auxiliary classes)"),
 }
