@@ -9,6 +9,7 @@ STAGES = {
     "demo": ("ltkit.demo", "the main job: world, figures, every numbered notebook in order"),
     "neighbours": ("ltkit.neighbours", "search neighbour categories for target classes"),
     "train": ("ltkit.train", "train a model from a config (target + auxiliary classes)"),
+    "compare": ("ltkit.report", "the paper's method table (Tab. 2 / Tab. 6) on a preset, as markdown"),
 }
 
 

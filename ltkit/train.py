@@ -176,13 +176,30 @@ def build_aux(cfg: TrainConfig, target: ltdata.LTData, world):
                                                                  cfg.many, cfg.few))
     names = [n for n, k in zip(nmap.aux_names, keep) if k]
     parent = nmap.aux_parent[keep]
+    if cfg.aux == "random":
+        names = random_categories(world, target.class_names, len(names), cfg.seed)
     if world is not None and cfg.aux_images is None:
         images = _pool_images(world, names, L)
     else:
         images = _folder_images(Path(cfg.aux_images), names, L)
-    if cfg.aux == "random":  # RD: the same auxiliary images, attached to random target classes
-        parent = sampling.random_parents(len(parent), L, cfg.seed)
     return images, parent
+
+
+def random_categories(world, target_names: list[str], n: int, seed: int) -> list[str]:
+    """RD: n categories drawn uniformly from the world's classes outside the label set.
+
+    They take the places (and parents) of the n neighbour categories, so RD and SD get the same
+    number of auxiliary classes and images per class; only the choice of categories differs.
+    """
+    if world is None:
+        raise ValueError("aux=random draws categories from the built-in world; for a real dataset, crawl random "
+                         "categories and pass their neighbours_csv with aux=neighbours")
+    taken = set(target_names)
+    pool = [c for c in world.all_names if c not in taken]
+    if n > len(pool):
+        raise ValueError(f"aux=random needs {n} categories but the world has {len(pool)} outside the label set")
+    rng = np.random.default_rng([seed, 7])
+    return [pool[i] for i in rng.choice(len(pool), size=n, replace=False)]
 
 
 def _pool_images(world, names: list[str], L: int) -> ltdata.ArrayImages:
@@ -302,7 +319,7 @@ class Trainer:
         self.aux_images, self.aux_parent = build_aux(cfg, self.data, self.world)
         K = self.K = len(self.aux_parent)
         aux_counts = self.aux_images.counts(L + K)[L:] if K else np.zeros(0, int)
-        self.sampler = sampling.EpochSampler(self.data.train.labels, self.aux_images.labels if K else None,
+        self.sampler = sampling.EpochSampler(len(self.data.train), self.aux_images.labels if K else [],
                                              cap=cfg.aux_cap, seed=cfg.seed)
         self.class_counts = sampling.class_counts(self.data.train_counts, aux_counts, cfg.aux_cap)
         pretrained = True if cfg.pretrained == "hf" else cfg.pretrained
