@@ -164,13 +164,14 @@ def build_aux(cfg: TrainConfig, target: ltdata.LTData, world):
         return None, np.zeros(0, dtype=np.int64)
     if cfg.aux not in ("neighbours", "random"):
         raise ValueError(f"aux={cfg.aux!r}: expected none, neighbours or random")
-    csv = Path(cfg.neighbours_csv) if cfg.neighbours_csv else cfg.run_dir / "neighbours.csv"
+    csv = Path(cfg.neighbours_csv) if cfg.neighbours_csv else default_neighbours_csv(cfg)
     if not csv.exists():
         if world is None:
             raise FileNotFoundError(f"{csv}: no neighbour map; run `python -m ltkit neighbours` first")
-        from ltkit.neighbours import search_world
+        from ltkit.neighbours import TaxonomyBackend, search_neighbours
 
-        search_world(world, csv.parent, k=cfg.k, ratio=cfg.aux_ratio)
+        search_neighbours(TaxonomyBackend(world.taxonomy, seed=cfg.seed), target.class_names, target.train_counts,
+                          csv.parent, k=cfg.k, ratio=cfg.aux_ratio)
     nmap = load_neighbour_map(csv, L)
     keep = sampling.select_auxiliary(nmap.aux_parent, aux_budget(target.train_counts, cfg.k, cfg.aux_ratio,
                                                                  cfg.many, cfg.few))
@@ -183,6 +184,12 @@ def build_aux(cfg: TrainConfig, target: ltdata.LTData, world):
     else:
         images = _folder_images(Path(cfg.aux_images), names, L)
     return images, parent
+
+
+def default_neighbours_csv(cfg: TrainConfig) -> Path:
+    """Where a built-in world's neighbour map goes when none is given (shared by runs with one budget)."""
+    ratio = (cfg.aux_ratio or "paper").replace(":", "-")
+    return Path(cfg.out_dir) / "_neighbours" / f"{cfg.dataset}-k{cfg.k}-{ratio}-s{cfg.seed}" / "neighbours.csv"
 
 
 def random_categories(world, target_names: list[str], n: int, seed: int) -> list[str]:
