@@ -34,9 +34,9 @@ def parse_ratio(ratio: str | Sequence[float]) -> tuple[float, float, float]:
     parts = ratio.split(":") if isinstance(ratio, str) else list(ratio)
     try:
         r = tuple(float(p) for p in parts)
-    except ValueError:
+    except (TypeError, ValueError):
         raise ValueError(f"ratio {ratio!r}: expected three numbers like '1:1:3'") from None
-    if len(r) != 3 or min(r) < 0 or max(r) == 0:
+    if len(r) != 3 or not all(math.isfinite(x) for x in r) or min(r) < 0 or max(r) == 0:
         raise ValueError(f"ratio {ratio!r}: expected three non-negative numbers, not all zero, like '1:1:3'")
     return r  # type: ignore[return-value]
 

@@ -36,7 +36,8 @@ def exp_profile(num_classes: int, head: int, imbalance: float) -> np.ndarray:
     if num_classes == 1:
         return np.array([head])
     i = np.arange(num_classes)
-    return np.maximum(1, np.floor(head * imbalance ** (-i / (num_classes - 1)))).astype(int)
+    # the epsilon keeps floor() from losing an exact integer to rounding (98 / 49 -> 1.999...98 -> 1)
+    return np.maximum(1, np.floor(head * imbalance ** (-i / (num_classes - 1)) + 1e-9)).astype(int)
 
 
 def pareto_profile(num_classes: int, head: int, imbalance: float, alpha: float = 6.0) -> np.ndarray:
@@ -47,6 +48,8 @@ def pareto_profile(num_classes: int, head: int, imbalance: float, alpha: float =
     """
     if num_classes < 2:
         return exp_profile(num_classes, head, imbalance)
+    if head < 1 or imbalance < 1 or alpha <= 0:
+        raise ValueError("pareto_profile needs head >= 1, imbalance >= 1, alpha > 0")
     q = (1 - (np.arange(num_classes) + 0.5) / num_classes) ** (-1 / alpha)  # increasing
     t = (np.log(q) - np.log(q[0])) / (np.log(q[-1]) - np.log(q[0]))
     counts = np.exp(np.log(head) - t * np.log(imbalance))
@@ -73,6 +76,8 @@ def subsample_indices(labels: Sequence[int], counts: Sequence[int], seed: int = 
     order = np.arange(len(counts)) if class_order is None else np.asarray(class_order)
     if len(order) != len(counts):
         raise ValueError(f"class_order has {len(order)} classes but counts has {len(counts)}")
+    if len(set(order.tolist())) != len(order):
+        raise ValueError("class_order lists a class more than once")
     rng = np.random.default_rng(seed)
     keep = []
     for c, n in zip(order, counts):
@@ -222,7 +227,8 @@ def read_split_file(path: str | os.PathLike, num_classes: int | None = None) -> 
             raise ValueError(f"{path}:{n}: expected 'relative/path label', got {line!r}")
         label = int(parts[1])
         if label < 0 or (num_classes is not None and label >= num_classes):
-            raise ValueError(f"{path}:{n}: unknown label {label} (expected 0..{(num_classes or 0) - 1})")
+            expected = f"0..{num_classes - 1}" if num_classes is not None else ">= 0"
+            raise ValueError(f"{path}:{n}: unknown label {label} (expected {expected})")
         paths.append(parts[0])
         labels.append(label)
     if not paths:
@@ -268,9 +274,13 @@ def _read_inat_json(path: Path) -> dict:
         obj = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a COCO-style object with 'images', 'annotations', 'categories'")
     for key in ("images", "annotations", "categories"):
         if key not in obj:
             raise ValueError(f"{path}: missing top-level field {key!r}")
+        if not isinstance(obj[key], list) or not all(isinstance(x, dict) for x in obj[key]):
+            raise ValueError(f"{path}: field {key!r} must be a list of objects")
     return obj
 
 
@@ -289,7 +299,11 @@ def _inat_split(path: Path, cat_index: dict[int, int]) -> tuple[list[str], np.nd
             raise ValueError(f"{path}: annotations[{i}]: unknown category_id {a.get('category_id')!r}")
         paths.append(files[a["image_id"]])
         labels.append(cat_index[a["category_id"]])
-    return paths, np.array(labels)
+    unlabelled = set(files) - {a["image_id"] for a in obj["annotations"]}
+    if unlabelled:
+        example = min(unlabelled, key=str)
+        raise ValueError(f"{path}: {len(unlabelled)} images have no annotation (e.g. image id {example!r})")
+    return paths, np.array(labels, dtype=np.int64)
 
 
 def load_inat(root: str | os.PathLike, train_json: str | os.PathLike, val_json: str | os.PathLike,
@@ -301,14 +315,26 @@ def load_inat(root: str | os.PathLike, train_json: str | os.PathLike, val_json: 
     """
     root = _need_dir(root, "iNaturalist")
     train_json, val_json = Path(train_json), Path(val_json)
-    cats = _read_inat_json(train_json)["categories"]
+    cats, cats_file = _read_inat_json(train_json)["categories"], train_json
     if categories_json is not None:
-        cats = json.loads(Path(categories_json).read_text())
-    cats = sorted(cats, key=lambda c: c["id"])
-    for i, c in enumerate(cats):
+        cats_file = Path(categories_json)
+        if not cats_file.is_file():
+            raise FileNotFoundError(f"iNaturalist categories file not found: {cats_file}")
+        try:
+            cats = json.loads(cats_file.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{cats_file}: line {e.lineno}: invalid JSON ({e.msg})") from None
+        if isinstance(cats, dict):  # tolerate {"categories": [...]}
+            cats = cats.get("categories")
+        if not isinstance(cats, list) or not all(isinstance(c, dict) for c in cats):
+            raise ValueError(f"{cats_file}: expected a list of category objects")
+    for i, c in enumerate(cats):  # validate before sorting by id
         if "id" not in c or "name" not in c:
-            raise ValueError(f"{train_json}: categories[{i}] lacks 'id' or 'name'")
+            raise ValueError(f"{cats_file}: categories[{i}] lacks 'id' or 'name'")
+    cats = sorted(cats, key=lambda c: c["id"])
     cat_index = {c["id"]: i for i, c in enumerate(cats)}
+    if len(cat_index) != len(cats):
+        raise ValueError(f"{cats_file}: duplicate category ids")
     names = [c["name"] for c in cats]
     ranks = ("supercategory", "kingdom", "phylum", "class", "order", "family", "genus")
     # iNat's rank order is kingdom > ... > genus; supercategory is a coarse grouping of its own
@@ -355,9 +381,18 @@ def _unpickle(path: Path) -> dict:
         raise FileNotFoundError(f"CIFAR-100 file not found: {path}")
     with open(path, "rb") as f:
         try:
-            return pickle.load(f, encoding="latin1")
+            d = pickle.load(f, encoding="latin1")
         except Exception as e:
-            raise ValueError(f"{path}: not a CIFAR-100 python pickle ({e})") from None
+            raise ValueError(f"{path}: not a CIFAR-100 python pickle ({type(e).__name__}: {e})") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: not a CIFAR-100 python pickle (a {type(d).__name__}, not a dict)")
+    # pickles written from Python 3 with bytes keys (the `encoding="bytes"` view) keep them as bytes
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in d.items()}
+
+
+def _names(values) -> list[str]:
+    """Label names as str, whether the pickle stored them as str or bytes."""
+    return [v.decode("latin1") if isinstance(v, bytes) else str(v) for v in values]
 
 
 def _cifar_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -368,7 +403,10 @@ def _cifar_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x = np.asarray(d["data"], dtype=np.uint8)
     if x.ndim != 2 or x.shape[1] != 3072:
         raise ValueError(f"{path}: field 'data' has shape {x.shape}, expected (N, 3072)")
-    return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), np.array(d["fine_labels"]), np.array(d["coarse_labels"])
+    fine, coarse = np.asarray(d["fine_labels"], dtype=np.int64), np.asarray(d["coarse_labels"], dtype=np.int64)
+    if len(fine) != len(x) or len(coarse) != len(x):
+        raise ValueError(f"{path}: {len(x)} images but {len(fine)} fine and {len(coarse)} coarse labels")
+    return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), fine, coarse
 
 
 def load_cifar100(root: str | os.PathLike, download: bool = False) -> LTData:
@@ -388,11 +426,16 @@ def load_cifar100(root: str | os.PathLike, download: bool = False) -> LTData:
     fine, coarse = meta.get("fine_label_names"), meta.get("coarse_label_names")
     if fine is None or coarse is None:
         raise ValueError(f"{folder / 'meta'}: missing 'fine_label_names' or 'coarse_label_names'")
+    fine, coarse = _names(fine), _names(coarse)
     xs, ys, cs = _cifar_arrays(folder / "train")
-    xt, yt, _ = _cifar_arrays(folder / "test")
-    for split, y in (("train", ys), ("test", yt)):
-        if y.min() < 0 or y.max() >= len(fine):
-            raise ValueError(f"{folder / split}: fine label outside 0..{len(fine) - 1}")
+    xt, yt, ct = _cifar_arrays(folder / "test")
+    for split, y, c in (("train", ys, cs), ("test", yt, ct)):
+        if len(y) and (y.min() < 0 or y.max() >= len(fine)):
+            bad = y[(y < 0) | (y >= len(fine))][0]
+            raise ValueError(f"{folder / split}: unknown fine label {bad} (expected 0..{len(fine) - 1})")
+        if len(c) and (c.min() < 0 or c.max() >= len(coarse)):
+            bad = c[(c < 0) | (c >= len(coarse))][0]
+            raise ValueError(f"{folder / split}: unknown coarse label {bad} (expected 0..{len(coarse) - 1})")
     parent = {}
     for y, c in zip(ys, cs):
         parent.setdefault(fine[y], coarse[c])

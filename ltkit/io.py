@@ -8,12 +8,17 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temporary file beside `path`, fsync, then rename over it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the artifact a plain file's mode
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -35,13 +40,42 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def append_jsonl(path: str | os.PathLike, row: dict) -> None:
-    """Append one JSON line and fsync, so a crash loses at most the line being written."""
+    """Append one JSON line and fsync, so a crash loses at most the line being written.
+
+    A last line without its newline is finished first: ended with one if it is a whole JSON row,
+    cut off if it is torn (appending after it would glue the new row onto it and turn it into a bad
+    middle line that `read_jsonl` rejects).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row, default=_jsonable) + "\n")
+    with open(path, "a+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size:
+            start = _last_line_start(f, size)
+            f.seek(start)
+            last = f.read()
+            if last and not last.endswith(b"\n"):
+                try:
+                    json.loads(last)
+                    f.write(b"\n")
+                except ValueError:
+                    f.truncate(start)
+        f.write((json.dumps(row, default=_jsonable) + "\n").encode("utf-8"))
         f.flush()
         os.fsync(f.fileno())
+
+
+def _last_line_start(f, size: int) -> int:
+    """Offset just after the last newline of a file, read backwards in blocks (0 if none)."""
+    end = size
+    while end > 0:
+        begin = max(0, end - 65536)
+        f.seek(begin)
+        cut = f.read(end - begin).rfind(b"\n")
+        if cut >= 0:
+            return begin + cut + 1
+        end = begin
+    return 0
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:

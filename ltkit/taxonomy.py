@@ -30,7 +30,8 @@ class Taxonomy:
         for c, p in self.paths.items():
             if not p:
                 raise ValueError(f"taxonomy: class {c!r} has an empty ancestor path")
-        self.synonyms = {c: tuple(s) for c, s in self.synonyms.items()}
+        # a lone string is one synonym, not a sequence of one-letter synonyms
+        self.synonyms = {c: (s,) if isinstance(s, str) else tuple(s) for c, s in self.synonyms.items()}
 
     @property
     def classes(self) -> list[str]:
@@ -99,6 +100,8 @@ class Taxonomy:
     def from_json(cls, path: str | os.PathLike) -> "Taxonomy":
         """Read `{"classes": {name: [root, ..., parent]}, "synonyms": {name: [...]}}`."""
         path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"taxonomy file not found: {path}")
         try:
             obj = json.loads(path.read_text())
         except json.JSONDecodeError as e:
@@ -114,9 +117,14 @@ class Taxonomy:
         syn = obj.get("synonyms", {})
         if not isinstance(syn, dict):
             raise ValueError(f"{path}: 'synonyms' must map a class name to a list of names")
-        for name in syn:
+        for name, names in syn.items():
             if name not in obj["classes"]:
                 raise ValueError(f"{path}: synonyms[{name!r}]: not a class of this taxonomy")
+            if isinstance(names, str):
+                names = [names]
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise ValueError(f"{path}: synonyms[{name!r}]: expected a list of names")
+            syn[name] = names
         return cls(obj["classes"], syn)
 
     def to_json(self, path: str | os.PathLike) -> None:
@@ -135,7 +143,7 @@ class Taxonomy:
             from nltk.corpus import wordnet as wn
         except ImportError:
             raise RuntimeError("WordNet taxonomy needs nltk: pip install nltk") from None
-        if data_dir is not None:
+        if data_dir is not None and str(data_dir) not in nltk.data.path:
             nltk.data.path.insert(0, str(data_dir))
         try:
             wn.ensure_loaded()
@@ -144,15 +152,19 @@ class Taxonomy:
                 "WordNet data not found. Install it where nltk looks (NLTK_DATA or ~/nltk_data) as "
                 "corpora/wordnet/, e.g. python -c \"import nltk; nltk.download('wordnet')\" on a machine "
                 "with internet, or pass data_dir=") from None
-        paths, syn = {}, {}
+        synsets = []
         for wnid in wnids:
             if len(wnid) < 2 or wnid[0] != "n" or not wnid[1:].isdigit():
                 raise ValueError(f"not an ImageNet wnid: {wnid!r} (expected 'n' and 8 digits)")
             s = wn.synset_from_pos_and_offset("n", int(wnid[1:]))
             if s is None:
                 raise ValueError(f"wnid {wnid} is not in WordNet 3.0")
-            lemmas = [normalise(lemma) for lemma in s.lemma_names()]
-            name = lemmas[0]
+            synsets.append((wnid, s, [normalise(lemma) for lemma in s.lemma_names()]))
+        # ImageNet has homonyms ("crane" the bird and the machine): each becomes "crane (<wnid>)"
+        first = [lemmas[0] for _, _, lemmas in synsets]
+        paths, syn = {}, {}
+        for wnid, s, lemmas in synsets:
+            name = lemmas[0] if first.count(lemmas[0]) == 1 else f"{lemmas[0]} ({wnid})"
             # the first hypernym path is the conventional one; drop the leaf itself
             paths[name] = tuple(normalise(h.lemma_names()[0]) for h in s.hypernym_paths()[0][:-1])
             syn[name] = tuple(lemmas[1:])

@@ -2,8 +2,8 @@
 
 Hierarchy (fixed, independent of the seed):  group -> family (shape) -> fine class.
 28 shape families in 4 groups; each family has 12 look-alike fine classes, 4 adjacent colours x
-3 textures ("teal striped hexagon"). Adjacent colours are 20-35 degrees of hue apart and every
-image jitters its hue by up to 8 degrees, so siblings really are look-alikes.
+3 textures ("teal striped hexagon"). Adjacent colours are 30 degrees of hue apart and every
+image jitters its hue by up to 8 degrees, so siblings are look-alikes that never share a hue.
 
 Every image draws its own nuisance factors from an RNG keyed by (seed, split, index), so the world
 is byte-identical for a seed however it is generated: position, scale, rotation, aspect, colour
@@ -38,8 +38,8 @@ GROUPS: dict[str, list[str]] = {
 FAMILIES: list[str] = [f for fams in GROUPS.values() for f in fams]
 # 12 named hues around the colour wheel (degrees); a family uses 4 neighbouring ones.
 COLOURS: dict[str, float] = {
-    "red": 0, "orange": 28, "amber": 48, "yellow": 62, "lime": 90, "green": 120, "teal": 160,
-    "cyan": 185, "azure": 210, "blue": 235, "violet": 270, "magenta": 305,
+    "red": 0, "orange": 30, "yellow": 60, "lime": 90, "green": 120, "teal": 150,
+    "cyan": 180, "azure": 210, "blue": 240, "violet": 270, "magenta": 300, "pink": 330,
 }
 TEXTURES: list[str] = ["plain", "striped", "dotted", "checkered", "shaded", "wavy"]
 NOISE_KINDS = ("clean", "off_topic", "mislabelled", "uncaptioned", "junk", "near_duplicate")
@@ -69,11 +69,14 @@ class WorldConfig:
     mislabelled: float = 0.05       # image of a sibling, caption names the query class
     uncaptioned: float = 0.10       # right image, caption names no class
     junk: float = 0.05              # no shape at all, caption names the query class
-    near_duplicate: float = 0.03    # jittered copy of a target image of the query's family
+    near_duplicate: float = 0.03    # jittered copy of a target image of the query's family (families
+                                    # without a target class get clean items instead)
 
     def key(self) -> str:
         """Short hash that names this world's cache folder."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        d = {k: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+             for k, v in asdict(self).items()}  # 30 and 30.0 are the same world
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -355,6 +358,10 @@ def generate(cfg: WorldConfig = WorldConfig()) -> World:
     """Render a world from its config (no caching; see `load_world`)."""
     from ltkit.data import profile_counts
 
+    probs = np.array([cfg.off_topic, cfg.mislabelled, cfg.uncaptioned, cfg.junk, cfg.near_duplicate])
+    if probs.sum() >= 1 or (probs < 0).any():
+        raise ValueError("pool noise rates must be non-negative and sum below 1")
+    probs = np.concatenate([[1 - probs.sum()], probs])
     classes = all_classes()
     targets = choose_targets(cfg, classes)
     L, S = len(targets), cfg.image_size
@@ -367,10 +374,6 @@ def generate(cfg: WorldConfig = WorldConfig()) -> World:
             imgs[i] = render(classes[targets[y]], _rng(cfg.seed, split, i), S)
         splits[split] = (imgs, labels)
 
-    probs = np.array([cfg.off_topic, cfg.mislabelled, cfg.uncaptioned, cfg.junk, cfg.near_duplicate])
-    if probs.sum() >= 1 or (probs < 0).any():
-        raise ValueError("pool noise rates must be non-negative and sum below 1")
-    probs = np.concatenate([[1 - probs.sum()], probs])
     fam_targets = {f: [t for t in range(L) if classes[targets[t]].family == f] for f in FAMILIES}
     train_imgs, train_labels = splits["train"]
     n_pool = len(classes) * cfg.pool_per_class
@@ -383,8 +386,9 @@ def generate(cfg: WorldConfig = WorldConfig()) -> World:
         if kind == "near_duplicate" and not fam_targets[classes[q].family]:
             kind = "clean"  # nothing of this family is in the target set to duplicate
         t, named = q, q
-        if kind == "off_topic":
-            t = named = int(rng.integers(len(classes)))
+        if kind == "off_topic":  # any class but the query
+            t = int(rng.integers(len(classes) - 1))
+            t = named = t + (t >= q)
         elif kind == "mislabelled":
             t = int(rng.choice([c.index for c in classes if c.family == classes[q].family and c.index != q]))
         if kind == "junk":
@@ -417,7 +421,8 @@ def load_world(cfg: WorldConfig = WorldConfig(), cache: str | os.PathLike | None
     if not (folder / "meta.json").exists():
         _save(generate(cfg), folder)
     meta = json.loads((folder / "meta.json").read_text())
-    arrays = np.load(folder / "arrays.npz")
+    with np.load(folder / "arrays.npz") as a:
+        arrays = {k: a[k] for k in a.files}
     splits = {s: (arrays[f"{s}_x"], arrays[f"{s}_y"]) for s in ("train", "val", "test")}
     return World(WorldConfig(**meta["config"]), all_classes(), arrays["targets"], arrays["train_counts"], splits,
                  arrays["pool_x"], arrays["pool_query"], arrays["pool_true"], meta["pool_captions"],
