@@ -1,0 +1,292 @@
+"""The losses: plain CE, balanced softmax CE (BalCE, Eq. 2-3) and neighbour-silencing CE (NS-CE, Eq. 4).
+
+Every loss takes logits over the whole label space (targets 0..L-1, auxiliary L..L+K-1) and a
+target that is either int labels (B,) or soft targets (B, C), such as `timm.data.Mixup` produces.
+With soft targets the loss is sum_c t_c * loss(x, c): the same mix of the per-label losses (Mixup,
+CutMix and label smoothing are all such mixes).
+
+With a = z + tau * log n (the balanced logits), Eq. 4 for label y is
+    loss(x, y) = -a_y + log sum_j lambda_yj e^{a_j},
+lambda_yj = lambda_s when (y, j) is a neighbour pair and 1 otherwise; Eq. 2-3 (BalCE) is lambda = 1.
+Neighbour pairs N(y) follow the paper ("one is the other's neighbor category and one of them from
+auxiliary categories"): a target y pairs with the auxiliary classes queried from it, an auxiliary
+y with its parent target. Two auxiliary siblings of one target are NOT a pair, nor are two targets.
+
+Int labels: log lambda_s is a sparse additive mask on the batch's balanced logits: a (B, D) scatter
+at each row's neighbours, read from a padded (L+K, D) neighbour table (D = the most neighbours of
+any class, about k), then softmax CE. Nothing of size C x C is ever built.
+
+Soft targets (Mixup, CutMix, label smoothing): smoothing gives every class some mass, so every
+class's own partition function is needed, not just two labels'. All of them follow from one softmax
+p = softmax(a), because lambda only rescales the neighbours of the label:
+    log sum_j lambda_cj e^{a_j} = logsumexp(a) + log(1 - (1 - lambda_s) * P_c),  P_c = sum_{j in N(c)} p_j,
+where P is an index_add (a target's children) or a gather (an auxiliary class's parent). So the
+soft loss is exact for any soft target, not only timm's two labels plus a uniform term:
+    loss = sum_c t_c * (-log p_c + log(1 - (1 - lambda_s) * P_c)).
+
+Both paths are small autograd Functions with the gradient written out (`_HardCE`, `_SoftNSCE`):
+autograd over the same ops would keep several (B, C) intermediates and take about twice the time.
+Memory beyond plain CE is O(B x L) plus the (B, D) mask; see benchmarks/losses.py.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Counts = Sequence[int] | np.ndarray | Tensor
+
+
+def log_prior(class_counts: Counts, tau: float = 1.0) -> Tensor:
+    """tau * log n_c as a float32 (C,) tensor; every count must be positive."""
+    n = torch.as_tensor(np.asarray(class_counts), dtype=torch.float64)
+    if n.ndim != 1:
+        raise ValueError(f"class_counts must be 1-D, got shape {tuple(n.shape)}")
+    if (n <= 0).any():
+        bad = int(torch.nonzero(n <= 0)[0])
+        # log 0 = -inf would silence the class for ever and make its own loss infinite
+        raise ValueError(f"class {bad} has count {n[bad].item():g}; every class needs >= 1 training image"
+                         " (drop auxiliary classes without images, see ltkit.sampling.select_auxiliary)")
+    return (tau * n.log()).float()
+
+
+def _acc(x: Tensor) -> Tensor:
+    """x in float32, or float64 if it already is: losses are summed in at least single precision."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
+def _check_logits(logits: Tensor, num_classes: int) -> None:
+    if logits.ndim != 2 or logits.shape[1] != num_classes:
+        raise ValueError(f"logits must be (B, {num_classes}), got {tuple(logits.shape)}")
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"unknown reduction {reduction!r}; expected 'mean', 'sum' or 'none'")
+
+
+def cross_entropy(logits: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """Plain softmax CE over the whole label space, for int labels or soft targets."""
+    return F.cross_entropy(_acc(logits), target if target.ndim == 1 else _acc(target), reduction=reduction)
+
+
+def balanced_softmax_ce(logits: Tensor, target: Tensor, log_prior: Tensor, reduction: str = "mean") -> Tensor:
+    """BalCE (Eq. 2-3): softmax CE of logits + log prior, for int labels or soft targets."""
+    _check_logits(logits, len(log_prior))
+    if target.ndim == 1:
+        return _reduce(_HardCE.apply(logits, log_prior, target.long(), None, None), reduction)
+    return F.cross_entropy(_acc(logits) + log_prior, _acc(target), reduction=reduction)
+
+
+# ---------------------------------------------------------------------------------------------
+# neighbour structure
+
+
+def _as_parent(aux_parent: Sequence[int] | np.ndarray | Tensor, num_targets: int) -> np.ndarray:
+    parent = np.asarray(aux_parent.cpu() if isinstance(aux_parent, Tensor) else aux_parent, dtype=np.int64)
+    if parent.ndim != 1:
+        raise ValueError(f"aux_parent must be 1-D, got shape {parent.shape}")
+    if len(parent) and (parent.min() < 0 or parent.max() >= num_targets):
+        raise ValueError(f"aux_parent values must be target classes 0..{num_targets - 1}")
+    return parent
+
+
+def neighbour_table(aux_parent: Sequence[int] | np.ndarray | Tensor, num_targets: int) -> Tensor:
+    """(L+K, D) int64: row c lists the neighbour-pair partners of class c, padded with -1.
+
+    A target's row holds its auxiliary children (class ids L+k, in map order); an auxiliary
+    class's row holds its parent. D is the most children of any target (at least 1).
+    """
+    parent = _as_parent(aux_parent, num_targets)
+    L, K = num_targets, len(parent)
+    deg = np.bincount(parent, minlength=L)
+    table = np.full((L + K, max(1, int(deg.max(initial=0)))), -1, dtype=np.int64)
+    # CSR of children per target (stable sort keeps the map's order), scattered into padded rows
+    order = np.argsort(parent, kind="stable")
+    slot = np.arange(K) - np.repeat(np.cumsum(deg) - deg, deg)
+    table[parent[order], slot] = L + order
+    table[L:, 0] = parent
+    return torch.from_numpy(table)
+
+
+def _lse(a: Tensor, p: Tensor) -> Tensor:
+    """Row logsumexp of a from p = softmax(a): max(a) - log max(p), accurate as the row max has p >= 1/C."""
+    return a.amax(1) - p.amax(1).log()
+
+
+def _rowdot(x: Tensor, y: Tensor) -> Tensor:
+    """Row-wise dot products of two (B, N) tensors without an elementwise (B, N) temporary."""
+    return torch.einsum("bn,bn->b", x, y)
+
+
+def _silence_mask(y: Tensor, table: Tensor, log_lambda: float) -> tuple[Tensor, Tensor]:
+    """The batch's sparse additive mask: (B, D) columns and values, log lambda_s at each neighbour of y_i."""
+    idx = table[y]
+    pad = idx < 0
+    # a padded slot adds 0 at the row's own label, so every row scatters the same D entries
+    return torch.where(pad, y[:, None], idx), torch.full(idx.shape, log_lambda, device=y.device).masked_fill_(pad, 0.0)
+
+
+class _HardCE(torch.autograd.Function):
+    """Per-row softmax CE of logits + log prior (+ a sparse (B, D) additive mask) for int labels.
+
+    Written out, not F.cross_entropy on a biased copy, so the biased logits and their softmax are
+    the only (B, C) tensors besides the gradient: d/da = softmax(a) - onehot(y).
+    """
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, log_prior: Tensor, y: Tensor, idx: Tensor | None, val: Tensor | None) -> Tensor:
+        with torch.autocast(logits.device.type, enabled=False):
+            a = _acc(logits) + log_prior
+            if idx is not None:
+                a.scatter_add_(1, idx, val.to(a.dtype))
+            p = torch.softmax(a, 1)
+            loss = _lse(a, p) - a.gather(1, y[:, None]).squeeze(1)
+        ctx.save_for_backward(p, y)
+        ctx.dtype = logits.dtype
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        p, y = ctx.saved_tensors
+        ga = (p * grad[:, None]).scatter_add_(1, y[:, None], -grad[:, None].to(p.dtype))
+        return ga.to(ctx.dtype), None, None, None, None
+
+
+class _SoftNSCE(torch.autograd.Function):
+    """Per-row NS-CE for soft targets, sum_c t_c (-log p_c + log r_c), with its gradient written out.
+
+    The correction splits by the label's kind, so all its elementwise work is on (B, L) blocks:
+    a target label t has r_t = 1 - (1 - lambda_s) Q_t (Q_t: its children's p); an auxiliary label
+    has r = rho_parent = 1 - (1 - lambda_s) p_parent, so its t mass is first summed per parent
+    (t_up). With u = t_tgt / r and w = t_up / rho, the gradient is
+        d/da_j = p_j * (s - (1 - lambda_s) * e_j) - t_j,  s = sum_c t_c + (1 - lambda_s) sum_t (u_t Q_t + w_t p_t),
+    e_j = w_j for a target j and u_parent(j) for an auxiliary j. Soft targets get no gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, log_prior: Tensor, t: Tensor, aux_parent: Tensor, lambda_s: float) -> Tensor:
+        with torch.autocast(logits.device.type, enabled=False):  # keep the sums in float32
+            L, c = logits.shape[1] - len(aux_parent), 1.0 - lambda_s
+            a = _acc(logits) + log_prior
+            p = torch.softmax(a, 1)
+            t_tgt = t[:, :L]
+            t_up = t.new_zeros(len(t), L).index_add_(1, aux_parent, t[:, L:])  # auxiliary labels' mass per parent
+            t_sum = t_tgt.sum(1) + t_up.sum(1)
+            r = p.new_zeros(len(p), L).index_add_(1, aux_parent, p[:, L:]).mul_(-c).add_(1.0)  # 1 - c * Q
+            rho = p[:, :L].mul(-c).add_(1.0)  # 1 - c * p_parent
+            # sum_c t_c (-log p_c) = sum_c t_c * lse - t . a
+            loss = t_sum * _lse(a, p) - _rowdot(t, a) + _rowdot(t_tgt, r.log()) + _rowdot(t_up, rho.log())
+        ctx.save_for_backward(p, t, aux_parent, r, rho, t_up, t_sum)
+        ctx.c, ctx.dtype = c, logits.dtype
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        p, t, aux_parent, r, rho, t_up, t_sum = ctx.saved_tensors
+        L, c = r.shape[1], ctx.c
+        src = torch.empty(len(p), 2 * L, dtype=p.dtype, device=p.device)  # [w | u]
+        w, u = torch.div(t_up, rho, out=src[:, :L]), torch.div(t[:, :L], r, out=src[:, L:])
+        # s = t_sum + c * sum_t (u_t Q_t + w_t p_t), with c Q = 1 - r and c p_t = 1 - rho
+        s = t_sum + (u.sum(1) - _rowdot(u, r)) + (w.sum(1) - _rowdot(w, rho))
+        src.mul_(-c).add_(s[:, None])  # s - c * e, per target (w) and per parent (u)
+        m = src.index_select(1, torch.cat([torch.arange(L, device=src.device), L + aux_parent]))
+        ga = torch.addcmul(t, p, m, value=-1.0, out=m).mul_(-grad[:, None])  # p * m - t, scaled
+        return ga.to(ctx.dtype), None, None, None, None
+
+
+def neighbour_silencing_ce(logits: Tensor, target: Tensor, log_prior: Tensor, aux_parent: Tensor | Sequence[int],
+                           lambda_s: float = 0.1, table: Tensor | None = None,
+                           reduction: str = "mean") -> Tensor:
+    """NS-CE (Eq. 4) for int labels (B,) or soft targets (B, C); `table` from `neighbour_table` (built if None)."""
+    _check_logits(logits, len(log_prior))
+    if lambda_s <= 0:
+        raise ValueError(f"lambda_s must be > 0 (it enters as log lambda_s), got {lambda_s}")
+    aux_parent = torch.as_tensor(aux_parent, dtype=torch.long, device=logits.device)
+    if target.ndim == 1:
+        if table is None:
+            table = neighbour_table(aux_parent, len(log_prior) - len(aux_parent)).to(logits.device)
+        target = target.long()
+        idx, val = _silence_mask(target, table, float(np.log(lambda_s)))
+        return _reduce(_HardCE.apply(logits, log_prior, target, idx, val), reduction)
+    if target.shape != logits.shape:
+        raise ValueError(f"soft targets must be {tuple(logits.shape)}, got {tuple(target.shape)}")
+    return _reduce(_SoftNSCE.apply(logits, log_prior, _acc(target), aux_parent, float(lambda_s)), reduction)
+
+
+# ---------------------------------------------------------------------------------------------
+# modules
+
+
+class CrossEntropyLoss(nn.Module):
+    """Plain softmax CE over the whole label space (int labels or soft targets), summed in float32."""
+
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return cross_entropy(logits, target, self.reduction)
+
+
+class BalancedSoftmaxLoss(nn.Module):
+    """BalCE (Eq. 2-3) over target + auxiliary classes; tau scales the log prior as in logit adjustment."""
+
+    def __init__(self, class_counts: Counts, tau: float = 1.0, reduction: str = "mean"):
+        super().__init__()
+        self.register_buffer("log_prior", log_prior(class_counts, tau))
+        self.tau, self.reduction = tau, reduction
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return balanced_softmax_ce(logits, target, self.log_prior, self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"classes={len(self.log_prior)}, tau={self.tau}"
+
+
+class NeighbourSilencingLoss(nn.Module):
+    """NS-CE (Eq. 4): BalCE with log lambda_s on each target <-> auxiliary-child pair; siblings are not pairs."""
+
+    def __init__(self, class_counts: Counts, aux_parent: Sequence[int] | np.ndarray | Tensor, num_targets: int,
+                 lambda_s: float = 0.1, tau: float = 1.0, reduction: str = "mean"):
+        super().__init__()
+        parent = _as_parent(aux_parent, num_targets)
+        if len(class_counts) != num_targets + len(parent):
+            raise ValueError(f"class_counts has {len(class_counts)} entries, expected num_targets + K ="
+                             f" {num_targets} + {len(parent)}")
+        if lambda_s <= 0:
+            raise ValueError(f"lambda_s must be > 0 (it enters as log lambda_s), got {lambda_s}")
+        self.register_buffer("log_prior", log_prior(class_counts, tau))
+        self.register_buffer("aux_parent", torch.from_numpy(parent))
+        self.register_buffer("table", neighbour_table(parent, num_targets))
+        self.num_targets, self.lambda_s, self.tau, self.reduction = num_targets, lambda_s, tau, reduction
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return neighbour_silencing_ce(logits, target, self.log_prior, self.aux_parent, self.lambda_s,
+                                      self.table, self.reduction)
+
+    def extra_repr(self) -> str:
+        return (f"targets={self.num_targets}, auxiliary={len(self.aux_parent)}, lambda_s={self.lambda_s},"
+                f" tau={self.tau}")
+
+
+def build_loss(name: str, class_counts: Counts, aux_parent: Sequence[int] | np.ndarray | Tensor | None = None,
+               num_targets: int | None = None, lambda_s: float = 0.1, tau: float = 1.0) -> nn.Module:
+    """'ce', 'balce' or 'nsce' as a module taking (logits, int labels or soft targets)."""
+    if name == "ce":
+        return CrossEntropyLoss()
+    if name == "balce":
+        return BalancedSoftmaxLoss(class_counts, tau)
+    if name == "nsce":
+        if aux_parent is None or num_targets is None:
+            raise ValueError("loss 'nsce' needs aux_parent and num_targets")
+        return NeighbourSilencingLoss(class_counts, aux_parent, num_targets, lambda_s, tau)
+    raise ValueError(f"unknown loss {name!r}; expected 'ce', 'balce' or 'nsce'")

@@ -1,0 +1,188 @@
+"""Which auxiliary classes and images train each epoch (Sec. 4.2 and 4.4 of the paper).
+
+Classes: each target t keeps `budget[t]` of the auxiliary classes queried from it, the budget coming
+from `ltkit.budget.aux_budget` (head : medium : tail ratio, capped at k). Kept classes are
+re-indexed to L..L+K'-1 so the classifier has no dead rows.
+
+Images: the training set is one concatenation, target images first (0..Nt-1), then auxiliary
+images (Nt..Nt+Na-1). Every epoch uses all target images and, per auxiliary class, a fresh random
+draw of min(cap, available) of its images (cap = 50 in the paper). The draw and the shuffle depend
+only on (seed, epoch), so a run resumes from those two numbers; DDP ranks share the same order and
+take disjoint slices of it.
+
+The paper's Random Category (RD) baseline is the same machinery with the neighbour map's parents
+reassigned at random (`random_parents`): same auxiliary classes and images, random "parents", so
+both the budget and NS-CE's silenced pairs stop meaning anything semantic.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch.utils.data
+
+IntArray = Sequence[int] | np.ndarray
+
+
+def _rng(*keys: int) -> np.random.Generator:
+    """A generator keyed by integers (SeedSequence), independent across keys."""
+    return np.random.default_rng([int(k) for k in keys])
+
+
+# ---------------------------------------------------------------------------------------------
+# classes
+
+
+def select_auxiliary(aux_parent: IntArray, budget: IntArray, seed: int | None = None,
+                     available: IntArray | None = None) -> np.ndarray:
+    """Bool mask over auxiliary classes: the first budget[t] of each target t, in the map's order.
+
+    The map's order is the neighbour search's ranking, so "first" keeps the best-ranked names.
+    `seed` (optional) keeps a random budget[t] instead, for ablations; `available` (images per
+    auxiliary class) skips classes without images so the next ones take their place.
+    """
+    parent = np.asarray(aux_parent, dtype=np.int64)
+    budget = np.asarray(budget, dtype=np.int64)
+    if len(parent) and (parent.min() < 0 or parent.max() >= len(budget)):
+        raise ValueError(f"aux_parent values must be target classes 0..{len(budget) - 1}")
+    eligible = np.ones(len(parent), bool) if available is None else np.asarray(available) > 0
+    # rank of each eligible class among its siblings: map order, or a seeded shuffle of it
+    key = np.arange(len(parent)) if seed is None else _rng(seed).permutation(len(parent))
+    order = np.lexsort((key, ~eligible, parent))
+    p = parent[order]
+    start = np.searchsorted(p, p, side="left")
+    rank = np.empty(len(parent), np.int64)
+    rank[order] = np.arange(len(parent)) - start
+    return eligible & (rank < budget[parent])
+
+
+def reindex_auxiliary(aux_parent: IntArray, keep: IntArray, num_targets: int) -> tuple[np.ndarray, np.ndarray]:
+    """Drop unkept auxiliary classes: (new aux_parent (K',), label map (L+K,) old -> new, -1 if dropped).
+
+    Kept classes keep their relative order and become L..L+K'-1; apply the map to auxiliary image
+    labels with `mapping[labels]`.
+    """
+    parent, keep = np.asarray(aux_parent, dtype=np.int64), np.asarray(keep, bool)
+    if keep.shape != parent.shape:
+        raise ValueError(f"keep has shape {keep.shape}, aux_parent {parent.shape}")
+    mapping = np.full(num_targets + len(parent), -1, dtype=np.int64)
+    mapping[:num_targets] = np.arange(num_targets)
+    mapping[num_targets + np.flatnonzero(keep)] = num_targets + np.arange(int(keep.sum()))
+    return parent[keep], mapping
+
+
+def random_parents(aux_parent: IntArray, num_targets: int, seed: int = 0, keep_counts: bool = True) -> np.ndarray:
+    """The RD baseline's map: same auxiliary classes, parents drawn at random.
+
+    keep_counts=True shuffles the parents, so each target keeps its number of auxiliary classes
+    (its budget); False draws each parent uniformly from 0..L-1.
+    """
+    parent = np.asarray(aux_parent, dtype=np.int64)
+    rng = _rng(seed)
+    if keep_counts:
+        return rng.permutation(parent)
+    return rng.integers(0, num_targets, size=len(parent), dtype=np.int64)
+
+
+def random_neighbours(num_aux: int, num_targets: int, seed: int = 0) -> np.ndarray:
+    """A uniformly random aux_parent of length num_aux (RD without an existing map)."""
+    return _rng(seed).integers(0, num_targets, size=num_aux, dtype=np.int64)
+
+
+def class_counts(target_counts: IntArray, aux_available: IntArray, cap: int = 50) -> np.ndarray:
+    """Per-class images seen per epoch, (L+K,): target counts, then min(cap, available) per auxiliary class."""
+    return np.concatenate([np.asarray(target_counts, np.int64), np.minimum(np.asarray(aux_available, np.int64), cap)])
+
+
+# ---------------------------------------------------------------------------------------------
+# images
+
+
+def shard(indices: np.ndarray, rank: int, world_size: int, drop_last: bool = False) -> np.ndarray:
+    """This rank's slice of an epoch order, like torch's DistributedSampler (pad by wrap-around)."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} outside 0..{world_size - 1}")
+    n = len(indices)
+    if drop_last:
+        total = (n // world_size) * world_size
+        indices = indices[:total]
+    else:
+        total = -(-n // world_size) * world_size
+        if total > n:
+            if n == 0:
+                raise ValueError("cannot shard an empty epoch")
+            indices = np.concatenate([indices, np.resize(indices, total - n)])
+    return indices[rank:total:world_size]
+
+
+class EpochSampler(torch.utils.data.Sampler[int]):
+    """Indices into [target images | auxiliary images] for one epoch: all targets, <= cap per auxiliary class.
+
+    `aux_labels` gives each auxiliary image's class (any ints; a negative label, e.g. a dropped
+    class after `reindex_auxiliary`, excludes the image). Use it as a DataLoader sampler with
+    `set_epoch` like DistributedSampler; `indices(epoch)` is the whole epoch order across ranks.
+    """
+
+    def __init__(self, num_target: int, aux_labels: IntArray, cap: int = 50, seed: int = 0, shuffle: bool = True,
+                 rank: int = 0, world_size: int = 1, drop_last: bool = False):
+        if cap < 0:
+            raise ValueError(f"cap must be >= 0, got {cap}")
+        self.num_target, self.cap, self.seed, self.shuffle = int(num_target), int(cap), int(seed), shuffle
+        self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
+        self.epoch, self.start = 0, 0
+        labels = np.asarray(aux_labels, dtype=np.int64)
+        # aux images grouped by class once; each epoch only draws random keys within the groups
+        self._aux = np.flatnonzero(labels >= 0)
+        order = np.argsort(labels[self._aux], kind="stable")
+        self._aux, self._group = self._aux[order], labels[self._aux][order]
+        self._group_start = np.searchsorted(self._group, self._group, side="left")
+
+    def aux_counts(self) -> dict[int, int]:
+        """Images drawn per auxiliary class each epoch: {label: min(cap, available)}."""
+        labels, n = np.unique(self._group, return_counts=True)
+        return {int(k): int(min(v, self.cap)) for k, v in zip(labels, n)}
+
+    def epoch_size(self) -> int:
+        """Images per epoch across all ranks."""
+        return self.num_target + sum(self.aux_counts().values())
+
+    def indices(self, epoch: int | None = None) -> np.ndarray:
+        """The epoch's order over the concatenated dataset; reproducible from (seed, epoch)."""
+        rng = _rng(self.seed, self.epoch if epoch is None else epoch)
+        key = rng.random(len(self._aux))
+        order = np.lexsort((key, self._group))  # random order within each class
+        rank = np.empty(len(order), np.int64)
+        rank[order] = np.arange(len(order)) - self._group_start
+        aux = self.num_target + np.sort(self._aux[rank < self.cap])
+        idx = np.concatenate([np.arange(self.num_target, dtype=np.int64), aux])
+        return rng.permutation(idx) if self.shuffle else idx
+
+    def rank_indices(self, epoch: int | None = None) -> np.ndarray:
+        """This rank's share of `indices(epoch)`."""
+        return shard(self.indices(epoch), self.rank, self.world_size, self.drop_last)
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Select the epoch; `start` skips this rank's first samples (resuming mid-epoch)."""
+        self.epoch, self.start = int(epoch), int(start)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"seed": self.seed, "epoch": self.epoch, "start": self.start}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.seed = int(state["seed"])
+        self.set_epoch(state["epoch"], state.get("start", 0))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.rank_indices()[self.start:].tolist())
+
+    def __len__(self) -> int:
+        n = self.epoch_size()
+        per_rank = n // self.world_size if self.drop_last else -(-n // self.world_size)
+        return max(0, per_rank - self.start)
+
+
+def split_index(idx: np.ndarray, num_target: int) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenated indices to (source, local index): source 0 = target set, 1 = auxiliary set."""
+    idx = np.asarray(idx)
+    src = (idx >= num_target).astype(np.int64)
+    return src, idx - src * num_target
