@@ -12,6 +12,11 @@ from ltkit.world import PRESETS, load_world
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _notebook_parameters(preset: str) -> dict:
+    """What the main job tells every notebook (each takes the names it declares)."""
+    return {"preset": preset}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Generate the world, draw its figures, execute the notebooks headless, write a summary."""
     p = argparse.ArgumentParser(prog="python -m ltkit demo", description=main.__doc__)
@@ -29,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     out += viz.save_figure(viz.class_count_plot(world.train_counts, title=f"{args.preset}: train counts"),
                            figs / "class_counts")
     print(f"[demo] world {args.preset} in {t_world:.1f}s; figures: " + ", ".join(str(p) for p in out), flush=True)
-    ran = [] if args.no_notebooks else notebooks.run_all({"preset": args.preset}, args.executed, ROOT)
+    ran = [] if args.no_notebooks else notebooks.run_all(_notebook_parameters(args.preset), args.executed, ROOT)
     summary = {"preset": args.preset, "world": world.summary(), "world_seconds": round(t_world, 1),
                "notebooks": ran, "total_seconds": round(time.time() - t0, 1)}
     write_json(figs / "summary.json", summary)

@@ -14,6 +14,7 @@ import dataclasses
 import math
 import os
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_epochs: float = 2.0
     betas: tuple[float, float] = (0.9, 0.95)
+    augment: bool = True               # False: train on the eval transform (no crop, flip or RandAugment)
     randaugment: str | None = "rand-m9-mstd0.5"
     mixup: float = 0.8
     cutmix: float = 1.0
@@ -88,11 +90,29 @@ class TrainConfig:
 # config files
 
 
+class _YAMLLoader(yaml.SafeLoader):
+    """SafeLoader without YAML 1.1's base-60 numbers, so `aux_ratio: 1:1:3` stays the string '1:1:3'."""
+
+
+_YAMLLoader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_YAMLLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?(0|[1-9][0-9_]*)$"), list("-+0123456789"))
+_YAMLLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9_]*)?)([eE][-+]?[0-9]+)?$|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$"),
+    list("-+0123456789."))
+
+
+def _yaml(text: str):
+    return yaml.load(text, Loader=_YAMLLoader)
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | dict | None = None) -> TrainConfig:
     """A YAML preset plus `key=value` overrides; unknown keys are errors that name the key."""
     values = {}
     if path is not None:
-        values = yaml.safe_load(Path(path).read_text()) or {}
+        values = _yaml(Path(path).read_text()) or {}
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a mapping of config keys")
     if isinstance(overrides, dict):
@@ -102,7 +122,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | di
             if "=" not in item:
                 raise ValueError(f"override {item!r}: expected key=value")
             k, v = item.split("=", 1)
-            values[k.strip()] = yaml.safe_load(v)
+            values[k.strip()] = _yaml(v)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - fields)
     if unknown:
@@ -154,14 +174,14 @@ def build_target_data(cfg: TrainConfig):
 
 
 def build_aux(cfg: TrainConfig, target: ltdata.LTData, world):
-    """Auxiliary images (labels L..L+K-1) and aux_parent (K,), or (None, empty) without aux data."""
+    """Auxiliary images (labels L..L+K-1), aux_parent (K,) and names; (None, empty, []) without aux data."""
     from ltkit import sampling
     from ltkit.budget import aux_budget
     from ltkit.neighbours import load_neighbour_map
 
     L = target.num_classes
     if cfg.aux == "none":
-        return None, np.zeros(0, dtype=np.int64)
+        return None, np.zeros(0, dtype=np.int64), []
     if cfg.aux not in ("neighbours", "random"):
         raise ValueError(f"aux={cfg.aux!r}: expected none, neighbours or random")
     csv = Path(cfg.neighbours_csv) if cfg.neighbours_csv else default_neighbours_csv(cfg)
@@ -183,7 +203,7 @@ def build_aux(cfg: TrainConfig, target: ltdata.LTData, world):
         images = _pool_images(world, names, L)
     else:
         images = _folder_images(Path(cfg.aux_images), names, L)
-    return images, parent
+    return images, parent, names
 
 
 def default_neighbours_csv(cfg: TrainConfig) -> Path:
@@ -323,7 +343,7 @@ class Trainer:
         seed_everything(cfg.seed)
         self.data, self.world = build_target_data(cfg)
         L = self.L = self.data.num_classes
-        self.aux_images, self.aux_parent = build_aux(cfg, self.data, self.world)
+        self.aux_images, self.aux_parent, self.aux_names = build_aux(cfg, self.data, self.world)
         K = self.K = len(self.aux_parent)
         aux_counts = self.aux_images.counts(L + K)[L:] if K else np.zeros(0, int)
         self.sampler = sampling.EpochSampler(len(self.data.train), self.aux_images.labels if K else [],
@@ -332,8 +352,9 @@ class Trainer:
         pretrained = True if cfg.pretrained == "hf" else cfg.pretrained
         self.model = models.create_model(cfg.model, L + K, img_size=cfg.img_size, pretrained=pretrained,
                                          world=self.world).to(self.device)
-        self.train_tf = models.transforms(self.model, train=True, randaugment=cfg.randaugment)
         self.eval_tf = models.transforms(self.model, train=False)
+        self.train_tf = models.transforms(self.model, train=True, randaugment=cfg.randaugment) if cfg.augment \
+            else self.eval_tf
         self.loss_fn = build_loss(cfg, self.class_counts, self.aux_parent, L).to(self.device)
         self.mixup = None
         if cfg.mixup > 0 or cfg.cutmix > 0:
@@ -445,14 +466,17 @@ class Trainer:
         return evaluate.evaluate(self.model, split, self.data.train_counts, self.L, self.eval_tf,
                                  many=self.cfg.many, few=self.cfg.few, device=self.device)
 
-    def fit(self) -> "Trainer":
-        """Train to cfg.epochs, resuming from the last checkpoint; writes config and metrics."""
+    def fit(self, stop_after: int | None = None) -> "Trainer":
+        """Train to cfg.epochs, resuming from the last checkpoint; writes config and metrics.
+
+        `stop_after` ends the call after that many epochs in all (an interruption, for tests).
+        """
         cfg = self.cfg
         if self.rank == 0:
             atomic_write_text(cfg.run_dir / "config.yaml", config_yaml(cfg))
         if self.resume() and self.rank == 0:
             print(f"[train] resumed {cfg.run_dir} at epoch {self.epoch}")
-        while self.epoch < cfg.epochs:
+        while self.epoch < min(cfg.epochs, stop_after or cfg.epochs):
             row = {"epoch": self.epoch + 1, **self.train_epoch()}
             self.epoch += 1
             if self.rank == 0 and cfg.eval_every and (self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs):
@@ -469,7 +493,7 @@ class Trainer:
 
         res = evaluate.evaluate(self.model, self.data.test, self.data.train_counts, self.L, self.eval_tf,
                                 classifier=self.cfg.classifier, train=self.data.train, many=self.cfg.many,
-                                few=self.cfg.few, device=self.device, seed=self.cfg.seed)
+                                few=self.cfg.few, device=self.device)
         res["num_aux_classes"] = int(self.K)
         res["num_aux_images"] = int(len(self.aux_images)) if self.K else 0
         if self.rank == 0:

@@ -1,0 +1,131 @@
+"""The trainer end to end on builtin-tiny: configs, aux data, exact resume, DDP equivalence, results."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ltkit.train import TrainConfig, Trainer, load_config, lr_lambda
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tiny(tmp_path, **over) -> TrainConfig:
+    """The builtin-tiny preset, one short epoch, into tmp_path."""
+    base = {"out_dir": str(tmp_path / "runs"), "epochs": 2, "batch_size": 64, "eval_every": 0}
+    return load_config(ROOT / "configs" / "builtin-tiny.yaml", {**base, **over})
+
+
+def weights(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_every_preset_loads():
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        cfg = load_config(path)
+        assert cfg.epochs > 0 and cfg.loss in ("ce", "balce", "nsce"), path
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ValueError, match="lossx"):
+        load_config(None, ["lossx=balce"])
+    with pytest.raises(ValueError, match="key=value"):
+        load_config(None, ["epochs"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a list\n")
+    with pytest.raises(ValueError, match="bad.yaml"):
+        load_config(bad)
+
+
+def test_overrides_parse_yaml_values():
+    cfg = load_config(None, ["epochs=3", "aux_ratio=1:1:3", "randaugment=null", "lr=1e-3"])
+    assert cfg.epochs == 3 and cfg.aux_ratio == "1:1:3" and cfg.randaugment is None and cfg.lr == 1e-3
+
+
+def test_warmup_cosine_schedule():
+    f = lr_lambda(total_steps=100, warmup_steps=10)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
+
+
+def test_exact_resume(tiny_world, tmp_path):
+    """2 epochs straight == 1 epoch, a fresh process-like restart, then 1 more (augmentation and mixup on)."""
+    straight = Trainer(tiny(tmp_path, name="straight")).fit()
+    first = Trainer(tiny(tmp_path, name="resumed")).fit(stop_after=1)
+    assert first.epoch == 1 and first.ckpt_path.exists()
+    torch.manual_seed(1234)  # a restart does not share the RNG state of the interrupted process
+    np.random.seed(99)
+    second = Trainer(tiny(tmp_path, name="resumed"))
+    assert second.resume() and second.epoch == 1
+    second.fit()
+    a, b = weights(straight.model), weights(second.model)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    rows = [json.loads(x) for x in (second.cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+
+
+@pytest.mark.parametrize("loss,aux", [("nsce", "neighbours"), ("balce", "random")])
+def test_auxiliary_training_and_results(tiny_world, tmp_path, loss, aux):
+    cfg = tiny(tmp_path, name=f"{loss}-{aux}", loss=loss, aux=aux, epochs=1, eval_every=1)
+    t = Trainer(cfg)
+    assert t.K > 0 and len(t.aux_parent) == t.K
+    assert t.model.get_classifier().out_features == t.L + t.K
+    assert set(np.unique(t.aux_images.labels)) <= set(range(t.L, t.L + t.K))
+    # at most aux_cap images of each auxiliary class in an epoch
+    idx = t.sampler.indices(0)
+    aux_idx = idx[idx >= len(t.data.train)] - len(t.data.train)
+    per_class = np.bincount(t.aux_images.labels[aux_idx] - t.L, minlength=t.K)
+    assert per_class.max() <= cfg.aux_cap
+    res = t.fit().evaluate()
+    for key in ("overall", "many", "medium", "few"):
+        assert 0.0 <= res[key] <= 1.0
+    saved = json.loads((cfg.run_dir / "results.json").read_text())
+    assert saved["config"]["loss"] == loss and (cfg.run_dir / "config.yaml").exists()
+    assert load_config(cfg.run_dir / "config.yaml") == cfg
+    row = json.loads((cfg.run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"loss", "lr", "images_per_s", "val_overall"} <= set(row)
+
+
+def test_random_categories_differ_from_neighbours(tiny_world, tmp_path):
+    sd = Trainer(tiny(tmp_path, name="sd", aux="neighbours", epochs=1))
+    rd = Trainer(tiny(tmp_path, name="rd", aux="random", epochs=1))
+    assert sd.K == rd.K and np.array_equal(sd.aux_parent, rd.aux_parent)
+    family = {c.name: c.family for c in tiny_world.classes}
+    parent_family = [family[tiny_world.class_names[p]] for p in sd.aux_parent]
+    # neighbour categories are look-alike siblings of their parent; random ones mostly are not
+    assert [family[n] for n in sd.aux_names] == parent_family
+    assert np.mean([family[n] == f for n, f in zip(rd.aux_names, parent_family)]) < 0.5
+    assert not set(rd.aux_names) & set(tiny_world.class_names)
+
+
+DDP_ARGS = ["model=test_vit", "augment=false", "mixup=0", "cutmix=0", "epochs=1", "batch_size=64",
+            "loss=nsce", "aux=neighbours", "eval_every=0", "lr=0.001"]
+
+
+def _run(args, env, nproc=None):
+    cmd = [sys.executable, "-m", "ltkit", "train", "--config", str(ROOT / "configs" / "builtin-tiny.yaml"), *args]
+    if nproc:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "ltkit", "train", *cmd[4:]]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+
+
+@pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="gloo backend not built")
+def test_ddp_two_gloo_processes_match_one(tiny_world, tmp_path, world_cache):
+    """Two DDP processes on the same global batches give the same weights as one process."""
+    env = {**os.environ, "LTKIT_CACHE": str(world_cache), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    out = tmp_path / "runs"
+    _run(DDP_ARGS + [f"out_dir={out}", "name=single"], env)
+    _run(DDP_ARGS + [f"out_dir={out}", "name=ddp"], env, nproc=2)
+    a = torch.load(out / "single" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    b = torch.load(out / "ddp" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+    assert json.loads((out / "ddp" / "results.json").read_text())["overall"] >= 0
