@@ -117,22 +117,27 @@ def ablation_figure(ablations: dict[str, dict]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m ltkit compare`: the Tab. 2 / Tab. 6 comparison on a preset, written as markdown."""
+    """`python -m ltkit compare`: Tab. 2 and Tab. 6 on a preset, mean ± std over seeds, as markdown."""
     p = argparse.ArgumentParser(prog="python -m ltkit compare", description=main.__doc__)
     p.add_argument("--config", default="configs/builtin.yaml")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--table", choices=("methods", "components"), default="methods")
     p.add_argument("--out", help="markdown file to write (default: print only)")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the preset")
     args = p.parse_args(argv)
     base = load_config(args.config, args.overrides)
-    methods = METHODS if args.table == "methods" else COMPONENTS
-    res = compare(base, methods, args.seeds)
-    table = markdown_table(res, baseline=next(n for n in methods if n.startswith("Baseline")))
-    print(table)
+    t = time.time()
+    methods = compare(base, METHODS, args.seeds)
+    components = compare(base, COMPONENTS, args.seeds)
+    cmd = "python -m ltkit compare " + " ".join(argv if argv is not None else [])
+    text = (f"Command: `{cmd}`  \nPreset: `{args.config}` ({base.dataset}, {base.model}, {base.epochs} epochs), "
+            f"seeds {args.seeds}, {time.time() - t:.0f} s on this machine.\n\n"
+            "### Tab. 2 layout: baseline and additions (accuracy %, change against the baseline)\n\n"
+            + markdown_table(methods, baseline="Baseline (BalCE)")
+            + "\n### Tab. 6 layout: contributions of the components\n\n"
+            + markdown_table(components, baseline="Baseline"))
+    print(text)
     if args.out:
         from ltkit.io import atomic_write_text
 
-        cmd = "python -m ltkit compare " + " ".join(argv if argv is not None else [])
-        atomic_write_text(args.out, f"<!-- written by: {cmd} -->\n{table}")
+        atomic_write_text(args.out, text)
     return 0

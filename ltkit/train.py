@@ -69,6 +69,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     augment: bool = True               # False: train on the eval transform (no crop, flip or RandAugment)
     randaugment: str | None = "rand-m9-mstd0.5"
+    color_jitter: float = 0.4          # timm's default; 0 where colour is a class attribute (the world)
     mixup: float = 0.8
     cutmix: float = 1.0
     label_smoothing: float = 0.0
@@ -353,7 +354,8 @@ class Trainer:
         self.model = models.create_model(cfg.model, L + K, img_size=cfg.img_size, pretrained=pretrained,
                                          world=self.world).to(self.device)
         self.eval_tf = models.transforms(self.model, train=False)
-        self.train_tf = models.transforms(self.model, train=True, randaugment=cfg.randaugment) if cfg.augment \
+        self.train_tf = models.transforms(self.model, train=True, randaugment=cfg.randaugment,
+                                          color_jitter=cfg.color_jitter) if cfg.augment \
             else self.eval_tf
         self.loss_fn = build_loss(cfg, self.class_counts, self.aux_parent, L).to(self.device)
         self.mixup = None
@@ -364,7 +366,10 @@ class Trainer:
                                num_classes=L + K)
         self.net = self.model
         if self.world_size > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
+            ids = None
+            if self.device.type == "cuda":  # SyncBatchNorm needs a GPU; on CPU, BN statistics stay per process
+                self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+                ids = [self.device.index]
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas,
                                            weight_decay=cfg.weight_decay)

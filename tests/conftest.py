@@ -4,6 +4,9 @@ import os
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# One torch thread per process: on 2 cores, two processes with 2 OpenMP threads each (DDP tests, a
+# notebook kernel beside pytest) spin against each other and run 20x slower than with one.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "ltkit-numba"))
 
 
