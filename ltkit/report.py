@@ -95,7 +95,9 @@ def markdown_table(results: dict[str, list[dict]], baseline: str | None = None) 
 def ablation(base: TrainConfig, key: str, values: list, seeds: list[int], method: dict | None = None) -> dict:
     """Fig. 5: vary one setting of the full method; returns {value: [results per seed]}."""
     method = method or METHODS["+ Ours (NS-CE, direct)"]
-    return {v: [run_method(base, {**method, key: v}, s) for s in seeds] for v in values}
+    # the preset's own value is the method's run itself: reuse it rather than train it again
+    over = {v: method if v == getattr(base, key) else {**method, key: v} for v in values}
+    return {v: [run_method(base, over[v], s) for s in seeds] for v in values}
 
 
 def ablation_figure(ablations: dict[str, dict]):

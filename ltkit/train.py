@@ -351,6 +351,10 @@ class Trainer:
                                              cap=cfg.aux_cap, seed=cfg.seed)
         self.class_counts = sampling.class_counts(self.data.train_counts, aux_counts, cfg.aux_cap)
         pretrained = True if cfg.pretrained == "hf" else cfg.pretrained
+        if pretrained == "pool" and self.world_size > 1:  # rank 0 trains the cached encoder once, the rest wait
+            if self.rank == 0:
+                models.pool_pretrained(self.world, model_name=cfg.model)
+            dist.barrier()
         self.model = models.create_model(cfg.model, L + K, img_size=cfg.img_size, pretrained=pretrained,
                                          world=self.world).to(self.device)
         self.eval_tf = models.transforms(self.model, train=False)

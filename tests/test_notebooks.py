@@ -28,7 +28,8 @@ def test_inject_parameters_after_the_parameters_cell():
 def test_main_job_on_builtin_tiny(tiny_world, tmp_path, monkeypatch):
     """`python -m ltkit demo` writes the figures and a summary, and every notebook runs without error."""
     figs, executed = tmp_path / "figures", tmp_path / "executed"
-    params = {"preset": "builtin-tiny", "out_dir": str(tmp_path / "runs"), "figures_dir": str(figs)}
+    params = {"preset": "builtin-tiny", "out_dir": str(tmp_path / "runs"), "figures_dir": str(figs),
+              "ablations": {"k": [1, 3]}}  # one ablation keeps the test short; k=3 is the preset's own run
     monkeypatch.setattr(demo, "_notebook_parameters", lambda preset: params)
     assert demo.main(["--preset", "builtin-tiny", "--figures", str(figs), "--executed", str(executed)]) == 0
     for stem in ("world_contact_sheet", "class_counts"):
@@ -37,6 +38,9 @@ def test_main_job_on_builtin_tiny(tiny_world, tmp_path, monkeypatch):
     names = [p.name for p in notebooks.numbered_notebooks()]
     assert [r["notebook"] for r in summary["notebooks"]] == names
     assert summary["world"]["few"] > 0 and summary["world"]["many"] > 0
+    assert (figs / "fig5_ablations_builtin-tiny.png").exists()
+    tables = (figs / "tables_builtin-tiny.md").read_text()
+    assert "Baseline (BalCE)" in tables and "+ Direct Classifier" in tables
     for name in names:  # executed copies carry outputs and no error
         nb = nbformat.read(executed / name, as_version=4)
         outs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]

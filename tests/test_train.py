@@ -127,5 +127,8 @@ def test_ddp_two_gloo_processes_match_one(tiny_world, tmp_path, world_cache):
     a = torch.load(out / "single" / "checkpoints" / "last.pt", weights_only=False)["model"]
     b = torch.load(out / "ddp" / "checkpoints" / "last.pt", weights_only=False)["model"]
     for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+        # The attention key bias has a true gradient of zero (softmax ignores a shift), so what it
+        # gets is reduction-order noise that AdamW normalises into steps of up to lr: looser there.
+        atol = 1e-4 if k.endswith("qkv.bias") else 1e-5
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=atol, msg=k)
     assert json.loads((out / "ddp" / "results.json").read_text())["overall"] >= 0

@@ -1,0 +1,421 @@
+"""Backbones by timm name, with a linear head over the L + K classes of target and auxiliary data.
+
+Everything goes through `timm.create_model`, so the real ViT-B names of the paper (scratch, CLIP,
+DINOv2) and the small models that train on the built-in world's 32 px images on a CPU are created,
+loaded and transformed alike. The small models are registered in timm's registry below
+(`ltkit_cnn_small`, ...), so a config names them like any other timm backbone.
+
+Weights (`pretrained=`): None/False is scratch; True fetches the timm weights from the Hugging Face
+cache (a clear RuntimeError when offline without them); a path loads a local file through timm's
+own loader (so pos_embed/patch_embed are resampled for a new img_size/patch_size); "pool" loads the
+built-in world's pool-pretrained encoder (the offline stand-in for DINOv2, see `pool_pretrained`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import timm
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import ClassifierHead
+from timm.models import build_model_with_cfg, generate_default_cfgs, is_model_in_modules, register_model
+
+# explicit: timm's register_model appends each registered model function to this list
+__all__ = ["DEFAULT_WORLD_MODEL", "WORLD_VIT", "SmallCNN", "is_vit", "create_model", "save_weights", "data_config",
+           "transforms", "pool_settings", "encoder_path", "train_on_arrays", "pool_pretrained", "load_encoder"]
+
+_logger = logging.getLogger(__name__)
+
+DEFAULT_WORLD_MODEL = "ltkit_cnn_small"
+WORLD_VIT = "test_vit"  # timm's 64-wide, 6-deep ViT; at img_size=32 it gets 4 px patches (8x8 grid)
+# timm modules whose models take img_size / patch_size (ViT-like: patch grid + prefix tokens)
+VIT_MODULES = ("vision_transformer", "vision_transformer_hybrid", "vision_transformer_relpos", "eva",
+               "deit", "beit", "vision_transformer_sam")
+
+
+# ---------------------------------------------------------------------------------------------
+# small CNNs for the built-in world (registered in timm)
+
+
+def _conv_bn(cin: int, cout: int, stride: int = 1, act: bool = True) -> nn.Sequential:
+    """3x3 conv, BatchNorm and (optionally) ReLU."""
+    layers = [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)]
+    return nn.Sequential(*layers, nn.ReLU(inplace=True)) if act else nn.Sequential(*layers)
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: two 3x3 convs and a (projected when the shape changes) shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.conv1, self.conv2 = _conv_bn(cin, cout, stride), _conv_bn(cout, cout, act=False)
+        self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        nn.init.zeros_(self.conv2[1].weight)  # each block starts as the identity (Goyal et al. 2017)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.conv2(self.conv1(x)) + self.shortcut(x), inplace=True)
+
+
+class SmallCNN(nn.Module):
+    """A small ResNet for 32 px images: 3x3 stem at full resolution, then stride-2 stages.
+
+    At 32 px the stages see 16x16, 8x8 and 4x4 maps: enough resolution for the world's textures
+    (stripes, dots, checks) and enough receptive field for its shapes. Widths 16-32-64-128 cost
+    ~11 MMACs per image; measured against wider and deeper variants, it learns the world's pool best
+    per CPU-second (benchmarks/model_speed.py, docstring of `pool_settings`).
+    """
+
+    def __init__(self, num_classes: int = 1000, in_chans: int = 3, widths: tuple[int, ...] = (16, 32, 64, 128),
+                 depths: tuple[int, ...] = (1, 1, 1), global_pool: str = "avg", drop_rate: float = 0.0, **kwargs):
+        super().__init__()
+        kwargs.pop("img_size", None)  # any size works: the head pools globally
+        if kwargs:
+            raise TypeError(f"SmallCNN got unexpected arguments {sorted(kwargs)}")
+        if len(depths) != len(widths) - 1:
+            raise ValueError("SmallCNN needs one depth per stage: len(depths) == len(widths) - 1")
+        self.num_classes, self.drop_rate = num_classes, drop_rate
+        self.stem = _conv_bn(in_chans, widths[0])
+        stages, cin = [], widths[0]
+        self.feature_info = [dict(num_chs=widths[0], reduction=1, module="stem")]
+        for i, (w, d) in enumerate(zip(widths[1:], depths)):
+            stages.append(nn.Sequential(BasicBlock(cin, w, 2), *[BasicBlock(w, w) for _ in range(d - 1)]))
+            self.feature_info.append(dict(num_chs=w, reduction=2 ** (i + 1), module=f"stages.{i}"))
+            cin = w
+        self.stages = nn.Sequential(*stages)
+        self.num_features = self.head_hidden_size = cin
+        self.head = ClassifierHead(cin, num_classes, pool_type=global_pool, drop_rate=drop_rate)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def get_classifier(self) -> nn.Module:
+        """The final linear layer."""
+        return self.head.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the head with a fresh one of `num_classes` outputs (0: identity)."""
+        self.num_classes = num_classes
+        self.head.reset(num_classes, global_pool)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Unpooled feature map (B, C, H/8, W/8)."""
+        return self.stages(self.stem(x))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pool, then classify (or stop at the pooled features)."""
+        return self.head(x, pre_logits=pre_logits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _cfg(**kwargs) -> dict:
+    return dict(num_classes=1000, input_size=(3, 32, 32), pool_size=(4, 4), crop_pct=1.0, interpolation="bilinear",
+                mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), first_conv="stem.0", classifier="head.fc",
+                license="apache-2.0", **kwargs)
+
+
+# no hub weights: `pretrained="pool"` or a local file provides them
+default_cfgs = generate_default_cfgs({"ltkit_cnn_tiny": _cfg(), "ltkit_cnn_small": _cfg(), "ltkit_cnn_base": _cfg()})
+
+
+def _create_small_cnn(variant: str, pretrained: bool = False, **kwargs) -> SmallCNN:
+    return build_model_with_cfg(SmallCNN, variant, pretrained, feature_cfg=dict(flatten_sequential=True), **kwargs)
+
+
+@register_model
+def ltkit_cnn_tiny(pretrained: bool = False, **kwargs) -> SmallCNN:
+    """~0.08 M params, widths 8-16-32-64: for fast tests."""
+    return _create_small_cnn("ltkit_cnn_tiny", pretrained, **dict(dict(widths=(8, 16, 32, 64)), **kwargs))
+
+
+@register_model
+def ltkit_cnn_small(pretrained: bool = False, **kwargs) -> SmallCNN:
+    """~0.32 M params, widths 16-32-64-128: the built-in world's default (~1500 train img/s on 2 CPU cores)."""
+    return _create_small_cnn("ltkit_cnn_small", pretrained, **dict(dict(widths=(16, 32, 64, 128)), **kwargs))
+
+
+@register_model
+def ltkit_cnn_base(pretrained: bool = False, **kwargs) -> SmallCNN:
+    """~1.2 M params, widths 32-64-128-256: 4x the compute of ltkit_cnn_small."""
+    return _create_small_cnn("ltkit_cnn_base", pretrained, **dict(dict(widths=(32, 64, 128, 256)), **kwargs))
+
+
+# ---------------------------------------------------------------------------------------------
+# creating models by timm name
+
+
+def is_vit(name: str) -> bool:
+    """Whether a timm name is a ViT-like model (patch grid, prefix tokens, takes img_size/patch_size)."""
+    return is_model_in_modules(name, VIT_MODULES)
+
+
+def _classifier_rows(path: Path, classifier: str | None) -> int | None:
+    """Rows of the classifier weight stored in a weights file (None when it has no such key)."""
+    if not classifier:
+        return None
+    key = classifier + ".weight"
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            return f.get_slice(key).get_shape()[0] if key in f.keys() else None
+    sd = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    for wrapper in ("state_dict_ema", "model_ema", "state_dict", "model"):  # as timm's load_state_dict
+        if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict):
+            sd = sd[wrapper]
+            break
+    return int(sd[key].shape[0]) if key in sd else None
+
+
+def _hub_error(name: str, err: Exception) -> RuntimeError:
+    from huggingface_hub import constants
+
+    return RuntimeError(
+        f"pretrained weights for {name!r} are not available offline ({type(err).__name__}: {err}).\n"
+        f"Provide them in one of three ways:\n"
+        f"  1. on a machine with internet, download them into the Hugging Face cache with\n"
+        f"     python -c \"import timm; timm.create_model('{name}', pretrained=True)\"\n"
+        f"     and copy that cache here (this process reads {constants.HF_HUB_CACHE});\n"
+        f"  2. point HF_HOME (or HF_HUB_CACHE) at a cache that already holds them;\n"
+        f"  3. pass a local weights file: create_model({name!r}, ..., pretrained='/path/to/model.safetensors').")
+
+
+def create_model(name: str, num_classes: int, img_size: int = 32, pretrained: bool | str | os.PathLike | None = None,
+                 world=None, **timm_kwargs) -> nn.Module:
+    """A timm backbone by name with a linear head over `num_classes` (L + K) outputs.
+
+    pretrained: None/False scratch; True the timm weights from the Hugging Face cache; a path a local
+    weights file (.safetensors or a torch file); "pool" the pool-pretrained encoder of `world`.
+    ViTs get `img_size` and, for small images, a patch size giving an 8x8 grid (unless `patch_size`
+    is passed); every model's data config reports `img_size` (timm keeps the weights' own).
+    """
+    overlay = dict(timm_kwargs.pop("pretrained_cfg_overlay", None) or {})
+    overlay["input_size"] = (3, img_size, img_size)
+    if img_size <= 64:
+        overlay["crop_pct"] = 1.0  # a 32 px image has no border to spare: eval is resize-free
+    kwargs = dict(num_classes=num_classes, **timm_kwargs)
+    if is_vit(name):
+        kwargs.setdefault("img_size", img_size)
+        if img_size <= 64:
+            kwargs.setdefault("patch_size", max(1, img_size // 8))
+    if isinstance(pretrained, str) and pretrained == "pool":
+        if world is None:
+            raise ValueError("pretrained='pool' needs the world whose pool trains the encoder: pass world=...")
+        pretrained = pool_pretrained(world, model_name=name)
+    if pretrained is None or pretrained is False:
+        return timm.create_model(name, pretrained=False, pretrained_cfg_overlay=overlay, **kwargs)
+    if pretrained is True:
+        if not timm.models.is_model_pretrained(name):
+            raise RuntimeError(f"timm has no downloadable weights for {name!r}; pass a local weights file"
+                               f" as pretrained=PATH" + (", or pretrained='pool'" if name.startswith("ltkit_") else ""))
+        try:
+            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+        except OSError as e:  # LocalEntryNotFoundError offline, HTTP errors online
+            raise _hub_error(name, e) from e
+    path = Path(pretrained)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    # custom_load=False: a local file is a timm state dict, even for names whose hub weights are JAX .npz
+    overlay.update(file=str(path), custom_load=False)
+    # Build with the file's own head and load strictly (timm would load non-strictly, silently
+    # skipping any mismatched key, whenever num_classes differs), then swap in a fresh head.
+    rows = _classifier_rows(path, timm.models.get_pretrained_cfg_value(name, "classifier")) or 0
+    overlay["num_classes"] = kwargs["num_classes"] = rows
+    model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+    if rows != num_classes:
+        model.reset_classifier(num_classes)
+    return model
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
+    """Write a model's state dict atomically (.safetensors by suffix, otherwise torch.save)."""
+    import io as _io
+
+    from ltkit.io import atomic_write_bytes
+
+    path = Path(path)
+    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save
+
+        atomic_write_bytes(path, save(sd))
+    else:
+        buf = _io.BytesIO()
+        torch.save(sd, buf)
+        atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# data config and transforms
+
+
+def data_config(model: nn.Module) -> dict:
+    """timm's data config of a model (input size, mean/std, interpolation, crop_pct)."""
+    return timm.data.resolve_model_data_config(model)
+
+
+def transforms(model: nn.Module, train: bool, randaugment: str | None = "rand-m9-mstd0.5",
+               scale: tuple[float, float] | None = None, hflip: float = 0.5, re_prob: float = 0.0, **kwargs):
+    """timm's train or eval transform (PIL in, normalised tensor out) for a model's data config.
+
+    Training crops `scale` of the image area; for small images (<= 64 px) the default is (0.35, 1)
+    instead of timm's (0.08, 1), since 8% of a 32 px image is a 9 px patch that no longer shows
+    the object. RandAugment is the paper's RandAug(9, 0.5).
+    """
+    cfg = data_config(model)
+    size = cfg["input_size"][-1]
+    common = dict(input_size=cfg["input_size"], interpolation=cfg["interpolation"], mean=cfg["mean"], std=cfg["std"])
+    if not train:
+        return timm.data.create_transform(**common, is_training=False, crop_pct=cfg["crop_pct"],
+                                          crop_mode=cfg.get("crop_mode"), **kwargs)
+    if scale is None:
+        scale = (0.35, 1.0) if size <= 64 else (0.08, 1.0)
+    return timm.data.create_transform(**common, is_training=True, scale=scale, hflip=hflip, auto_augment=randaugment,
+                                      re_prob=re_prob, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# the built-in world's pool-pretrained encoder (offline stand-in for DINOv2)
+
+POOL_RECIPE_VERSION = 1  # bump when the training recipe below changes: it invalidates cached encoders
+
+
+def pool_settings(model_name: str = DEFAULT_WORLD_MODEL, epochs: int = 12, seed: int = 0, batch_size: int = 128,
+                  lr: float | None = None, weight_decay: float | None = None, label_smoothing: float = 0.1,
+                  optimizer: str | None = None) -> dict:
+    """Every setting that changes the pool encoder's weights (its cache key hashes them).
+
+    CNNs: SGD-Nesterov, one-cycle to lr 0.6. Sweeps on the builtin pool (nearest-prototype accuracy
+    on target val, 8 epochs of ltkit_cnn_small): lr 0.1 -> 0.31, 0.3 -> 0.68, 0.6 -> 0.82,
+    1.0 -> 0.77; AdamW 4e-3 -> 0.58; 12 epochs at 0.6 -> 0.91 (random init: ~0.16). ViTs: AdamW 2e-3.
+    """
+    optimizer = optimizer or ("adamw" if is_vit(model_name) else "sgd")
+    adamw = optimizer == "adamw"
+    return dict(model=model_name, epochs=epochs, seed=seed, batch_size=batch_size,
+                lr=lr if lr is not None else (2e-3 if adamw else 0.6),
+                weight_decay=weight_decay if weight_decay is not None else (0.05 if adamw else 5e-4),
+                label_smoothing=label_smoothing, optimizer=optimizer, version=POOL_RECIPE_VERSION)
+
+
+def encoder_path(world, **settings) -> Path:
+    """Cache file of the pool encoder for a world and training settings."""
+    from ltkit.world import cache_root
+
+    s = pool_settings(**settings)
+    digest = hashlib.sha256(json.dumps(s, sort_keys=True).encode()).hexdigest()[:10]
+    return cache_root() / "encoders" / f"{world.config.key()}-{s['model']}-{digest}.pt"
+
+
+def _augment(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Batched random translation (reflect-padded crop) and horizontal flip of (B, C, H, W) images.
+
+    On whole uint8 batches rather than PIL images: per-image PIL transforms would cost as much CPU
+    as the small model's training step. No colour augmentation: colour is a class attribute here.
+    """
+    b, _, h, w = x.shape
+    xp = F.pad(x.float(), (pad, pad, pad, pad), mode="reflect")
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, b), generator=g)
+    rows = (torch.arange(h)[None] + dy[:, None])[:, :, None]  # (B, H, 1)
+    cols = (torch.arange(w)[None] + dx[:, None])[:, None, :]  # (B, 1, W)
+    flip = torch.rand(b, generator=g) < 0.5
+    cols = torch.where(flip[:, None, None], 2 * pad + w - 1 - cols, cols)  # mirror inside the padded frame
+    out = xp[torch.arange(b)[:, None, None], :, rows, cols]  # (B, H, W, C)
+    return out.permute(0, 3, 1, 2)
+
+
+def _mean_std(model: nn.Module, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The data config's mean and std on the 0..255 scale, shaped (1, 3, 1, 1)."""
+    cfg = data_config(model)
+    return tuple(torch.tensor(cfg[k], device=device).view(1, 3, 1, 1) * 255 for k in ("mean", "std"))
+
+
+def train_on_arrays(model: nn.Module, images: np.ndarray, labels: np.ndarray, epochs: int, seed: int = 0,
+                    batch_size: int = 128, lr: float = 0.1, weight_decay: float = 5e-4, label_smoothing: float = 0.1,
+                    optimizer: str = "sgd", log_every: int = 0, device: str | torch.device = "cpu") -> list[float]:
+    """Supervised training on uint8 (N, H, W, 3) arrays; SGD (or AdamW) + one-cycle; returns per-epoch mean loss.
+
+    Seeded and self-contained (its own generator): deterministic on CPU for a fixed thread count.
+    """
+    g = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # a view: (N, 3, H, W) uint8
+    y = torch.as_tensor(labels, dtype=torch.long)
+    model.to(device)
+    mean, std = _mean_std(model, device)
+    steps = epochs * (len(y) // batch_size)
+    if steps == 0:
+        raise ValueError(f"{len(y)} images are fewer than one batch of {batch_size}")
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]  # norms and biases
+    groups = [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+    elif optimizer == "adamw":
+        opt = torch.optim.AdamW(groups, lr=lr)
+    else:
+        raise ValueError(f"unknown optimizer {optimizer!r}; expected 'sgd' or 'adamw'")
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
+    model.train()
+    # channels_last: measurably faster for small convnets on CPU (benchmarks/model_speed.py)
+    model.to(memory_format=torch.channels_last)
+    losses = []
+    for epoch in range(epochs):
+        perm, total = torch.randperm(len(y), generator=g), 0.0
+        for i in range(len(y) // batch_size):  # drop the last partial batch: BatchNorm and steady step time
+            idx = perm[i * batch_size:(i + 1) * batch_size]
+            xb = ((_augment(x[idx], g).to(device) - mean) / std).contiguous(memory_format=torch.channels_last)
+            loss = F.cross_entropy(model(xb), y[idx].to(device), label_smoothing=label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item()
+        losses.append(total / (len(y) // batch_size))
+        if log_every and (epoch + 1) % log_every == 0:
+            _logger.info("pool encoder epoch %d/%d: loss %.3f", epoch + 1, epochs, losses[-1])
+    model.to(memory_format=torch.contiguous_format)
+    return losses
+
+
+def pool_pretrained(world, model_name: str = DEFAULT_WORLD_MODEL, epochs: int = 12, seed: int = 0,
+                    force: bool = False, device: str | torch.device = "cpu", **settings) -> Path:
+    """Train (once) the small model on the world's pool and return the cached weights file.
+
+    Labels are each pool item's query class over all the world's classes: as noisy as web
+    pretraining (off-topic, mislabelled and junk items keep their query's label). Cached under
+    `cache_root()/encoders/<world key>-<model>-<settings hash>.pt`; later calls load nothing and
+    return the path at once. `device` only changes where it trains, not the cache key.
+    """
+    path = encoder_path(world, model_name=model_name, epochs=epochs, seed=seed, **settings)
+    if path.is_file() and not force:
+        return path
+    s = pool_settings(model_name, epochs, seed, **settings)
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's global RNG
+        torch.manual_seed(seed)
+        model = create_model(model_name, len(world.classes), img_size=world.config.image_size)
+    losses = train_on_arrays(model, world.pool_images, world.pool_query, epochs, seed, s["batch_size"], s["lr"],
+                             s["weight_decay"], s["label_smoothing"], s["optimizer"], log_every=1, device=device)
+    save_weights(model, path)
+    meta = dict(settings=s, world=world.config.key(), losses=losses, seconds=round(time.perf_counter() - t0, 1),
+                threads=torch.get_num_threads(), device=str(device))
+    from ltkit.io import write_json
+
+    write_json(path.with_suffix(".json"), meta)
+    _logger.info("pool encoder %s trained in %.1f s", path.name, meta["seconds"])
+    return path
+
+
+def load_encoder(world, model_name: str = DEFAULT_WORLD_MODEL, **settings) -> nn.Module:
+    """The world's pool-pretrained encoder as a feature extractor (no head, eval mode)."""
+    path = pool_pretrained(world, model_name=model_name, **settings)
+    return create_model(model_name, 0, img_size=world.config.image_size, pretrained=path).eval()
