@@ -32,6 +32,8 @@ COMPONENTS: dict[str, dict] = {
     "+ Neighbor Category": {"loss": "balce", "aux": "neighbours", "classifier": "crt"},
     "+ Neighbor Silencing": {"loss": "nsce", "aux": "neighbours", "classifier": "crt"},
     "+ Direct Classifier": {"loss": "nsce", "aux": "neighbours", "classifier": "direct"},
+    # not in the paper: the baseline with the same cRT classifier, so the cRT rows above have a fair reference
+    "(extra) Baseline, cRT classifier": {"loss": "balce", "aux": "none", "classifier": "crt"},
 }
 COLUMNS = ("overall", "many", "medium", "few")
 
