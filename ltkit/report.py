@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     components = compare(base, COMPONENTS, args.seeds)
     cmd = "python -m ltkit compare " + " ".join(argv if argv is not None else [])
     text = (f"Command: `{cmd}`  \nPreset: `{args.config}` ({base.dataset}, {base.model}, {base.epochs} epochs), "
-            f"seeds {args.seeds}, {time.time() - t:.0f} s on this machine.\n\n"
+            f"seeds {args.seeds}; this command took {time.time() - t:.0f} s (runs already in `{base.out_dir}/` are reused).\n\n"
             "### Tab. 2 layout: baseline and additions (accuracy %, change against the baseline)\n\n"
             + markdown_table(methods, baseline="Baseline (BalCE)")
             + "\n### Tab. 6 layout: contributions of the components\n\n"
