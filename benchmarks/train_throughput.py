@@ -27,7 +27,7 @@ def baseline_loop(trainer: Trainer, epochs: int) -> float:
     cfg = trainer.cfg
     torch.manual_seed(cfg.seed)
     model = models.create_model(cfg.model, trainer.L + trainer.K, img_size=cfg.img_size)
-    tf = models.transforms(model, train=True, randaugment=cfg.randaugment)
+    tf = models.transforms(model, train=True, randaugment=cfg.randaugment, color_jitter=cfg.color_jitter)
     loader = torch.utils.data.DataLoader(TransformedSet(trainer.data.train, tf), batch_size=cfg.batch_size,
                                          shuffle=True, drop_last=True, num_workers=cfg.num_workers)
     mixup = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, num_classes=trainer.L + trainer.K,
