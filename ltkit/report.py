@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ltkit.train import TrainConfig, Trainer, load_config
+from ltkit.io import write_json
+from ltkit.train import TrainConfig, Trainer, load_config, recipe
 
 # Tab. 2: the baseline and what the paper adds to it.
 METHODS: dict[str, dict] = {
@@ -39,9 +40,14 @@ COLUMNS = ("overall", "many", "medium", "few")
 
 
 def run_name(base: TrainConfig, overrides: dict, seed: int) -> str:
-    """A stable run name from what changes training (not the test-time classifier)."""
+    """A readable, stable run name: the method's overrides plus a hash of the whole training recipe.
+
+    The test-time classifier is left out (direct and cRT share one training); any other change,
+    in the preset or the overrides, gives a new name, so cached results are never reused wrongly.
+    """
     train_keys = {k: v for k, v in sorted(overrides.items()) if k != "classifier"}
-    h = hashlib.sha1(json.dumps([base.dataset, base.epochs, train_keys], sort_keys=True, default=str).encode())
+    cfg = dataclasses.replace(base, **train_keys, seed=seed)
+    h = hashlib.sha1(json.dumps(recipe(cfg), sort_keys=True, default=str).encode())
     return f"{base.dataset}-{'-'.join(f'{k}{v}' for k, v in train_keys.items())}-s{seed}-{h.hexdigest()[:6]}"
 
 
@@ -54,9 +60,11 @@ def run_method(base: TrainConfig, overrides: dict, seed: int) -> dict:
     if out.exists():
         return json.loads(out.read_text())
     t = time.time()
-    res = Trainer(cfg).fit().evaluate()
-    res["train_seconds"] = round(time.time() - t, 1)
-    (cfg.run_dir / f"results_{classifier}.json").write_text(json.dumps(res, indent=1, default=float))
+    trainer = Trainer(cfg)
+    res = trainer.fit().evaluate()
+    res["seconds"] = round(time.time() - t, 1)  # training and evaluation done by this call
+    if trainer.rank == 0:
+        write_json(out, res)
     return res
 
 

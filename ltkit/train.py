@@ -109,6 +109,17 @@ def _yaml(text: str):
     return yaml.load(text, Loader=_YAMLLoader)
 
 
+_STR_FIELDS = {f.name for f in dataclasses.fields(TrainConfig) if "str" in str(f.type)}
+
+
+def _override_value(key: str, text: str):
+    """A `key=value` value: YAML for numbers, lists and booleans; strings stay strings (name=001)."""
+    if text.strip().lower() in ("null", "none", "~", ""):
+        return None
+    value = _yaml(text)
+    return text.strip() if key in _STR_FIELDS and not isinstance(value, str) else value
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | dict | None = None) -> TrainConfig:
     """A YAML preset plus `key=value` overrides; unknown keys are errors that name the key."""
     values = {}
@@ -123,7 +134,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | di
             if "=" not in item:
                 raise ValueError(f"override {item!r}: expected key=value")
             k, v = item.split("=", 1)
-            values[k.strip()] = _yaml(v)
+            values[k.strip()] = _override_value(k.strip(), v)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - fields)
     if unknown:
@@ -132,6 +143,26 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | di
     if "betas" in values:
         values["betas"] = tuple(values["betas"])
     return TrainConfig(**values)
+
+
+# Settings that do not change what is trained: they may differ between a run and its resume.
+RUN_ONLY_KEYS = ("name", "out_dir", "progress", "eval_every", "num_workers", "device", "classifier", "extra")
+
+
+def recipe(cfg: TrainConfig | dict) -> dict:
+    """The settings that determine the trained weights."""
+    d = dataclasses.asdict(cfg) if isinstance(cfg, TrainConfig) else dict(cfg)
+    d["betas"] = list(d["betas"])
+    return {k: v for k, v in d.items() if k not in RUN_ONLY_KEYS}
+
+
+def check_same_recipe(saved: dict, cfg: TrainConfig, where: Path) -> None:
+    """Refuse to resume a checkpoint trained with other settings (it would mislabel the results)."""
+    a, b = recipe(saved), recipe(cfg)
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if diff:
+        details = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff)
+        raise ValueError(f"{where} was trained with other settings ({details}); use another name= or out_dir=")
 
 
 def config_yaml(cfg: TrainConfig) -> str:
@@ -186,13 +217,15 @@ def build_aux(cfg: TrainConfig, target: ltdata.LTData, world):
     if cfg.aux not in ("neighbours", "random"):
         raise ValueError(f"aux={cfg.aux!r}: expected none, neighbours or random")
     csv = Path(cfg.neighbours_csv) if cfg.neighbours_csv else default_neighbours_csv(cfg)
-    if not csv.exists():
-        if world is None:
-            raise FileNotFoundError(f"{csv}: no neighbour map; run `python -m ltkit neighbours` first")
+    if not csv.exists() and world is None:
+        raise FileNotFoundError(f"{csv}: no neighbour map; run `python -m ltkit neighbours` first")
+    if not csv.exists() and int(os.environ.get("RANK", "0")) == 0:
         from ltkit.neighbours import TaxonomyBackend, search_neighbours
 
         search_neighbours(TaxonomyBackend(world.taxonomy, seed=cfg.seed), target.class_names, target.train_counts,
                           csv.parent, k=cfg.k, ratio=cfg.aux_ratio)
+    if dist.is_initialized():  # every rank waits here, then reads what rank 0 wrote
+        dist.barrier()
     nmap = load_neighbour_map(csv, L)
     keep = sampling.select_auxiliary(nmap.aux_parent, aux_budget(target.train_counts, cfg.k, cfg.aux_ratio,
                                                                  cfg.many, cfg.few))
@@ -202,6 +235,8 @@ def build_aux(cfg: TrainConfig, target: ltdata.LTData, world):
         names = random_categories(world, target.class_names, len(names), cfg.seed)
     if world is not None and cfg.aux_images is None:
         images = _pool_images(world, names, L)
+    elif cfg.aux_images is None:
+        raise ValueError(f"aux={cfg.aux} on {cfg.dataset} needs aux_images: a folder of <aux name>/<image> files")
     else:
         images = _folder_images(Path(cfg.aux_images), names, L)
     return images, parent, names
@@ -357,6 +392,8 @@ class Trainer:
             dist.barrier()
         self.model = models.create_model(cfg.model, L + K, img_size=cfg.img_size, pretrained=pretrained,
                                          world=self.world).to(self.device)
+        if self.world_size > 1:  # same init on every rank (above); different augmentation draws from here on
+            seed_everything(cfg.seed + 1000 * self.rank)
         self.eval_tf = models.transforms(self.model, train=False)
         self.train_tf = models.transforms(self.model, train=True, randaugment=cfg.randaugment,
                                           color_jitter=cfg.color_jitter) if cfg.augment \
@@ -425,7 +462,9 @@ class Trainer:
         """Load the last checkpoint if there is one; True when resumed."""
         if not self.ckpt_path.exists():
             return False
-        ck = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+        # on the CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest
+        ck = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
+        check_same_recipe(ck["config"], self.cfg, self.ckpt_path)
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
@@ -450,6 +489,10 @@ class Trainer:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             if self.mixup is not None:
                 x, y = self.mixup(x, y)
+            elif cfg.label_smoothing > 0:  # timm's Mixup applies it otherwise
+                from timm.data.mixup import mixup_target
+
+                y = mixup_target(y, self.L + self.K, 1.0, cfg.label_smoothing)
             last_micro = (i + 1) % cfg.accum_steps == 0
             sync = self.world_size == 1 or last_micro
             ctx = self.net.no_sync() if not sync else contextlib.nullcontext()

@@ -132,3 +132,27 @@ def test_ddp_two_gloo_processes_match_one(tiny_world, tmp_path, world_cache):
         atol = 1e-4 if k.endswith("qkv.bias") else 1e-5
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=atol, msg=k)
     assert json.loads((out / "ddp" / "results.json").read_text())["overall"] >= 0
+
+
+def test_resume_refuses_other_settings(tiny_world, tmp_path):
+    Trainer(tiny(tmp_path, name="r", epochs=1)).fit()
+    with pytest.raises(ValueError, match=r"loss: 'balce' -> 'ce'"):
+        Trainer(tiny(tmp_path, name="r", epochs=1, loss="ce")).fit()
+    # test-time settings may change: same weights, another classifier
+    assert Trainer(tiny(tmp_path, name="r", epochs=1, classifier="crt")).resume()
+
+
+def test_override_values_keep_strings():
+    cfg = load_config(None, ["name=001", "pretrained=none", "aux_ratio=0:1:3", "epochs=4", "label_smoothing=0.1"])
+    assert cfg.name == "001" and cfg.pretrained is None and cfg.aux_ratio == "0:1:3"
+    assert cfg.epochs == 4 and cfg.label_smoothing == 0.1
+
+
+def test_report_run_names_follow_the_whole_recipe():
+    from ltkit.report import run_name
+
+    base = load_config(ROOT / "configs" / "builtin.yaml")
+    a = run_name(base, {"loss": "nsce", "aux": "neighbours"}, 0)
+    assert a == run_name(base, {"loss": "nsce", "aux": "neighbours", "classifier": "crt"}, 0)
+    assert a != run_name(load_config(ROOT / "configs" / "builtin.yaml", ["lr=0.01"]), {"loss": "nsce", "aux": "neighbours"}, 0)
+    assert a != run_name(base, {"loss": "nsce", "aux": "neighbours"}, 1)
