@@ -10,7 +10,6 @@ unknown label or an empty class is an error.
 """
 from __future__ import annotations
 
-import json
 import os
 import pickle
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from ltkit.io import read_json
 from ltkit.taxonomy import Taxonomy
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".gif", ".tif", ".tiff")
@@ -268,12 +268,7 @@ def load_places_lt(root: str | os.PathLike, splits_dir: str | os.PathLike | None
 
 
 def _read_inat_json(path: Path) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"iNaturalist annotation file not found: {path}")
-    try:
-        obj = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})") from None
+    obj = read_json(path, "iNaturalist annotation file")
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a COCO-style object with 'images', 'annotations', 'categories'")
     for key in ("images", "annotations", "categories"):
@@ -318,12 +313,7 @@ def load_inat(root: str | os.PathLike, train_json: str | os.PathLike, val_json: 
     cats, cats_file = _read_inat_json(train_json)["categories"], train_json
     if categories_json is not None:
         cats_file = Path(categories_json)
-        if not cats_file.is_file():
-            raise FileNotFoundError(f"iNaturalist categories file not found: {cats_file}")
-        try:
-            cats = json.loads(cats_file.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{cats_file}: line {e.lineno}: invalid JSON ({e.msg})") from None
+        cats = read_json(cats_file, "iNaturalist categories file")
         if isinstance(cats, dict):  # tolerate {"categories": [...]}
             cats = cats.get("categories")
         if not isinstance(cats, list) or not all(isinstance(c, dict) for c in cats):

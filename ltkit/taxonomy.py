@@ -99,13 +99,10 @@ class Taxonomy:
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "Taxonomy":
         """Read `{"classes": {name: [root, ..., parent]}, "synonyms": {name: [...]}}`."""
+        from ltkit.io import read_json
+
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"taxonomy file not found: {path}")
-        try:
-            obj = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})") from None
+        obj = read_json(path, "taxonomy file")
         if not isinstance(obj, dict) or not isinstance(obj.get("classes"), dict):
             raise ValueError(f"{path}: expected an object with a 'classes' mapping of name -> ancestor list")
         for name, anc in obj["classes"].items():

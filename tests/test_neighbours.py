@@ -3,7 +3,6 @@ filter, neighbour map, CLI and notebook 02."""
 import csv
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
