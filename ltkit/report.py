@@ -7,6 +7,7 @@ one training per distinct recipe and seed.
 from __future__ import annotations
 
 import argparse
+import sys
 import dataclasses
 import hashlib
 import json
@@ -134,12 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--out", help="markdown file to write (default: print only)")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the preset")
-    args = p.parse_args(argv)
-    base = load_config(args.config, args.overrides)
+    argv = sys.argv[1:] if argv is None else argv
+    # key=value overrides may come anywhere, even right after the --seeds list
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    args = p.parse_args([a for a in argv if a not in overrides])
+    base = load_config(args.config, overrides)
     t = time.time()
     methods = compare(base, METHODS, args.seeds)
     components = compare(base, COMPONENTS, args.seeds)
-    cmd = "python -m ltkit compare " + " ".join(argv if argv is not None else [])
+    cmd = "python -m ltkit compare " + " ".join(argv)
     text = (f"Command: `{cmd}`  \nPreset: `{args.config}` ({base.dataset}, {base.model}, {base.epochs} epochs), "
             f"seeds {args.seeds}; this command took {time.time() - t:.0f} s (runs already in `{base.out_dir}/` are reused).\n\n"
             "### Tab. 2 layout: baseline and additions (accuracy %, change against the baseline)\n\n"

@@ -411,7 +411,8 @@ def test_notebook_runs_on_tiny_world(tiny_world, world_cache, tmp_path, monkeypa
     nbk = nbformat.read(src, as_version=4)
     assert all(c.get("outputs", []) == [] and c.get("execution_count") is None for c in nbk.cells if c.cell_type == "code")
     idx = next(i for i, c in enumerate(nbk.cells) if "parameters" in c.metadata.get("tags", []))
-    nbk.cells.insert(idx + 1, nbformat.v4.new_code_cell('preset = "builtin-tiny"\nout_dir = "crawl/tiny"'))
+    out_dir = tmp_path / "crawl" / "tiny"  # the notebook resolves relative paths against the repository
+    nbk.cells.insert(idx + 1, nbformat.v4.new_code_cell(f'preset = "builtin-tiny"\nout_dir = {str(out_dir)!r}'))
     with FakeLLM("good") as srv:  # the optional LLM cell, against the fake server, key from the environment
         monkeypatch.setenv("LTKIT_CACHE", str(world_cache))
         monkeypatch.setenv("OPENAI_API_KEY", KEY)
