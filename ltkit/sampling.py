@@ -10,9 +10,10 @@ draw of min(cap, available) of its images (cap = 50 in the paper). The draw and 
 only on (seed, epoch), so a run resumes from those two numbers; DDP ranks share the same order and
 take disjoint slices of it.
 
-The paper's Random Category (RD) baseline is the same machinery with the neighbour map's parents
-reassigned at random (`random_parents`): same auxiliary classes and images, random "parents", so
-both the budget and NS-CE's silenced pairs stop meaning anything semantic.
+`random_parents` reassigns the neighbour map's parents at random (same auxiliary classes and
+images, random "parents"): one reading of the paper's Random Category (RD) baseline. The trainer's
+`aux=random` uses the other reading, random categories in place of the neighbours
+(`ltkit.train.random_categories`).
 """
 from __future__ import annotations
 

@@ -352,24 +352,11 @@ def lr_lambda(total_steps: int, warmup_steps: int):
 # the loop
 
 
-def build_loss(cfg: TrainConfig, class_counts: np.ndarray, aux_parent: np.ndarray, L: int) -> torch.nn.Module:
-    """CE, BalCE (Eq. 2-3) or NS-CE (Eq. 4) over the whole label space."""
-    from ltkit import losses
-
-    if cfg.loss == "ce":
-        return losses.CrossEntropyLoss()
-    if cfg.loss == "balce":
-        return losses.BalancedSoftmaxLoss(class_counts, tau=cfg.tau)
-    if cfg.loss == "nsce":
-        return losses.NeighbourSilencingLoss(class_counts, aux_parent, L, lambda_s=cfg.lambda_s, tau=cfg.tau)
-    raise ValueError(f"loss={cfg.loss!r}: expected ce, balce or nsce")
-
-
 class Trainer:
     """Holds the pieces of one run; `fit()` trains with resume, `evaluate()` writes results.json."""
 
     def __init__(self, cfg: TrainConfig):
-        from ltkit import models, sampling
+        from ltkit import losses, models, sampling
 
         self.cfg = cfg
         self.rank, self.world_size, self.device = _dist_setup(cfg)
@@ -398,7 +385,8 @@ class Trainer:
         self.train_tf = models.transforms(self.model, train=True, randaugment=cfg.randaugment,
                                           color_jitter=cfg.color_jitter) if cfg.augment \
             else self.eval_tf
-        self.loss_fn = build_loss(cfg, self.class_counts, self.aux_parent, L).to(self.device)
+        self.loss_fn = losses.build_loss(cfg.loss, self.class_counts, self.aux_parent, L, cfg.lambda_s,
+                                         cfg.tau).to(self.device)
         self.mixup = None
         if cfg.mixup > 0 or cfg.cutmix > 0:
             from timm.data import Mixup
