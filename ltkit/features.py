@@ -7,7 +7,6 @@ dataset, so a crawl's filter and a notebook share one extraction.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from pathlib import Path
 from typing import Callable
@@ -18,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ltkit.data import ArrayImages, FileImages, ImageSet, TransformedSet
-from ltkit.io import atomic_write_bytes
+from ltkit.io import atomic_save
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -93,9 +92,7 @@ def cached_features(cache_path: str | os.PathLike | None, fn: Callable[[], np.nd
     if path.is_file():
         return np.load(path)
     arr = np.asarray(fn())
-    buf = io.BytesIO()
-    np.save(buf, arr)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save(path, lambda f: np.save(f, arr))
     return arr
 
 

@@ -1,11 +1,12 @@
 """Atomic file writes and append-only JSONL: every artifact is either whole or absent."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 
 _UMASK = os.umask(0)
@@ -27,6 +28,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_save(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Serialise with `write(buffer)` (torch.save, np.save, savefig, ...) into memory, then write atomically.
+
+    A writer that fails half-way leaves no file behind, because nothing touches the disk until it returns.
+    """
+    buf = io.BytesIO()
+    write(buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

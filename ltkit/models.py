@@ -238,9 +238,7 @@ def create_model(name: str, num_classes: int, img_size: int = 32, pretrained: bo
 
 def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
     """Write a model's state dict atomically (.safetensors by suffix, otherwise torch.save)."""
-    import io as _io
-
-    from ltkit.io import atomic_write_bytes
+    from ltkit.io import atomic_save, atomic_write_bytes
 
     path = Path(path)
     sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -249,9 +247,7 @@ def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
 
         atomic_write_bytes(path, save(sd))
     else:
-        buf = _io.BytesIO()
-        torch.save(sd, buf)
-        atomic_write_bytes(path, buf.getvalue())
+        atomic_save(path, lambda f: torch.save(sd, f))
     return path
 
 

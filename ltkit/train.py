@@ -25,7 +25,7 @@ import torch.distributed as dist
 import yaml
 
 from ltkit import data as ltdata
-from ltkit.io import append_jsonl, atomic_write_bytes, atomic_write_text
+from ltkit.io import append_jsonl, atomic_save, atomic_write_text
 
 
 @dataclass
@@ -438,13 +438,10 @@ class Trainer:
         """Checkpoint after an epoch (rank 0 only), atomically."""
         if self.rank != 0:
             return
-        import io
-
-        buf = io.BytesIO()
-        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "rng": rng_state(),
-                    "aux_parent": self.aux_parent, "config": dataclasses.asdict(self.cfg)}, buf)
-        atomic_write_bytes(self.ckpt_path, buf.getvalue())
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "rng": rng_state(),
+                 "aux_parent": self.aux_parent, "config": dataclasses.asdict(self.cfg)}
+        atomic_save(self.ckpt_path, lambda f: torch.save(state, f))
 
     def resume(self) -> bool:
         """Load the last checkpoint if there is one; True when resumed."""
