@@ -641,11 +641,11 @@ def format_rows(rows: Sequence[Row], limit: int | None = 20) -> str:
 def search_neighbours(backend: Backend, class_names: Sequence[str], train_counts: Sequence[int] | None,
                       out_dir: str | os.PathLike, k: int = 5, ratio: str | Sequence[float] | None = None,
                       taxonomy: Taxonomy | None = None, price_per_1k: float | tuple[float, float] | None = None,
-                      progress: Callable[[str], None] | None = None) -> SearchResult:
+                      progress: Callable[[str], None] | None = None, many: int = 100, few: int = 20) -> SearchResult:
     """Ask for every class with a non-zero budget (cached), filter leaks, write neighbours.csv."""
     out = Path(out_dir)
     budget = (np.full(len(class_names), k, dtype=int) if train_counts is None
-              else aux_budget(train_counts, k, ratio))
+              else aux_budget(train_counts, k, ratio, many, few))
     cache, tally = AnswerCache(out / CACHE_FILE), Tally(price_per_1k)
     answers, warnings = {}, []
     todo = [t for t in range(len(class_names)) if budget[t] > 0]

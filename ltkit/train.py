@@ -14,162 +14,19 @@ import dataclasses
 import math
 import os
 import random
-import re
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import yaml
 
 from ltkit import data as ltdata
+from ltkit.config import Config, check_same_recipe, config_yaml, load_config, neighbour_dir, recipe  # noqa: F401
 from ltkit.io import append_jsonl, atomic_save, atomic_write_text
 
 
-@dataclass
-class TrainConfig:
-    """Everything one run depends on; written next to its results."""
-
-    name: str = "run"
-    out_dir: str = "runs"
-    seed: int = 0
-    # data: builtin | builtin-tiny | imagenet-lt | places-lt | inat18 | cifar100-lt | folders
-    dataset: str = "builtin"
-    data_root: str | None = None
-    splits_dir: str | None = None      # ImageNet-LT / Places-LT split files (default: data_root)
-    inat_train_json: str | None = None
-    inat_val_json: str | None = None
-    imbalance: float = 100.0           # cifar100-lt
-    many: int = 100                    # shot-group thresholds
-    few: int = 20
-    # auxiliary data: none | neighbours (SD) | random (RD)
-    aux: str = "none"
-    neighbours_csv: str | None = None  # from `python -m ltkit neighbours`; built from the taxonomy if absent
-    aux_images: str | None = None      # folder <aux name>/<image> (a crawl); the world's pool if absent
-    k: int = 5                         # auxiliary categories per class at most
-    aux_ratio: str | None = None       # head:medium:tail, e.g. "1:1:3"; None = 1:ceil(Nh/Nm):ceil(Nh/Nt)
-    aux_cap: int = 50                  # images per auxiliary class per epoch
-    # loss: ce | balce | nsce
-    loss: str = "balce"
-    lambda_s: float = 0.1
-    tau: float = 1.0
-    # model
-    model: str = "ltkit_cnn_small"
-    pretrained: str | None = None      # None | "pool" | "hf" (HF cache) | path to a weights file
-    img_size: int = 32
-    # optimisation
-    epochs: int = 30
-    batch_size: int = 128              # per step, across all processes
-    accum_steps: int = 1               # effective batch = batch_size * accum_steps
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 2.0
-    betas: tuple[float, float] = (0.9, 0.95)
-    augment: bool = True               # False: train on the eval transform (no crop, flip or RandAugment)
-    randaugment: str | None = "rand-m9-mstd0.5"
-    color_jitter: float = 0.4          # timm's default; 0 where colour is a class attribute (the world)
-    mixup: float = 0.8
-    cutmix: float = 1.0
-    label_smoothing: float = 0.0
-    amp: bool = True                   # bf16 autocast on GPU
-    num_workers: int = 0
-    device: str | None = None          # default: cuda if available
-    # evaluation: direct | crt | tau
-    classifier: str = "direct"
-    eval_every: int = 1
-    progress: bool = True
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.out_dir) / self.name
-
-
-# ---------------------------------------------------------------------------------------------
-# config files
-
-
-class _YAMLLoader(yaml.SafeLoader):
-    """SafeLoader without YAML 1.1's base-60 numbers, so `aux_ratio: 1:1:3` stays the string '1:1:3'."""
-
-
-_YAMLLoader.yaml_implicit_resolvers = {
-    ch: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
-    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_YAMLLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?(0|[1-9][0-9_]*)$"), list("-+0123456789"))
-_YAMLLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9_]*)?)([eE][-+]?[0-9]+)?$|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$"),
-    list("-+0123456789."))
-
-
-def _yaml(text: str):
-    return yaml.load(text, Loader=_YAMLLoader)
-
-
-_STR_FIELDS = {f.name for f in dataclasses.fields(TrainConfig) if "str" in str(f.type)}
-
-
-def _override_value(key: str, text: str):
-    """A `key=value` value: YAML for numbers, lists and booleans; strings stay strings (name=001)."""
-    if text.strip().lower() in ("null", "none", "~", ""):
-        return None
-    value = _yaml(text)
-    return text.strip() if key in _STR_FIELDS and not isinstance(value, str) else value
-
-
-def load_config(path: str | os.PathLike | None = None, overrides: list[str] | dict | None = None) -> TrainConfig:
-    """A YAML preset plus `key=value` overrides; unknown keys are errors that name the key."""
-    values = {}
-    if path is not None:
-        values = _yaml(Path(path).read_text()) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of config keys")
-    if isinstance(overrides, dict):
-        values.update(overrides)
-    else:
-        for item in overrides or []:
-            if "=" not in item:
-                raise ValueError(f"override {item!r}: expected key=value")
-            k, v = item.split("=", 1)
-            values[k.strip()] = _override_value(k.strip(), v)
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        where = f"{path}: " if path else ""
-        raise ValueError(f"{where}unknown config key(s) {unknown}; known: {sorted(fields)}")
-    if "betas" in values:
-        values["betas"] = tuple(values["betas"])
-    return TrainConfig(**values)
-
-
-# Settings that do not change what is trained: they may differ between a run and its resume.
-RUN_ONLY_KEYS = ("name", "out_dir", "progress", "eval_every", "num_workers", "device", "classifier", "extra")
-
-
-def recipe(cfg: TrainConfig | dict) -> dict:
-    """The settings that determine the trained weights."""
-    d = dataclasses.asdict(cfg) if isinstance(cfg, TrainConfig) else dict(cfg)
-    d["betas"] = list(d["betas"])
-    return {k: v for k, v in d.items() if k not in RUN_ONLY_KEYS}
-
-
-def check_same_recipe(saved: dict, cfg: TrainConfig, where: Path) -> None:
-    """Refuse to resume a checkpoint trained with other settings (it would mislabel the results)."""
-    a, b = recipe(saved), recipe(cfg)
-    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    if diff:
-        details = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff)
-        raise ValueError(f"{where} was trained with other settings ({details}); use another name= or out_dir=")
-
-
-def config_yaml(cfg: TrainConfig) -> str:
-    """YAML text of a config (what `load_config` reads back)."""
-    d = dataclasses.asdict(cfg)
-    d["betas"] = list(d["betas"])
-    return yaml.safe_dump(d, sort_keys=False)
+TrainConfig = Config  # the name this module had for it before ltkit.config
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,13 +74,13 @@ def build_aux(cfg: TrainConfig, target: ltdata.LTData, world):
     if cfg.aux not in ("neighbours", "random"):
         raise ValueError(f"aux={cfg.aux!r}: expected none, neighbours or random")
     csv = Path(cfg.neighbours_csv) if cfg.neighbours_csv else default_neighbours_csv(cfg)
-    if not csv.exists() and world is None:
-        raise FileNotFoundError(f"{csv}: no neighbour map; run `python -m ltkit neighbours` first")
+    if not csv.exists() and (world is None or cfg.neighbours.backend != "taxonomy"):
+        raise FileNotFoundError(f"{csv}: no neighbour map; run `python -m ltkit neighbours` with the same config first")
     if not csv.exists() and int(os.environ.get("RANK", "0")) == 0:
         from ltkit.neighbours import TaxonomyBackend, search_neighbours
 
         search_neighbours(TaxonomyBackend(world.taxonomy, seed=cfg.seed), target.class_names, target.train_counts,
-                          csv.parent, k=cfg.k, ratio=cfg.aux_ratio)
+                          csv.parent, k=cfg.k, ratio=cfg.aux_ratio, many=cfg.many, few=cfg.few)
     if dist.is_initialized():  # every rank waits here, then reads what rank 0 wrote
         dist.barrier()
     nmap = load_neighbour_map(csv, L)
@@ -243,9 +100,8 @@ def build_aux(cfg: TrainConfig, target: ltdata.LTData, world):
 
 
 def default_neighbours_csv(cfg: TrainConfig) -> Path:
-    """Where a built-in world's neighbour map goes when none is given (shared by runs with one budget)."""
-    ratio = (cfg.aux_ratio or "paper").replace(":", "-")
-    return Path(cfg.out_dir) / "_neighbours" / f"{cfg.dataset}-k{cfg.k}-{ratio}-s{cfg.seed}" / "neighbours.csv"
+    """The neighbour map when none is given: `python -m ltkit neighbours` writes it there with the same config."""
+    return neighbour_dir(cfg) / "neighbours.csv"
 
 
 def random_categories(world, target_names: list[str], n: int, seed: int) -> list[str]:

@@ -1,0 +1,14 @@
+"""User errors: mistakes in input (a missing file, a bad config key, a malformed line) rather than bugs.
+
+Stages raise them with a message that names the file, line or field; `python -m ltkit` prints that
+message as one `error: ...` line on stderr and exits with status 2 (the traceback only with --debug).
+"""
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A mistake the user can fix; the message says what and where."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config file or override that does not fit `ltkit.config.Config`; names the key and the file."""

@@ -1,0 +1,75 @@
+"""The one config: presets, sections, dotted overrides, errors that name the key and file, the recipe."""
+from pathlib import Path
+
+import pytest
+
+from ltkit.config import (Config, ConfigError, NeighbourConfig, config_yaml, load_config, neighbour_dir, recipe)
+from ltkit.errors import UserError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_preset_loads_into_one_config():
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        cfg = load_config(path)
+        assert isinstance(cfg, Config) and isinstance(cfg.neighbours, NeighbourConfig), path
+
+
+def test_sections_from_yaml_and_dotted_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("k: 3\naux_ratio: 1:1:3\nneighbours: {backend: openai, model: m}\ncrawl:\n  workers: 2\n")
+    cfg = load_config(p, ["neighbours.model=gpt-4o-mini", "crawl.workers=4", "many=50"])
+    assert (cfg.k, cfg.aux_ratio, cfg.many) == (3, "1:1:3", 50)
+    assert cfg.neighbours.backend == "openai" and cfg.neighbours.model == "gpt-4o-mini" and cfg.crawl.workers == 4
+    # dict overrides: dotted or nested; a string field keeps a number-looking value as text
+    cfg = load_config(None, {"neighbours.model": "m2", "crawl": {"workers": 1}})
+    assert cfg.neighbours.model == "m2" and cfg.crawl.workers == 1
+    assert load_config(None, ["neighbours.model=001"]).neighbours.model == "001"
+
+
+def test_written_config_reads_back(tmp_path):
+    cfg = load_config(None, ["neighbours.backend=manual", "neighbours.file=x.csv", "betas=[0.9,0.99]"])
+    (tmp_path / "c.yaml").write_text(config_yaml(cfg))
+    assert load_config(tmp_path / "c.yaml") == cfg
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["lossx=1"], "'lossx'"),
+    (["crawl.nope=1"], r"'crawl\.nope'.*known in crawl"),
+    (["loss.x=1"], "not a section"),
+    (["neighbours=3"], "expected a mapping"),
+    (["epochs"], "key=value"),
+])
+def test_bad_keys_are_user_errors_naming_the_key(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, overrides)
+
+
+def test_bad_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("neighbours:\n  backnd: openai\n")
+    with pytest.raises(UserError, match=r"bad\.yaml: unknown config key 'neighbours\.backnd'"):
+        load_config(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(bad)
+    with pytest.raises(FileNotFoundError, match="none.yaml"):
+        load_config(tmp_path / "none.yaml")
+
+
+def test_recipe_leaves_out_run_only_settings_and_reads_old_files():
+    a = load_config(None, ["name=a", "progress=false", "classifier=crt", "neighbours.timeout=5", "crawl.workers=1"])
+    b = load_config(None, ["name=b"])
+    assert recipe(a) == recipe(b) and "neighbours.backend" in recipe(a)
+    assert recipe(load_config(None, ["loss=ce"])) != recipe(b)
+    old = {**{k: v for k, v in recipe(b).items() if "." not in k}, "extra": {}}  # a checkpoint from before sections
+    assert recipe(old) == recipe(b)
+
+
+def test_neighbour_map_path_follows_the_shared_settings():
+    base = neighbour_dir(load_config(None))
+    for over in (["k=3"], ["aux_ratio=0:1:1"], ["many=50"], ["few=10"], ["seed=1"], ["neighbours.backend=openai"],
+                 ["neighbours.model=m", "neighbours.backend=openai"]):
+        assert neighbour_dir(load_config(None, over)) != base, over
+    assert neighbour_dir(load_config(None, ["epochs=3"])) == base
+    assert neighbour_dir(load_config(None, ["neighbours.out_dir=crawl/x"])) == Path("crawl/x")
