@@ -29,7 +29,8 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, is_model_in
 
 # explicit: timm's register_model appends each registered model function to this list
 __all__ = ["DEFAULT_WORLD_MODEL", "WORLD_VIT", "SmallCNN", "is_vit", "create_model", "save_weights", "data_config",
-           "transforms", "pool_settings", "encoder_path", "train_on_arrays", "pool_pretrained", "load_encoder"]
+           "transforms", "pool_settings", "encoder_path", "train_on_arrays", "pretraining_set", "pool_pretrained",
+           "load_encoder"]
 
 _logger = logging.getLogger(__name__)
 
@@ -283,7 +284,9 @@ def transforms(model: nn.Module, train: bool, randaugment: str | None = "rand-m9
 # ---------------------------------------------------------------------------------------------
 # the built-in world's pool-pretrained encoder (offline stand-in for DINOv2)
 
-POOL_RECIPE_VERSION = 1  # bump when the training recipe below changes: it invalidates cached encoders
+# bump when the training recipe below changes: it invalidates cached encoders.
+# 2: labels of the open classes only (no target-class label, no target image); 1 used every class.
+POOL_RECIPE_VERSION = 2
 
 
 def pool_settings(model_name: str = DEFAULT_WORLD_MODEL, epochs: int = 12, seed: int = 0, batch_size: int = 128,
@@ -300,7 +303,8 @@ def pool_settings(model_name: str = DEFAULT_WORLD_MODEL, epochs: int = 12, seed:
     return dict(model=model_name, epochs=epochs, seed=seed, batch_size=batch_size,
                 lr=lr if lr is not None else (2e-3 if adamw else 0.6),
                 weight_decay=weight_decay if weight_decay is not None else (0.05 if adamw else 5e-4),
-                label_smoothing=label_smoothing, optimizer=optimizer, version=POOL_RECIPE_VERSION)
+                label_smoothing=label_smoothing, optimizer=optimizer, labels="open-classes",
+                version=POOL_RECIPE_VERSION)
 
 
 def encoder_path(world, **settings) -> Path:
@@ -382,12 +386,31 @@ def train_on_arrays(model: nn.Module, images: np.ndarray, labels: np.ndarray, ep
     return losses
 
 
+def pretraining_set(world) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The encoder's training data: (images, labels 0..C-1, world class id of each label).
+
+    Only pool items returned by a search for an *open* class (one outside the label set), each
+    labelled with its query class. No target-class label and no target val/test image reaches the
+    encoder, as no ImageNet-LT label reaches DINOv2 or CLIP. The pool's web noise stays, as in web
+    pre-training: an off-topic or mislabelled item may show a target class, a near-duplicate copies a
+    target *train* image, but each carries the open query's label.
+    """
+    is_target = np.zeros(len(world.classes), bool)
+    is_target[np.asarray(world.targets)] = True
+    keep = ~is_target[world.pool_query]
+    classes = np.flatnonzero(~is_target)
+    relabel = np.full(len(world.classes), -1, np.int64)
+    relabel[classes] = np.arange(len(classes))
+    return world.pool_images[keep], relabel[world.pool_query[keep]], classes
+
+
 def pool_pretrained(world, model_name: str = DEFAULT_WORLD_MODEL, epochs: int = 12, seed: int = 0,
                     force: bool = False, device: str | torch.device = "cpu", **settings) -> Path:
     """Train (once) the small model on the world's pool and return the cached weights file.
 
-    Labels are each pool item's query class over all the world's classes: as noisy as web
-    pretraining (off-topic, mislabelled and junk items keep their query's label). Cached under
+    Supervised on the open classes only (`pretraining_set`): labels are each item's query class,
+    as noisy as web pre-training (off-topic, mislabelled and junk items keep their query's label),
+    and no target class is among them (docs/ARCHITECTURE.md says why). Cached under
     `cache_root()/encoders/<world key>-<model>-<settings hash>.pt`; later calls load nothing and
     return the path at once. `device` only changes where it trains, not the cache key.
     """
@@ -398,11 +421,13 @@ def pool_pretrained(world, model_name: str = DEFAULT_WORLD_MODEL, epochs: int = 
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's global RNG
         torch.manual_seed(seed)
-        model = create_model(model_name, len(world.classes), img_size=world.config.image_size)
-    losses = train_on_arrays(model, world.pool_images, world.pool_query, epochs, seed, s["batch_size"], s["lr"],
+        images, labels, classes = pretraining_set(world)
+        model = create_model(model_name, len(classes), img_size=world.config.image_size)
+    losses = train_on_arrays(model, images, labels, epochs, seed, s["batch_size"], s["lr"],
                              s["weight_decay"], s["label_smoothing"], s["optimizer"], log_every=1, device=device)
     save_weights(model, path)
-    meta = dict(settings=s, world=world.config.key(), losses=losses, seconds=round(time.perf_counter() - t0, 1),
+    meta = dict(settings=s, world=world.config.key(), classes=len(classes), images=len(labels), losses=losses,
+                seconds=round(time.perf_counter() - t0, 1),
                 threads=torch.get_num_threads(), device=str(device))
     from ltkit.io import write_json
 

@@ -4,6 +4,9 @@ Hierarchy (fixed, independent of the seed):  group -> family (shape) -> fine cla
 28 shape families in 4 groups; each family has 12 look-alike fine classes, 4 adjacent colours x
 3 textures ("teal striped hexagon"). Adjacent colours are 30 degrees of hue apart and every
 image jitters its hue by up to 8 degrees, so siblings are look-alikes that never share a hue.
+The `builtin-wide` preset gives every family all 12 colours x 6 textures (2016 classes), so that
+the classes outside the label set outnumber the neighbour categories a search uses many times
+over and random categories (RD) can differ from neighbour ones (SD).
 
 Every image draws its own nuisance factors from an RNG keyed by (seed, split, index), so the world
 is byte-identical for a seed however it is generated: position, scale, rotation, aspect, colour
@@ -71,12 +74,19 @@ class WorldConfig:
     junk: float = 0.05              # no shape at all, caption names the query class
     near_duplicate: float = 0.03    # jittered copy of a target image of the query's family (families
                                     # without a target class get clean items instead)
+    colours_per_family: int = 4     # adjacent colours of a family (at most 12)
+    textures_per_family: int = 3    # textures of a family (at most 6)
 
     def key(self) -> str:
         """Short hash that names this world's cache folder."""
         d = {k: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
-             for k, v in asdict(self).items()}  # 30 and 30.0 are the same world
+             for k, v in asdict(self).items() if _LATER_FIELDS.get(k, object()) != v}  # 30 and 30.0: one world
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# fields added after worlds were first cached: hashed only when they differ from these values,
+# so every world generated before keeps its key (and cache folder)
+_LATER_FIELDS = {"colours_per_family": 4, "textures_per_family": 3}
 
 
 @dataclass(frozen=True)
@@ -93,23 +103,26 @@ class ClassSpec:
         return f"{self.colour} {self.texture} {self.family}"
 
 
-def all_classes() -> list[ClassSpec]:
-    """The world's 336 fine classes, family by family."""
+def all_classes(cfg: WorldConfig | None = None) -> list[ClassSpec]:
+    """The world's fine classes, family by family (336 for the default 4 colours x 3 textures)."""
+    cfg = cfg or WorldConfig()
     colours = list(COLOURS)
+    if not (1 <= cfg.colours_per_family <= len(colours) and 1 <= cfg.textures_per_family <= len(TEXTURES)):
+        raise ValueError(f"colours_per_family must be 1..{len(colours)} and textures_per_family 1..{len(TEXTURES)}")
     out = []
     for f, fam in enumerate(FAMILIES):
-        cols = [colours[(3 * f + j) % len(colours)] for j in range(4)]
-        texs = [TEXTURES[(f + t) % len(TEXTURES)] for t in range(3)]
+        cols = [colours[(3 * f + j) % len(colours)] for j in range(cfg.colours_per_family)]
+        texs = [TEXTURES[(f + t) % len(TEXTURES)] for t in range(cfg.textures_per_family)]
         for c in cols:
             for t in texs:
                 out.append(ClassSpec(len(out), fam, c, t))
     return out
 
 
-def world_taxonomy() -> Taxonomy:
-    """group -> family -> fine class, for all classes of the world."""
+def world_taxonomy(classes: list[ClassSpec] | None = None) -> Taxonomy:
+    """group -> family -> fine class, for all classes of the world (default: the 336 of `builtin`)."""
     group_of = {f: g for g, fams in GROUPS.items() for f in fams}
-    return Taxonomy({c.name: (group_of[c.family], c.family) for c in all_classes()})
+    return Taxonomy({c.name: (group_of[c.family], c.family) for c in (classes or all_classes())})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,6 +335,7 @@ class World:
         fams = {self.classes[i].family for i in self.targets}
         return {
             "world_classes": len(self.classes), "families": len(FAMILIES), "groups": len(GROUPS),
+            "open_classes": len(self.classes) - int(len(self.targets)),
             "targets": int(len(self.targets)), "target_families": len(fams),
             "train": int(self.train_counts.sum()), "val": len(self.splits["val"][1]),
             "test": len(self.splits["test"][1]),
@@ -362,7 +376,7 @@ def generate(cfg: WorldConfig = WorldConfig()) -> World:
     if probs.sum() >= 1 or (probs < 0).any():
         raise ValueError("pool noise rates must be non-negative and sum below 1")
     probs = np.concatenate([[1 - probs.sum()], probs])
-    classes = all_classes()
+    classes = all_classes(cfg)
     targets = choose_targets(cfg, classes)
     L, S = len(targets), cfg.image_size
     counts = profile_counts(cfg.profile, L, cfg.head, cfg.imbalance)
@@ -406,7 +420,8 @@ def generate(cfg: WorldConfig = WorldConfig()) -> World:
             caps.append(CAPTIONS[k % len(CAPTIONS)].format(n=name, N=name.title()))
         query[j], true[j] = q, t
         noise.append(kind)
-    return World(cfg, classes, targets, np.asarray(counts), splits, pool, query, true, caps, noise)
+    return World(cfg, classes, targets, np.asarray(counts), splits, pool, query, true, caps, noise,
+                 world_taxonomy(classes))
 
 
 def cache_root() -> Path:
@@ -424,9 +439,11 @@ def load_world(cfg: WorldConfig = WorldConfig(), cache: str | os.PathLike | None
     with np.load(folder / "arrays.npz") as a:
         arrays = {k: a[k] for k in a.files}
     splits = {s: (arrays[f"{s}_x"], arrays[f"{s}_y"]) for s in ("train", "val", "test")}
-    return World(WorldConfig(**meta["config"]), all_classes(), arrays["targets"], arrays["train_counts"], splits,
-                 arrays["pool_x"], arrays["pool_query"], arrays["pool_true"], meta["pool_captions"],
-                 meta["pool_noise"])
+    wcfg = WorldConfig(**meta["config"])
+    classes = all_classes(wcfg)
+    return World(wcfg, classes, arrays["targets"], arrays["train_counts"], splits, arrays["pool_x"],
+                 arrays["pool_query"], arrays["pool_true"], meta["pool_captions"], meta["pool_noise"],
+                 world_taxonomy(classes))
 
 
 def _save(w: World, folder: Path) -> None:
@@ -454,6 +471,10 @@ PRESETS: dict[str, WorldConfig] = {
     # small enough for the test suite, yet with Many, Medium and Few classes
     "builtin-tiny": WorldConfig(num_targets=24, head=150, imbalance=30.0, val_per_class=5, test_per_class=10,
                                 pool_per_class=12),
+    # `builtin`'s target task in a world with every colour x texture per family (2016 classes, 1916
+    # open). Fixed before any run by one rule: the open classes must number at least five times the
+    # neighbour categories the search uses (about 220 at k = 5), so RD's random draw can differ from SD.
+    "builtin-wide": WorldConfig(colours_per_family=12, textures_per_family=6),
 }
 
 
@@ -475,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     w = load_world(cfg, args.cache)
     s = w.summary()
     print(f"world {args.preset} (key {cfg.key()}, seed {cfg.seed}, {cfg.image_size}px) ready in {time.time() - t:.1f}s")
-    print(f"  classes      {s['world_classes']} in {s['families']} shape families, {s['groups']} groups")
+    print(f"  classes      {s['world_classes']} in {s['families']} shape families, {s['groups']} groups;"
+          f" {s['open_classes']} outside the label set")
     print(f"  targets      {s['targets']} over {s['target_families']} families;"
           f" train {s['train']} (head {s['head']}, tail {s['tail']}), val {s['val']}, test {s['test']}")
     print(f"  shot groups  many {s['many']}, medium {s['medium']}, few {s['few']}")

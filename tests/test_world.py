@@ -355,3 +355,23 @@ def test_world_data_is_a_valid_ltdata(tiny_world):
     im = d.test.load(7)
     assert im.mode == "RGB" and im.size == (32, 32)
     assert np.array_equal(np.asarray(im), tiny_world.splits["test"][0][7])
+
+
+# ---------------------------------------------------------------------------------------------
+# the wide preset
+
+
+def test_wide_preset_keeps_builtin_task_in_a_wider_world():
+    wide, base = PRESETS["builtin-wide"], PRESETS["builtin"]
+    classes = all_classes(wide)
+    assert len(classes) == len(FAMILIES) * len(COLOURS) * 6 == 2016
+    assert len({c.name for c in classes}) == len(classes)
+    assert [c.name for c in all_classes(base)] == [c.name for c in all_classes()]  # builtin unchanged
+    assert base.key() == WorldConfig().key()
+    # the same target task: class count and profile; the targets are drawn from the wider world
+    for k in ("num_targets", "head", "imbalance", "profile", "val_per_class", "test_per_class", "pool_per_class"):
+        assert getattr(wide, k) == getattr(base, k), k
+    tax = world_taxonomy(classes)
+    assert all(len(tax.siblings(c.name)) == 71 for c in classes[:: 97])
+    with pytest.raises(ValueError, match="colours_per_family"):
+        all_classes(WorldConfig(colours_per_family=13))
