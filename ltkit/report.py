@@ -1,16 +1,19 @@
 """Method comparisons and ablations in the layout of the paper's tables (Tab. 2, Tab. 6, Fig. 5).
 
-A *method* is a set of config overrides plus the classifier used at test time. Methods that train
-the same way share one run (e.g. NS-CE with the direct classifier and with cRT), so a table costs
-one training per distinct recipe and seed.
+A row's *recipe* is explicit: auxiliary data (`aux`), loss and the test-time classifier. The
+protocol follows the paper: in Tab. 6 every row but the last re-trains the classifier on the target
+data (cRT) and consecutive rows differ in exactly one component; "+ Direct Classifier" keeps the
+trained target rows. Tab. 2's Baseline, +RD and +SD rows are Tab. 6's rows of the same recipe, and
+"+ Ours" is "+ Direct Classifier". Rows that train alike share one run: a training is evaluated
+with every classifier at once (direct and cRT), so a table costs one training per (aux, loss, seed).
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import dataclasses
 import hashlib
 import json
+import sys
 import time
 
 import numpy as np
@@ -18,25 +21,37 @@ import numpy as np
 from ltkit.io import write_json
 from ltkit.train import TrainConfig, Trainer, load_config, recipe
 
-# Tab. 2: the baseline and what the paper adds to it.
-METHODS: dict[str, dict] = {
-    "CE": {"loss": "ce", "aux": "none"},
-    "Baseline (BalCE)": {"loss": "balce", "aux": "none"},
-    "+ RD": {"loss": "balce", "aux": "random"},
-    "+ SD": {"loss": "balce", "aux": "neighbours"},
-    "+ Ours (NS-CE, direct)": {"loss": "nsce", "aux": "neighbours", "classifier": "direct"},
-}
-# Tab. 6: contributions of the components, one row each.
+RECIPE_KEYS = ("aux", "loss", "classifier")
+AUX_LABELS = {"none": "none", "random": "random categories (RD)", "neighbours": "neighbour categories (SD)"}
+# every training is evaluated with both classifiers: the other one costs a feature pass, not a training
+EVALUATED_CLASSIFIERS = ("direct", "crt")
+
+# Tab. 6: contributions of the components; each row changes one component of the row above.
 COMPONENTS: dict[str, dict] = {
-    "Baseline": {"loss": "balce", "aux": "none"},
-    "+ Random Category": {"loss": "balce", "aux": "random"},
-    "+ Neighbor Category": {"loss": "balce", "aux": "neighbours", "classifier": "crt"},
-    "+ Neighbor Silencing": {"loss": "nsce", "aux": "neighbours", "classifier": "crt"},
-    "+ Direct Classifier": {"loss": "nsce", "aux": "neighbours", "classifier": "direct"},
-    # not in the paper: the baseline with the same cRT classifier, so the cRT rows above have a fair reference
-    "(extra) Baseline, cRT classifier": {"loss": "balce", "aux": "none", "classifier": "crt"},
+    "Baseline": {"aux": "none", "loss": "balce", "classifier": "crt"},
+    "+ Random Category": {"aux": "random", "loss": "balce", "classifier": "crt"},
+    "+ Neighbor Category": {"aux": "neighbours", "loss": "balce", "classifier": "crt"},
+    "+ Neighbor Silencing": {"aux": "neighbours", "loss": "nsce", "classifier": "crt"},
+    "+ Direct Classifier": {"aux": "neighbours", "loss": "nsce", "classifier": "direct"},
+}
+# Tab. 2: the same recipes as Tab. 6's rows (the paper prints the same numbers in both tables).
+METHODS: dict[str, dict] = {
+    "Baseline (BalCE)": COMPONENTS["Baseline"],
+    "+ RD": COMPONENTS["+ Random Category"],
+    "+ SD": COMPONENTS["+ Neighbor Category"],
+    "+ Ours (NS-CE, direct)": COMPONENTS["+ Direct Classifier"],
 }
 COLUMNS = ("overall", "many", "medium", "few")
+
+
+def recipe_diff(a: dict, b: dict) -> list[str]:
+    """The recipe components (aux, loss, classifier) in which two rows differ."""
+    return [k for k in RECIPE_KEYS if a.get(k) != b.get(k)]
+
+
+def recipe_label(over: dict) -> str:
+    """`aux / loss / classifier` of a row, as the tables print it."""
+    return f"{AUX_LABELS.get(over['aux'], over['aux'])} / {over['loss']} / {over['classifier']}"
 
 
 def run_name(base: TrainConfig, overrides: dict, seed: int) -> str:
@@ -51,21 +66,42 @@ def run_name(base: TrainConfig, overrides: dict, seed: int) -> str:
     return f"{base.dataset}-{'-'.join(f'{k}{v}' for k, v in train_keys.items())}-s{seed}-{h.hexdigest()[:6]}"
 
 
+def evaluate_trained(trainer: Trainer, classifiers: tuple[str, ...] = EVALUATED_CLASSIFIERS) -> dict[str, dict]:
+    """Test metrics of a trained run with each classifier, from one extraction of its features."""
+    from ltkit import evaluate
+
+    cfg = trainer.cfg
+    res = evaluate.evaluate(trainer.model, trainer.data.test, trainer.data.train_counts, trainer.L, trainer.eval_tf,
+                            classifier=list(classifiers), train=trainer.data.train, many=cfg.many, few=cfg.few,
+                            device=trainer.device)
+    for r in res.values():
+        r.update(num_aux_classes=int(trainer.K), aux_names=list(trainer.aux_names),
+                 num_aux_images=int(len(trainer.aux_images)) if trainer.K else 0)
+    return res
+
+
 def run_method(base: TrainConfig, overrides: dict, seed: int) -> dict:
-    """Train (or resume / reuse) one recipe and evaluate it with the method's classifier."""
+    """Train (or resume / reuse) one recipe and return its test results with the row's classifier.
+
+    The first call for a training evaluates it with every classifier and caches each result, so
+    the rows that differ only in the classifier reuse the same trained model.
+    """
     classifier = overrides.get("classifier", "direct")
     cfg = dataclasses.replace(base, **{k: v for k, v in overrides.items() if k != "classifier"}, seed=seed,
                               classifier=classifier, name=run_name(base, overrides, seed))
     out = cfg.run_dir / f"results_{classifier}.json"
+    row = {"aux": cfg.aux, "loss": cfg.loss, "classifier": classifier}
     if out.exists():
-        return json.loads(out.read_text())
+        return dict(json.loads(out.read_text()), recipe=row)
     t = time.time()
     trainer = Trainer(cfg)
-    res = trainer.fit().evaluate()
-    res["seconds"] = round(time.time() - t, 1)  # training and evaluation done by this call
+    trainer.fit()
+    results = evaluate_trained(trainer, tuple(dict.fromkeys((*EVALUATED_CLASSIFIERS, classifier))))
+    seconds = round(time.time() - t, 1)  # training (or resuming) and evaluation done by this call
     if trainer.rank == 0:
-        write_json(out, res)
-    return res
+        for kind, res in results.items():
+            write_json(cfg.run_dir / f"results_{kind}.json", dict(res, seconds=seconds))
+    return dict(results[classifier], seconds=seconds, recipe=row)
 
 
 def compare(base: TrainConfig, methods: dict[str, dict], seeds: list[int]) -> dict[str, list[dict]]:
@@ -80,31 +116,65 @@ def compare(base: TrainConfig, methods: dict[str, dict], seeds: list[int]) -> di
 
 
 def mean_std(rows: list[dict], key: str) -> tuple[float, float]:
-    """Mean and standard deviation (over seeds) of one metric, in percent."""
+    """Mean and sample standard deviation (over seeds) of one metric, in percent."""
     v = np.array([r[key] for r in rows], float) * 100
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def markdown_table(results: dict[str, list[dict]], baseline: str | None = None) -> str:
-    """Overall / Many / Medium / Few (mean ± std over seeds, %), with the change against a baseline row."""
-    head = "| method | " + " | ".join(c.title() for c in COLUMNS) + " |\n|---|" + "---|" * len(COLUMNS) + "\n"
-    lines = []
-    for name, rows in results.items():
-        cells = []
+def markdown_table(results: dict[str, list[dict]], baseline: str | None = None, previous: bool = False) -> str:
+    """Recipe and Overall / Many / Medium / Few (mean ± std over seeds, %) of each row.
+
+    The bracket is the change against the `baseline` row, or against the row above (`previous`).
+    """
+    has_recipe = all(rows and "recipe" in rows[0] for rows in results.values())
+    cols = ["method"] + (["aux data / loss / classifier"] if has_recipe else []) + [c.title() for c in COLUMNS]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    names = list(results)
+    for i, name in enumerate(names):
+        rows = results[name]
+        ref = names[i - 1] if previous and i > 0 else (baseline if baseline in results and name != baseline else None)
+        cells = [name] + ([recipe_label(rows[0]["recipe"])] if has_recipe else [])
         for c in COLUMNS:
             m, s = mean_std(rows, c)
             cell = f"{m:.1f}" + (f" ± {s:.1f}" if len(rows) > 1 else "")
-            if baseline and name != baseline and baseline in results:
-                d = m - mean_std(results[baseline], c)[0]
-                cell += f" ({d:+.1f})"
+            if ref is not None:
+                cell += f" ({m - mean_std(results[ref], c)[0]:+.1f})"
             cells.append(cell)
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return head + "\n".join(lines) + "\n"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def classifier_table(base: TrainConfig, seeds: list[int]) -> str:
+    """Every training of the tables with both classifiers: what the classifier alone changes."""
+    trainings = {(o["aux"], o["loss"]): o for o in COMPONENTS.values()}
+    lines = ["| aux data / loss | Overall, direct | Overall, cRT | Few, direct | Few, cRT |", "|---|---|---|---|---|"]
+    for (aux, loss), over in trainings.items():
+        rows = {k: [run_method(base, {**over, "classifier": k}, s) for s in seeds] for k in EVALUATED_CLASSIFIERS}
+        cells = [f"{mean_std(rows[k], c)[0]:.1f} ± {mean_std(rows[k], c)[1]:.1f}" for c in ("overall", "few")
+                 for k in EVALUATED_CLASSIFIERS]
+        lines.append(f"| {AUX_LABELS[aux]} / {loss} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def jaccard(a: list[str], b: list[str]) -> float:
+    """|A ∩ B| / |A ∪ B| of two name lists (1.0 for two empty lists)."""
+    sa, sb = set(a), set(b)
+    return len(sa & sb) / len(sa | sb) if sa | sb else 1.0
+
+
+def rd_sd_overlap(components: dict[str, list[dict]]) -> list[dict]:
+    """Per seed: the RD and SD auxiliary categories actually trained on, and their Jaccard overlap."""
+    out = []
+    for rd, sd in zip(components["+ Random Category"], components["+ Neighbor Category"]):
+        out.append(dict(rd=len(rd["aux_names"]), sd=len(sd["aux_names"]),
+                        shared=len(set(rd["aux_names"]) & set(sd["aux_names"])),
+                        jaccard=jaccard(rd["aux_names"], sd["aux_names"])))
+    return out
 
 
 def ablation(base: TrainConfig, key: str, values: list, seeds: list[int], method: dict | None = None) -> dict:
     """Fig. 5: vary one setting of the full method; returns {value: [results per seed]}."""
-    method = method or METHODS["+ Ours (NS-CE, direct)"]
+    method = method or COMPONENTS["+ Direct Classifier"]
     # the preset's own value is the method's run itself: reuse it rather than train it again
     over = {v: method if v == getattr(base, key) else {**method, key: v} for v in values}
     return {v: [run_method(base, over[v], s) for s in seeds] for v in values}
@@ -141,15 +211,21 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args([a for a in argv if a not in overrides])
     base = load_config(args.config, overrides)
     t = time.time()
-    methods = compare(base, METHODS, args.seeds)
-    components = compare(base, COMPONENTS, args.seeds)
+    components = compare(base, COMPONENTS, args.seeds)  # Tab. 2's rows are among these runs
+    methods = {name: components[next(n for n, o in COMPONENTS.items() if o == over)] for name, over in METHODS.items()}
+    overlap = rd_sd_overlap(components)
     cmd = "python -m ltkit compare " + " ".join(argv)
     text = (f"Command: `{cmd}`  \nPreset: `{args.config}` ({base.dataset}, {base.model}, {base.epochs} epochs), "
-            f"seeds {args.seeds}; this command took {time.time() - t:.0f} s (runs already in `{base.out_dir}/` are reused).\n\n"
-            "### Tab. 2 layout: baseline and additions (accuracy %, change against the baseline)\n\n"
+            f"seeds {args.seeds}; accuracy in %, mean ± sample std over seeds; this command took "
+            f"{time.time() - t:.0f} s (runs already in `{base.out_dir}/` are reused).\n\n"
+            "### Tab. 2 layout: baseline and additions (change against the baseline)\n\n"
             + markdown_table(methods, baseline="Baseline (BalCE)")
-            + "\n### Tab. 6 layout: contributions of the components\n\n"
-            + markdown_table(components, baseline="Baseline"))
+            + "\n### Tab. 6 layout: contributions of the components (change against the row above)\n\n"
+            + markdown_table(components, previous=True)
+            + "\n### Each training with both classifiers\n\n" + classifier_table(base, args.seeds)
+            + "\n### RD vs SD categories\n\n| seed | RD | SD | shared | Jaccard |\n|---|---|---|---|---|\n"
+            + "".join(f"| {s} | {o['rd']} | {o['sd']} | {o['shared']} | {o['jaccard']:.3f} |\n"
+                      for s, o in zip(args.seeds, overlap)))
     print(text)
     if args.out:
         from ltkit.io import atomic_write_text

@@ -1,0 +1,104 @@
+"""The method tables' protocol: explicit recipes, one component per Tab. 6 step, one training per recipe and seed."""
+from pathlib import Path
+
+import pytest
+
+from ltkit import report
+from ltkit.report import COMPONENTS, METHODS, RECIPE_KEYS, recipe_diff
+from ltkit.train import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_row_names_its_whole_recipe():
+    for table in (COMPONENTS, METHODS):
+        for name, over in table.items():
+            assert set(RECIPE_KEYS) <= set(over), name
+
+
+def test_tab6_rows_differ_in_exactly_one_component():
+    rows = list(COMPONENTS.values())
+    for above, below in zip(rows, rows[1:]):
+        assert len(recipe_diff(above, below)) == 1, (above, below)
+    # every row but the last re-trains the classifier; the last keeps the direct one
+    assert [r["classifier"] for r in rows] == ["crt"] * (len(rows) - 1) + ["direct"]
+    assert recipe_diff(rows[-2], rows[-1]) == ["classifier"]
+
+
+def test_recipe_diff_sees_each_component():
+    a = {"aux": "none", "loss": "balce", "classifier": "crt"}
+    assert recipe_diff(a, dict(a)) == []
+    assert recipe_diff(a, {**a, "aux": "random", "loss": "nsce"}) == ["aux", "loss"]
+
+
+def test_tab2_rows_are_tab6_rows():
+    """As in the paper: Baseline, +RD and +SD are the Tab. 6 rows before '+ Direct Classifier'; Ours is that row."""
+    tab6 = list(COMPONENTS.values())
+    assert METHODS["Baseline (BalCE)"] == tab6[0]
+    assert METHODS["+ RD"] == COMPONENTS["+ Random Category"] and METHODS["+ SD"] == COMPONENTS["+ Neighbor Category"]
+    assert METHODS["+ Ours (NS-CE, direct)"] == tab6[-1]
+    assert all(m in tab6 for m in METHODS.values())
+
+
+class FakeTrainer:
+    """Stands in for the trainer: counts trainings; its 'accuracy' encodes the recipe and classifier."""
+
+    built: list = []
+
+    def __init__(self, cfg):
+        self.cfg, self.rank = cfg, 0
+        FakeTrainer.built.append((cfg.aux, cfg.loss, cfg.seed))
+
+    def fit(self):
+        return self
+
+
+def fake_evaluate(trainer, classifiers):
+    cfg = trainer.cfg
+    score = {"none": 0.5, "random": 0.6, "neighbours": 0.7}[cfg.aux] + (0.05 if cfg.loss == "nsce" else 0)
+    names = {"none": [], "random": ["a", "b", "c"], "neighbours": ["b", "c", "d", "e"]}[cfg.aux]
+    return {k: {c: score + (0.1 if k == "crt" else 0) + cfg.seed / 100 for c in report.COLUMNS} | {"aux_names": names}
+            for k in classifiers}
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path):
+    FakeTrainer.built = []
+    monkeypatch.setattr(report, "Trainer", FakeTrainer)
+    monkeypatch.setattr(report, "evaluate_trained", fake_evaluate)
+    return load_config(ROOT / "configs" / "builtin-tiny.yaml", {"out_dir": str(tmp_path)})
+
+
+def test_one_training_per_recipe_and_seed(fake, capsys):
+    seeds = [0, 1]
+    tab6 = report.compare(fake, COMPONENTS, seeds)
+    tab2 = report.compare(fake, METHODS, seeds)
+    report.classifier_table(fake, seeds)
+    trainings = {(o["aux"], o["loss"]) for o in COMPONENTS.values()}
+    assert len(FakeTrainer.built) == len(set(FakeTrainer.built)) == len(trainings) * len(seeds)
+    # direct and cRT come from one trained model, and Tab. 2 reprints Tab. 6's numbers
+    assert tab6["+ Direct Classifier"][0]["overall"] == pytest.approx(tab6["+ Neighbor Silencing"][0]["overall"] - 0.1)
+    for t2, t6 in (("+ RD", "+ Random Category"), ("+ SD", "+ Neighbor Category"),
+                   ("+ Ours (NS-CE, direct)", "+ Direct Classifier")):
+        assert [r["overall"] for r in tab2[t2]] == [r["overall"] for r in tab6[t6]]
+    assert [r["recipe"] for r in tab6["+ Direct Classifier"]] == [COMPONENTS["+ Direct Classifier"]] * 2
+
+
+def test_tables_show_recipe_spread_and_overlap(fake):
+    tab6 = report.compare(fake, COMPONENTS, [0, 1])
+    md = report.markdown_table(tab6, previous=True)
+    assert "aux data / loss / classifier" in md
+    assert "| + Direct Classifier | neighbour categories (SD) / nsce / direct |" in md
+    assert "± 0.7" in md  # seeds 0 and 1 differ by 1 point: sample std 0.71
+    assert "(-10.0)" in md  # direct vs cRT row above
+    o = report.rd_sd_overlap(tab6)
+    assert o[0] == dict(rd=3, sd=4, shared=2, jaccard=pytest.approx(2 / 5))
+
+
+def test_cli_writes_all_tables(fake, tmp_path, monkeypatch):
+    out = tmp_path / "tables.md"
+    assert report.main(["--config", str(ROOT / "configs" / "builtin-tiny.yaml"), "--seeds", "0", "1",
+                        f"out_dir={tmp_path}", "--out", str(out)]) == 0
+    text = out.read_text()
+    for part in ("Tab. 2 layout", "Tab. 6 layout", "both classifiers", "Jaccard", "| 1 | 3 | 4 | 2 | 0.400 |"):
+        assert part in text, part
