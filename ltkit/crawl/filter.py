@@ -1,0 +1,349 @@
+"""Filtering a crawl (paper Sec. 3.1): caption match, similarity window, and the test-leak check.
+
+An image crawled for auxiliary class a (queried from target class t) is kept when
+- its caption names a (`caption_mode`: the exact phrase, all its words in any order, or off), with
+  captions and names normalised as the neighbour search normalises names (`name_key` per word);
+- gamma1 < cos(p_t, f) < gamma2, p_t the mean feature of t's training images (an auxiliary class has
+  no target images, so the prototype is its parent's). The window keeps images similar to the class
+  without being copies of it;
+- it is no near-duplicate of a target val or test image (`ltkit.crawl.leak`).
+
+Everything expensive (features, hashes, nearest references) is computed once into `FilterScores`;
+`decide` applies thresholds in microseconds, which is what the tuner does on every slider move.
+Outputs next to the crawl's manifest: `filter_manifest.jsonl` (every image, its numbers, each check
+and the reason), `accepted.csv` + `accepted_neighbours.csv` (the auxiliary dataset the trainer
+reads: images, labels L..L+K'-1, the neighbour map of the classes that kept images) and
+`filter.json` (thresholds and provenance: time, encoder, counts).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ltkit.crawl.encode import Encoder, build_encoder, encode_cached
+from ltkit.crawl.leak import LeakScores, leak_scores, phash
+from ltkit.crawl.names import name_key
+from ltkit.data import FileImages, LTData
+from ltkit.features import prototypes
+from ltkit.io import atomic_write_text, write_json
+
+CAPTION_MODES = ("phrase", "words", "off")
+MANIFEST, FILTER_MANIFEST = "manifest.jsonl", "filter_manifest.jsonl"
+ACCEPTED, ACCEPTED_MAP, FILTER_JSON = "accepted.csv", "accepted_neighbours.csv", "filter.json"
+REQUIRED = ("key", "aux_id", "aux_name", "target_id", "target_name", "caption", "status", "path", "sha256")
+ACCEPTED_COLUMNS = ("path", "label", "aux_name", "target_id", "sha256", "cos")
+NEIGHBOUR_COLUMNS = ("target_id", "target_name", "aux_name", "aux_id", "backend", "status", "reason")
+
+
+@dataclass
+class FilterSettings:
+    """Thresholds and encoder of the filter (the `filter` section of the config)."""
+
+    caption_mode: str = "phrase"    # phrase | words | off
+    gamma1: float = 0.7             # keep gamma1 < cos(p, f) < gamma2
+    gamma2: float = 0.98
+    encoder: str = "pool"           # pool | timm:<name>[@<weights>] | dinov2[:<name>]
+    leak_hamming: int = 8           # pHash bits: a val/test image this close is a leak
+    leak_cos: float = 0.95          # feature cosine: a val/test image this similar is a leak
+    leak_splits: tuple[str, ...] = ("val", "test")
+    cap: int = 50                   # images per auxiliary class the sampler draws per epoch (tuner shows it)
+    batch_size: int = 256
+
+    def check(self) -> "FilterSettings":
+        """Raise a ValueError naming the field for an impossible setting."""
+        if self.caption_mode not in CAPTION_MODES:
+            raise ValueError(f"filter.caption_mode: {self.caption_mode!r}, expected one of {', '.join(CAPTION_MODES)}")
+        if not -1.0 <= self.gamma1 < self.gamma2 <= 1.0:
+            raise ValueError(f"filter.gamma1/gamma2: need -1 <= gamma1 < gamma2 <= 1, got {self.gamma1}, {self.gamma2}")
+        bad = set(self.leak_splits) - {"train", "val", "test"}
+        if bad:
+            raise ValueError(f"filter.leak_splits: unknown split(s) {sorted(bad)}; expected train, val, test")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# captions
+
+
+def caption_words(text: str) -> list[str]:
+    """Caption or name as comparison words: punctuation to spaces, then `name_key` on each word."""
+    return [name_key(w) for w in re.sub(r"[^\w\s]|_", " ", text).split()]
+
+
+def caption_match(caption: str, name: str, mode: str = "phrase") -> bool:
+    """Whether a caption names a class: the whole phrase in order, all its words anywhere, or always (off)."""
+    if mode == "off":
+        return True
+    words, want = caption_words(caption or ""), caption_words(name)
+    if not want:
+        return False
+    if mode == "words":
+        return set(want) <= set(words)
+    if mode == "phrase":
+        n = len(want)
+        return any(words[i:i + n] == want for i in range(len(words) - n + 1))
+    raise ValueError(f"caption mode {mode!r}: expected one of {', '.join(CAPTION_MODES)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the crawl's images
+
+
+def read_crawl(crawl_dir: str | Path) -> list[dict]:
+    """Downloaded images of a crawl (the final row of each key, all shards, status ok), checked."""
+    from ltkit.crawl.manifest import manifest_files, read_manifest
+
+    if not manifest_files(crawl_dir):
+        raise FileNotFoundError(f"{Path(crawl_dir) / MANIFEST}: no crawl manifest (run `python -m ltkit crawl` first)")
+    rows = [r for r in read_manifest(crawl_dir) if r.get("status") == "ok"]
+    for n, row in enumerate(rows, 1):
+        missing = [f for f in REQUIRED if f != "caption" and row.get(f) in (None, "")]  # empty captions are data
+        if missing:
+            raise ValueError(f"{Path(crawl_dir) / MANIFEST}: key {row['key']}: field {missing[0]}: missing on a "
+                             f"downloaded row")
+    return rows
+
+
+def crawl_images(crawl_dir: str | Path, rows: list[dict]) -> FileImages:
+    """The rows' image files (labels = auxiliary ids)."""
+    return FileImages(crawl_dir, [r["path"] for r in rows], [int(r["aux_id"]) for r in rows])
+
+
+# ---------------------------------------------------------------------------------------------
+# scores (computed once) and decisions (any thresholds)
+
+
+@dataclass
+class FilterScores:
+    """Threshold-free numbers of every downloaded image of a crawl."""
+
+    crawl_dir: Path
+    rows: list[dict]
+    caption: dict[str, np.ndarray]  # mode -> (N,) bool
+    cos: np.ndarray                 # (N,) cos(p_parent, f)
+    leak: LeakScores
+    encoder: str
+    encoder_key: str
+    num_targets: int
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def aux_ids(self) -> np.ndarray:
+        return np.array([int(r["aux_id"]) for r in self.rows], np.int64)
+
+    @property
+    def truth(self) -> list[str] | None:
+        """The built-in world's noise kind of each item, when the manifest carries it."""
+        t = [r.get("truth") for r in self.rows]
+        return t if all(t) else None
+
+
+def score_crawl(crawl_dir: str | Path, target: LTData, encoder: Encoder | str = "pool", world=None,
+                cache_dir: str | Path | None = None, leak_splits: tuple[str, ...] = ("val", "test"),
+                rows: list[dict] | None = None) -> FilterScores:
+    """Encode the crawl and the target data (cached by content hash) and compute every filter number."""
+    crawl_dir = Path(crawl_dir)
+    rows = read_crawl(crawl_dir) if rows is None else rows
+    if isinstance(encoder, str):
+        encoder = build_encoder(encoder, world)
+    cache = Path(cache_dir) if cache_dir is not None else _default_cache()
+    images = crawl_images(crawl_dir, rows)
+    feats = encode_cached(encoder, images, cache, keys=[r["sha256"] for r in rows])
+    train_feats = encode_cached(encoder, target.train, cache)
+    protos = prototypes(train_feats, target.train.labels, target.num_classes)
+    parent = np.array([int(r["target_id"]) for r in rows], np.int64)
+    bad = parent[(parent < 0) | (parent >= target.num_classes)]
+    if len(bad):
+        raise ValueError(f"{crawl_dir / MANIFEST}: target_id {bad[0]} outside 0..{target.num_classes - 1}")
+    cos = (np.einsum("nc,nc->n", _unit(feats), _unit(protos[parent])) if len(rows)
+           else np.zeros(0, np.float32))
+    refs = [(s, getattr(target, s)) for s in leak_splits if getattr(target, s, None) is not None]
+    ref_sets = [r for _, r in refs]
+    ref_split = np.concatenate([[s] * len(r) for s, r in refs]) if refs else np.zeros(0, str)
+    ref_index = np.concatenate([np.arange(len(r)) for r in ref_sets]) if refs else np.zeros(0, np.int64)
+    ref_feats = (np.concatenate([encode_cached(encoder, r, cache) for r in ref_sets]) if refs
+                 else np.zeros((0, feats.shape[1]), np.float32))
+    ref_hash = np.concatenate([phash(r) for r in ref_sets]) if refs else np.zeros(0, np.uint64)
+    ref_mirror = np.concatenate([phash(r, mirror=True) for r in ref_sets]) if refs else np.zeros(0, np.uint64)
+    leak = leak_scores(phash(images), feats, ref_hash, ref_mirror, ref_feats, ref_split, ref_index, encoder.device)
+    caption = {m: np.array([caption_match(r.get("caption") or "", r["aux_name"], m) for r in rows], bool)
+               for m in CAPTION_MODES}
+    return FilterScores(crawl_dir, rows, caption, cos.astype(np.float32), leak, encoder.spec, encoder.key,
+                        target.num_classes)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _default_cache() -> Path:
+    from ltkit.world import cache_root
+
+    return cache_root() / "features"
+
+
+@dataclass
+class Decisions:
+    """Each check's outcome per image under one setting, and the reason an image was dropped."""
+
+    caption_ok: np.ndarray
+    above_gamma1: np.ndarray
+    below_gamma2: np.ndarray
+    leak: np.ndarray
+    leak_split: list[str]
+    settings: FilterSettings
+
+    @property
+    def window_ok(self) -> np.ndarray:
+        return self.above_gamma1 & self.below_gamma2
+
+    @property
+    def keep(self) -> np.ndarray:
+        return self.caption_ok & self.window_ok & ~self.leak
+
+    def reasons(self) -> list[str]:
+        """'' for a kept image, else every failed check joined by '+' (caption, gamma1, gamma2, leak:<split>)."""
+        out = []
+        for c, a, b, lk, s in zip(self.caption_ok, self.above_gamma1, self.below_gamma2, self.leak, self.leak_split):
+            out.append("+".join(r for r, bad in (("caption", not c), ("gamma1", not a), ("gamma2", not b),
+                                                  (f"leak:{s}", lk)) if bad))
+        return out
+
+
+def decide(scores: FilterScores, settings: FilterSettings) -> Decisions:
+    """Apply thresholds to precomputed scores (no features are touched)."""
+    s = settings.check()
+    leak = scores.leak.flagged(s.leak_hamming, s.leak_cos)
+    return Decisions(scores.caption[s.caption_mode], scores.cos > s.gamma1, scores.cos < s.gamma2, leak,
+                     scores.leak.split_of(s.leak_hamming, s.leak_cos), s)
+
+
+def class_counts(scores: FilterScores, d: Decisions) -> dict[int, dict]:
+    """Per auxiliary id: name, parent, total, caption_ok, window_ok, leak, kept (vectorised: the tuner calls it often)."""
+    ids, first, inv = np.unique(scores.aux_ids, return_index=True, return_inverse=True)
+    n = len(ids)
+    cols = {k: np.bincount(inv, weights=v, minlength=n).astype(int)
+            for k, v in (("total", np.ones(len(inv))), ("caption_ok", d.caption_ok), ("window_ok", d.window_ok),
+                         ("leak", d.leak), ("kept", d.keep))}
+    return {int(a): dict(name=scores.rows[f]["aux_name"], target_id=int(scores.rows[f]["target_id"]),
+                         **{k: int(v[j]) for k, v in cols.items()}) for j, (a, f) in enumerate(zip(ids, first))}
+
+
+# ---------------------------------------------------------------------------------------------
+# outputs
+
+
+def write_filter_manifest(scores: FilterScores, d: Decisions) -> Path:
+    """`filter_manifest.jsonl`: per image, its numbers, each check and the reason (atomic rewrite)."""
+    lk, reasons = scores.leak, d.reasons()
+    lines = []
+    for i, r in enumerate(scores.rows):
+        row = dict(key=r["key"], aux_id=int(r["aux_id"]), aux_name=r["aux_name"], target_id=int(r["target_id"]),
+                   path=r["path"], sha256=r["sha256"], caption=r.get("caption") or "",
+                   caption_match=bool(d.caption_ok[i]), cos=round(float(scores.cos[i]), 5),
+                   gamma1=d.settings.gamma1, gamma2=d.settings.gamma2,
+                   leak_hamming=int(lk.hamming[i]), leak_cos=round(float(lk.cos[i]), 5),
+                   leak_hash_ref=_ref(lk, lk.hamming_ref[i]), leak_cos_ref=_ref(lk, lk.cos_ref[i]),
+                   leak=bool(d.leak[i]), keep=bool(d.keep[i]), reason=reasons[i])
+        if r.get("truth"):
+            row["truth"] = r["truth"]
+        lines.append(json.dumps(row))
+    path = scores.crawl_dir / FILTER_MANIFEST
+    atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+    return path
+
+
+def _ref(lk: LeakScores, j: int) -> str:
+    """'split:index' of a reference image ('' when there are none)."""
+    return f"{lk.ref_split[j]}:{int(lk.ref_index[j])}" if j >= 0 and len(lk.ref_split) else ""
+
+
+def save_accepted(scores: FilterScores, d: Decisions, extra: dict | None = None) -> dict:
+    """Write the filter manifest, the accepted set, its neighbour map and `filter.json`; returns the provenance.
+
+    Auxiliary classes that kept images get ids L..L+K'-1 in the order of their crawl ids; a class
+    left without images appears in the map as dropped (reason no_images_after_filter).
+    """
+    L, keep, root = scores.num_targets, d.keep, scores.crawl_dir
+    per_class = class_counts(scores, d)
+    new_id, map_rows = {}, []
+    for a in sorted(per_class):
+        c = per_class[a]
+        tname = next(r["target_name"] for r in scores.rows if int(r["aux_id"]) == a)
+        if c["kept"]:
+            new_id[a] = L + len(new_id)
+            map_rows.append([c["target_id"], tname, c["name"], new_id[a], "crawl", "kept", ""])
+        else:
+            map_rows.append([c["target_id"], tname, c["name"], "", "crawl", "dropped", "no_images_after_filter"])
+    map_rows.sort(key=lambda r: (r[0], r[3] == "", r[3] if r[3] != "" else 0))
+    rows = [[r["path"], new_id[int(r["aux_id"])], r["aux_name"], int(r["target_id"]), r["sha256"],
+             round(float(scores.cos[i]), 5)] for i, r in enumerate(scores.rows) if keep[i]]
+    write_filter_manifest(scores, d)
+    _write_csv(root / ACCEPTED_MAP, NEIGHBOUR_COLUMNS, map_rows)
+    _write_csv(root / ACCEPTED, ACCEPTED_COLUMNS, rows)
+    reasons = Counter(x for x in d.reasons() if x)
+    prov = dict(time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                settings=asdict(d.settings), encoder=scores.encoder, encoder_key=scores.encoder_key,
+                images=len(scores), kept=int(keep.sum()), caption_ok=int(d.caption_ok.sum()),
+                window_ok=int(d.window_ok.sum()), leaks=int(d.leak.sum()),
+                leaks_by_split=dict(Counter(s for s in d.leak_split if s)), dropped_by_reason=dict(reasons),
+                aux_classes=len(per_class), aux_classes_kept=len(new_id), num_targets=L,
+                files=dict(manifest=MANIFEST, filter_manifest=FILTER_MANIFEST, accepted=ACCEPTED,
+                           neighbours=ACCEPTED_MAP), **(extra or {}))
+    write_json(root / FILTER_JSON, prov)  # last: its presence means the set above is complete
+    return prov
+
+
+def _write_csv(path: Path, header, rows) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def load_settings(crawl_dir: str | Path) -> FilterSettings | None:
+    """Thresholds saved by the tuner or the CLI next to a crawl, or None when nothing was saved."""
+    path = Path(crawl_dir) / FILTER_JSON
+    if not path.is_file():
+        return None
+    s = json.loads(path.read_text())["settings"]
+    s["leak_splits"] = tuple(s.get("leak_splits", ()))
+    return FilterSettings(**s)
+
+
+def load_accepted(path: str | Path, names: list[str], num_targets: int) -> tuple[FileImages, list[int]]:
+    """The accepted images of classes `names` (labels L + position in `names`), and which names had any.
+
+    `path` is a crawl's accepted.csv; names match by `name_key`, so the trainer's neighbour map and the
+    crawl's may differ in case or plural. Returns the images and the positions of the names found.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no accepted set (run `python -m ltkit filter --crawl {path.parent}`)")
+    with open(path, newline="", encoding="utf-8") as f:
+        lines = list(csv.reader(f))
+    if not lines or tuple(lines[0]) != ACCEPTED_COLUMNS:
+        raise ValueError(f"{path}: line 1: expected header {','.join(ACCEPTED_COLUMNS)}")
+    by_key: dict[str, list[str]] = {}
+    for n, row in enumerate(lines[1:], 2):
+        if len(row) != len(ACCEPTED_COLUMNS):
+            raise ValueError(f"{path}: line {n}: expected {len(ACCEPTED_COLUMNS)} fields, got {len(row)}")
+        by_key.setdefault(name_key(row[2]), []).append(row[0])
+    found = [k for k, n in enumerate(names) if by_key.get(name_key(n))]
+    paths, labels = [], []
+    for pos, k in enumerate(found):
+        files = by_key[name_key(names[k])]
+        paths += files
+        labels += [num_targets + pos] * len(files)
+    return FileImages(path.parent, paths, labels), found

@@ -1,0 +1,296 @@
+"""Filtering a crawl: caption modes, the similarity window at its bounds, the leak check, the feature
+cache, the saved accepted set the trainer reads, the quality table, the tuner driven in code, the CLI."""
+import csv
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from ltkit.crawl import encode, filter as flt, quality
+from ltkit.crawl.leak import LeakScores, min_hamming, phash
+from ltkit.data import ArrayImages, FileImages, LTData
+from ltkit.world import all_classes, render
+
+CLASSES = all_classes()
+REPO = Path(__file__).resolve().parent.parent
+
+
+class PixelNet(nn.Module):
+    """A known feature: the 8x8 average-pooled image (192 numbers) minus its mean, so cosine is a correlation."""
+
+    num_features = 192
+
+    def forward_features(self, x):
+        return nn.functional.adaptive_avg_pool2d(x, 8)
+
+    def forward_head(self, x, pre_logits=True):
+        x = x.flatten(1)
+        return x - x.mean(1, keepdim=True)
+
+
+def pixel_encoder() -> encode.Encoder:
+    from torchvision.transforms import ToTensor
+
+    return encode.Encoder(PixelNet(), ToTensor(), "pixels", batch_size=16, device=torch.device("cpu"))
+
+
+def _imgs(cls: int, n: int, split: str) -> np.ndarray:
+    return np.stack([render(CLASSES[cls], np.random.default_rng([cls, {"train": 0, "val": 1, "test": 2}[split], i])) for i in range(n)])
+
+
+def _target() -> LTData:
+    """Two target classes (a red and a blue shape), 12 train, 4 val and 4 test images each."""
+    cls = [0, 200]
+    sets = {s: ArrayImages(np.concatenate([_imgs(c, n, s) for c in cls]), np.repeat([0, 1], n))
+            for s, n in (("train", 12), ("val", 4), ("test", 4))}
+    return LTData("toy", [CLASSES[c].name for c in cls], sets["train"], sets["val"], sets["test"])
+
+
+def _write_crawl(root: Path, target: LTData, items: list[tuple[str, int, int, np.ndarray, str, str]]) -> Path:
+    """items: (aux name, aux id, target id, image, caption, truth) -> images + manifest.jsonl."""
+    import hashlib
+    import io
+
+    rows = []
+    for n, (name, aux, tid, img, cap, truth) in enumerate(items):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "JPEG", quality=95)
+        sha = hashlib.sha256(buf.getvalue()).hexdigest()
+        rel = f"images/{aux:05d}/{sha}.jpg"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(buf.getvalue())
+        rows.append(dict(key=f"k{n}", aux_id=aux, aux_name=name, target_id=tid, target_name=target.class_names[tid],
+                         query=name, engine="pool", url=f"http://127.0.0.1/{n}.jpg", caption=cap, status="ok",
+                         reason="", path=rel, sha256=sha, width=32, height=32, truth=truth))
+    rows.append(dict(key="failed", aux_id=2, aux_name="x", target_id=0, status="error", reason="http_404"))
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """A crawl of 3 auxiliary classes: look-alikes, a caption near-miss, junk, and a copy of a test image."""
+    root = tmp_path_factory.mktemp("crawl")
+    target = _target()
+    sib0, sib1, far = CLASSES[1].name, CLASSES[201].name, CLASSES[100].name  # siblings of targets 0, 1; unrelated
+    rng = np.random.default_rng(0)
+    items = [(sib0, 2, 0, render(CLASSES[1], np.random.default_rng([5, i])), f"a photo of a {sib0}", "clean")
+             for i in range(6)]
+    items += [(sib0, 2, 0, render(CLASSES[1], np.random.default_rng([6, 0])), sib0.replace("circle", "circles!"),
+               "clean"),
+              (sib0, 2, 0, render(CLASSES[1], np.random.default_rng([6, 1])), sib0.replace("circle", "circlet"),
+               "uncaptioned")]  # caption near-miss: 'circlet' is not 'circle'
+    items += [(sib1, 3, 1, render(CLASSES[201], np.random.default_rng([7, i])), f"{sib1} icon", "clean") for i in range(5)]
+    leak = target.test.images[5][:, ::-1]  # a mirrored copy of test image 5 (re-encoded as JPEG below)
+    items += [(sib1, 3, 1, np.ascontiguousarray(leak), f"{sib1} icon vector", "near_duplicate"),
+              (sib1, 3, 1, (rng.uniform(0, 255, (32, 32, 3))).astype(np.uint8), f"{sib1}", "junk")]
+    items += [(far, 4, 0, render(CLASSES[100], np.random.default_rng([8, i])), f"{far} png", "clean") for i in range(3)]
+    _write_crawl(root, target, items)
+    scores = flt.score_crawl(root, target, pixel_encoder(), cache_dir=root / "cache")
+    return root, target, scores
+
+
+def test_caption_modes_and_near_miss():
+    name = "teal striped hexagon"
+    assert flt.caption_match("HD wallpaper: Teal-Striped Hexagons!", name, "phrase")
+    assert flt.caption_match("buy teal_striped hexagon sticker", name, "phrase")
+    assert not flt.caption_match("teal striped hexagram", name, "phrase")  # near-miss: another word
+    assert not flt.caption_match("teal hexagon, striped", name, "phrase")
+    assert flt.caption_match("teal hexagon, striped", name, "words")
+    assert not flt.caption_match("teal hexagon", name, "words")
+    assert flt.caption_match("IMG_0042.jpg", name, "off")
+    assert not flt.caption_match("", name, "phrase")
+    with pytest.raises(ValueError, match="caption mode"):
+        flt.caption_match("x", name, "fuzzy")
+
+
+def _scores_with(cos, n_classes=1):
+    rows = [dict(key=str(i), aux_id=2 + i % n_classes, aux_name=f"c{i % n_classes}", target_id=0, target_name="t",
+                 path="", sha256="", caption="") for i in range(len(cos))]
+    n = len(cos)
+    leak = LeakScores(np.full(n, 64), np.zeros(n, int), np.zeros(n, np.float32), np.zeros(n, int), np.array(["test"]),
+                      np.array([0]))
+    cap = {m: np.ones(n, bool) for m in flt.CAPTION_MODES}
+    return flt.FilterScores(Path("."), rows, cap, np.asarray(cos, np.float32), leak, "known", "known", 2)
+
+
+def test_window_is_strict_at_both_bounds():
+    """Cosines just inside each bound are kept, on or just outside are dropped (float32 features)."""
+    cos = [0.6999, 0.7, 0.7001, 0.85, 0.9799, 0.98, 0.9801]
+    d = flt.decide(_scores_with(cos), flt.FilterSettings(gamma1=0.7, gamma2=0.98))
+    assert d.keep.tolist() == [False, False, True, True, True, False, False]
+    assert d.reasons() == ["gamma1", "gamma1", "", "", "", "gamma2", "gamma2"]
+    assert flt.decide(_scores_with(cos), flt.FilterSettings(gamma1=0.6, gamma2=0.99)).keep.all()
+
+
+def test_settings_errors_name_the_field():
+    with pytest.raises(ValueError, match="gamma1/gamma2"):
+        flt.FilterSettings(gamma1=0.9, gamma2=0.8).check()
+    with pytest.raises(ValueError, match="caption_mode"):
+        flt.FilterSettings(caption_mode="any").check()
+    with pytest.raises(ValueError, match="leak_splits"):
+        flt.FilterSettings(leak_splits=("tset",)).check()
+
+
+def test_phash_matches_copies_not_other_images():
+    img = render(CLASSES[3], np.random.default_rng(0))
+    other = render(CLASSES[3], np.random.default_rng(1))
+    a = phash(ArrayImages(np.stack([img, img[:, ::-1], other]), [0, 0, 0]))
+    m = phash(ArrayImages(img[None], [0]), mirror=True)
+    d, i = min_hamming(a, m)
+    assert d[1] == 0 and d[0] > 0 and d[2] > 8  # the mirror hash finds the flipped copy exactly
+
+
+def test_planted_test_duplicate_is_caught(toy):
+    root, target, scores = toy
+    d = flt.decide(scores, flt.FilterSettings(caption_mode="phrase"))
+    truth = np.array(scores.truth)
+    assert d.leak[truth == "near_duplicate"].all() and not d.leak[truth != "near_duplicate"].any()
+    i = int(np.flatnonzero(truth == "near_duplicate")[0])
+    assert d.leak_split[i] == "test" and scores.leak.ref_index[scores.leak.hamming_ref[i]] == 5 and scores.leak.hamming[i] <= 6
+    # the check only looks at the splits it is told to: without test, nothing is caught
+    other = flt.score_crawl(root, target, pixel_encoder(), cache_dir=root / "cache", leak_splits=("val",))
+    assert not flt.decide(other, flt.FilterSettings()).leak.any()
+
+
+def test_caption_filter_on_the_crawl(toy):
+    _, _, scores = toy
+    caps = [r["caption"] for r in scores.rows]
+    miss = caps.index(next(c for c in caps if "circlet" in c))
+    plural = caps.index(next(c for c in caps if "circles!" in c))
+    assert not scores.caption["phrase"][miss] and not scores.caption["words"][miss] and scores.caption["off"][miss]
+    assert scores.caption["phrase"][plural]
+    assert len(scores) == 18  # the failed download is not an image
+
+
+def test_features_are_cached_by_content(toy, tmp_path):
+    root, target, _ = toy
+    calls = []
+    enc = pixel_encoder()
+    counting = encode.Encoder(enc.model, enc.transform, "pixels", 16, enc.device)
+    orig = encode.Encoder.__call__
+    counting.__class__ = type("Counting", (encode.Encoder,), {
+        "__call__": lambda self, images: calls.append(len(images)) or orig(self, images)})
+    rows = flt.read_crawl(root)
+    images = flt.crawl_images(root, rows)
+    a = encode.encode_cached(counting, images, tmp_path)
+    assert calls == [len({r["sha256"] for r in rows})]
+    # the same files under other names (a moved crawl) and a threshold change: nothing is encoded again
+    moved = tmp_path / "moved"
+    for p in images.paths:
+        (moved / p).parent.mkdir(parents=True, exist_ok=True)
+        (moved / p).write_bytes((root / p).read_bytes())
+    b = encode.encode_cached(counting, FileImages(moved, images.paths, images.labels), tmp_path)
+    assert calls == [len(rows)] and np.array_equal(a, b)
+    c = encode.encode_cached(counting, ArrayImages(target.val.images, target.val.labels), tmp_path)
+    assert calls[-1] == len(target.val) and c.shape == (len(target.val), 192)
+
+
+def test_save_writes_manifest_accepted_set_and_provenance(toy):
+    from ltkit.crawl.neighbour_map import load_neighbour_map
+
+    root, target, scores = toy
+    s = flt.FilterSettings(gamma1=0.5, gamma2=0.999)
+    d = flt.decide(scores, s)
+    prov = flt.save_accepted(scores, d)
+    rows = [json.loads(x) for x in (root / flt.FILTER_MANIFEST).read_text().splitlines()]
+    assert len(rows) == len(scores) and [r["keep"] for r in rows] == d.keep.tolist()
+    assert all(r["reason"] == "" for r in rows if r["keep"]) and any(r["reason"].startswith("leak") or "leak:" in r["reason"]
+                                                                     for r in rows)
+    with open(root / flt.ACCEPTED) as f:
+        acc = list(csv.DictReader(f))
+    assert len(acc) == prov["kept"] == d.keep.sum() and prov["leaks"] == 1 and prov["leaks_by_split"] == {"test": 1}
+    assert prov["settings"]["gamma1"] == 0.5 and prov["encoder"] == "pixels" and prov["time"]
+    nmap = load_neighbour_map(root / flt.ACCEPTED_MAP, num_targets=2)
+    assert nmap.num_aux == prov["aux_classes_kept"]
+    assert sorted({int(r["label"]) for r in acc}) == list(range(2, 2 + nmap.num_aux))
+    assert flt.load_settings(root) == s
+    # the trainer's view: its own names (any case), labels L + position, names without images left out
+    images, found = flt.load_accepted(root / flt.ACCEPTED, [nmap.aux_names[-1].upper(), "no such class"], 2)
+    assert found == [0] and set(images.labels) == {2} and images.load(0).size == (32, 32)
+
+
+def test_read_crawl_errors_name_file_and_line(tmp_path):
+    rows = [dict(key="a", status="ok", aux_id=2, aux_name="x", target_id=0, target_name="t", caption="",
+                 path="images/00002/a.jpg", sha256="")]
+    (tmp_path / "manifest.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    with pytest.raises(ValueError, match=r"manifest.jsonl: key a: field sha256"):
+        flt.read_crawl(tmp_path)
+    with pytest.raises(FileNotFoundError, match="python -m ltkit crawl"):
+        flt.read_crawl(tmp_path / "nothing")
+
+
+def test_quality_table_counts_relevant_items(toy):
+    _, _, scores = toy
+    s = flt.FilterSettings(gamma1=-1.0, gamma2=1.0)
+    rows = {r["filter"]: r for r in quality.quality_table(scores, s)}
+    truth = np.array(scores.truth)
+    rel = np.isin(truth, quality.RELEVANT)
+    assert rows["none"]["precision"] == pytest.approx(rel.mean()) and rows["none"]["recall"] == 1
+    # the caption filter drops exactly the uncaptioned near-miss: precision up, recall down by one item
+    assert rows["caption"]["kept_uncaptioned"] == 0 and rows["caption"]["recall"] == pytest.approx(1 - 1 / rel.sum())
+    assert rows["leak check"]["kept_near_duplicate"] == 0
+    res = quality.sweep(scores, s, np.array([0.5, 0.9]), np.array([0.8, 0.99]))
+    assert np.isnan(res["kept"][1, 0]) and res["kept"][0, 1] >= res["kept"][0, 0]
+    assert "| all three |" in quality.markdown_quality(list(rows.values()))
+
+
+def test_tuner_driven_in_code(toy):
+    from ltkit.crawl.tuner import Tuner
+
+    root, _, scores = toy
+    t = Tuner(scores, flt.FilterSettings())
+    assert len(t.classes.options) == 3
+    t.set(gamma1=0.5, gamma2=0.99)
+    d = flt.decide(scores, flt.FilterSettings(gamma1=0.5, gamma2=0.99))
+    assert t.counts()["kept"] == d.keep.sum() and "γ1=0.50 γ2=0.99" in t.applied.value
+    assert f"kept <span class='ltkit-kept'>{int(d.keep.sum())}</span>" in t.applied.value
+    leak_class = next(r["aux_name"] for r, tr in zip(scores.rows, scores.truth) if tr == "near_duplicate")
+    t.set(cls=leak_class)
+    assert t.counts()["cls_total"] == 7 and "LEAK" in t.grids.value and t.histogram.value[:4] == b"\x89PNG"
+    t.set(search="circle")
+    assert [name for name, _ in t.classes.options] and all("circle" in n for n, _ in t.classes.options)
+    t.set(search="", sort="most affected")
+    dropped = [c["total"] - c["kept"] for c in (t._counts[a] for _, a in t.classes.options)]
+    assert dropped == sorted(dropped, reverse=True)
+    t.set(caption_mode="off")
+    assert t.counts()["kept"] >= d.keep.sum()
+    saved = t.save()
+    assert saved["settings"]["caption_mode"] == "off" and saved["kept"] == t.counts()["kept"]
+    assert json.loads((root / flt.FILTER_JSON).read_text())["saved_by"] == "tuner"
+    with pytest.raises(KeyError):
+        t.set(cls="no such class")
+
+
+def test_cli_filters_a_folder_dataset(toy, tmp_path):
+    """`python -m ltkit filter` on an ImageFolder target with a timm model from a local weights file."""
+    from ltkit.models import create_model, save_weights
+
+    root, target, _ = toy
+    data = tmp_path / "data"
+    for split in ("train", "val", "test"):
+        s = getattr(target, split)
+        for i, (img, y) in enumerate(zip(s.images, s.labels)):
+            p = data / split / target.class_names[y] / f"{i}.png"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(p)
+    torch.manual_seed(0)
+    weights = save_weights(create_model("ltkit_cnn_tiny", 0), tmp_path / "tiny.safetensors")
+    env = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "PATH": "/usr/bin:/bin",
+           "LTKIT_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "ltkit", "filter", "--crawl", str(root), "dataset=folders", f"data_root={data}",
+           f"filter.encoder=timm:ltkit_cnn_tiny@{weights}", "filter.gamma1=0.1", "filter.gamma2=0.9999"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    prov = json.loads((root / flt.FILTER_JSON).read_text())
+    assert prov["settings"]["gamma1"] == 0.1 and f"kept {prov['kept']} of 18" in out.stdout
+    bad = subprocess.run(cmd[:4] + [str(tmp_path / "nowhere")] + cmd[5:], capture_output=True, text=True, env=env,
+                         cwd=REPO, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error:") and len(bad.stderr.strip().splitlines()) == 1
