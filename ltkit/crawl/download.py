@@ -1,0 +1,505 @@
+"""The downloader: asyncio + aiohttp, polite per host, safe by default, and every URL accounted for.
+
+One event loop holds the connections; a small thread pool decodes (Pillow releases the GIL) and
+writes. Per host: at most `per_host` connections and `host_interval` seconds between request starts,
+pushed back by `Retry-After`; overall: `concurrency` requests in flight and an optional `rate_limit`.
+Jobs wait in per-host queues served by `per_host` workers each, so one slow host never blocks the
+others (img2dataset#62, #375: no per-domain limiter; #74, #164: crawls that hang near the end).
+
+Safety: only http(s); no private, loopback, link-local, multicast or reserved address, checked on
+every redirect hop and on every DNS answer (the resolver itself filters, so a name cannot resolve to
+a checked address and connect to another); bodies streamed under `max_bytes` whether or not a
+Content-Length is sent; images decoded under a pixel limit before any pixel is allocated, converted
+to RGB and re-encoded, so the stored file is a plain JPEG named by its hash, never by the URL.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import ipaddress
+import logging
+import os
+import random
+import socket
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from hashlib import sha256
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import aiohttp
+from aiohttp.abc import AbstractResolver
+from aiohttp.resolver import ThreadedResolver
+from PIL import Image, UnidentifiedImageError
+from yarl import URL
+
+import ltkit
+from ltkit.crawl.manifest import ManifestWriter, ResumeState, image_path
+from ltkit.io import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"ltkit/{ltkit.__version__} (research image crawler; honours X-Robots-Tag noai)"
+REDIRECTS = (301, 302, 303, 307, 308)
+
+
+@dataclass
+class DownloadSettings:
+    """Politeness, limits and safety of the downloader (the `crawl` section of the config sets them)."""
+
+    concurrency: int = 64           # requests in flight overall
+    per_host: int = 2               # connections per host at most
+    host_interval: float = 0.2      # seconds between request starts to one host
+    rate_limit: float = 0.0         # requests per second overall; 0 = no limit
+    connect_timeout: float = 10.0
+    read_timeout: float = 20.0      # longest silence while reading
+    total_timeout: float = 60.0     # longest request (ends slow drips that never stall)
+    retries: int = 2                # on 429, 5xx and connection errors
+    backoff: float = 1.0            # seconds, doubled each retry (jittered) when no Retry-After is sent
+    max_retry_after: float = 120.0  # a longer Retry-After gives up on the URL instead of waiting
+    retry_timeouts: bool = False    # a timed-out URL usually times out again
+    max_bytes: int = 20_000_000
+    max_pixels: int = 40_000_000    # decompression-bomb limit (width x height)
+    max_redirects: int = 5
+    resize: int | None = None       # longest side, down only; None keeps the size
+    jpeg_quality: int = 95
+    allow_loopback: bool = False    # 127.0.0.0/8 and ::1: tests and the local pool server only
+    resolve: dict[str, str] = field(default_factory=dict)  # host -> "ip:port", like curl --connect-to
+    user_agent: str = USER_AGENT
+    robots_directives: tuple[str, ...] = ("noai", "noimageai")  # X-Robots-Tag values that forbid use
+    threads: int = 4                # decode and write threads
+
+    def check(self) -> "DownloadSettings":
+        """Raise a ValueError naming the field of an impossible setting."""
+        for name in ("concurrency", "per_host", "max_bytes", "max_pixels", "threads", "jpeg_quality"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"crawl.{name}: must be >= 1, got {getattr(self, name)}")
+        for name in ("host_interval", "rate_limit", "backoff", "retries", "max_redirects"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"crawl.{name}: must be >= 0, got {getattr(self, name)}")
+        for name in ("connect_timeout", "read_timeout", "total_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"crawl.{name}: must be > 0, got {getattr(self, name)}")
+        for host, target in self.resolve.items():
+            if not _split_hostport(target):
+                raise ValueError(f"crawl.resolve: {host!r} -> {target!r}: expected ip:port")
+        return self
+
+
+@dataclass
+class Job:
+    """One URL to fetch for one auxiliary class; `row` carries the search fields into the manifest."""
+
+    key: str
+    url: str
+    aux_id: int
+    row: dict = field(default_factory=dict)
+
+
+class Failure(Exception):
+    """A URL that ends here: status (failed | refused) and a short reason."""
+
+    def __init__(self, status: str, reason: str, http_status: int | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.http_status = status, reason, http_status
+
+
+class _Retry(Exception):
+    """A transient failure: 429, 5xx or a dropped connection."""
+
+    def __init__(self, reason: str, retry_after: float | None = None, http_status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.retry_after, self.http_status = reason, retry_after, http_status
+
+
+class AddressRefused(OSError):
+    """Every address a name resolves to is one the settings forbid."""
+
+
+# ---------------------------------------------------------------------------------------------
+# what may be fetched
+
+
+def _split_hostport(text: str) -> tuple[str, int] | None:
+    host, _, port = text.rpartition(":")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return host.strip("[]"), int(port)
+    except ValueError:
+        return None
+
+
+def address_allowed(ip: str, allow_loopback: bool = False) -> bool:
+    """Public unicast only; loopback if allowed. IPv4-mapped IPv6 is judged as the IPv4 it maps."""
+    a = ipaddress.ip_address(ip.split("%")[0])
+    if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
+        a = a.ipv4_mapped
+    if a.is_loopback:
+        return allow_loopback
+    return a.is_global and not a.is_multicast
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def check_url(url: str, s: DownloadSettings) -> URL:
+    """The parsed URL, or a Failure: refused for another scheme or a forbidden IP literal."""
+    try:
+        u = URL(url)
+    except (ValueError, TypeError):
+        raise Failure("failed", "bad_url") from None
+    if u.scheme not in ("http", "https"):
+        raise Failure("refused", "bad_scheme")
+    if not u.host:
+        raise Failure("failed", "bad_url")
+    host = u.host.lower()
+    if host not in s.resolve and _is_ip(host) and not address_allowed(host, s.allow_loopback):
+        raise Failure("refused", "disallowed_address")
+    return u
+
+
+class GuardedResolver(AbstractResolver):
+    """DNS that only answers with allowed addresses (and maps `resolve` hosts to their ip:port)."""
+
+    def __init__(self, s: DownloadSettings) -> None:
+        self._inner = ThreadedResolver()
+        self._map = {h.lower(): _split_hostport(t) for h, t in s.resolve.items()}
+        self._loopback = s.allow_loopback
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list:
+        if host.lower() in self._map:
+            ip, port = self._map[host.lower()]
+            fam = socket.AF_INET6 if ":" in ip else socket.AF_INET
+            found = [{"hostname": host, "host": ip, "port": port, "family": fam, "proto": 0, "flags": 0}]
+        else:
+            found = await self._inner.resolve(host, port, family)
+        ok = [r for r in found if address_allowed(r["host"], self._loopback)]
+        if not ok:
+            raise AddressRefused(f"{host} resolves to {', '.join(r['host'] for r in found)} only")
+        return ok
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def robots_forbid(values: list[str], directives: tuple[str, ...], token: str = "ltkit") -> bool:
+    """X-Robots-Tag as img2dataset reads it: `noai`, or `<agent>: noai` for our agent token."""
+    for value in values:
+        agent, sep, rest = value.partition(":")
+        if sep and agent.strip().lower() != token:
+            if " " not in agent.strip():  # "otherbot: noai" is for another crawler
+                continue
+            rest = value
+        words = {w.strip().lower() for w in (rest if sep else value).split(",")}
+        if words & set(directives):
+            return True
+    return False
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - (now or time.time()))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# decode, verify, store
+
+
+@dataclass
+class Stored:
+    sha256: str
+    path: str
+    width: int
+    height: int
+
+
+def store_image(body: bytes, crawl_dir: Path, aux_id: int, s: DownloadSettings) -> Stored:
+    """Decode under the pixel limit, RGB (transparency on white), resize, re-encode as JPEG, write atomically."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(body)) as im:
+                if im.width * im.height > s.max_pixels:  # checked on the header, before decoding
+                    raise Failure("failed", "decompression_bomb")
+                im.load()
+                rgb = _to_rgb(im)
+    except Failure:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise Failure("failed", "decompression_bomb") from None
+    except UnidentifiedImageError:
+        raise Failure("failed", "not_an_image") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as e:
+        raise Failure("failed", "truncated_image" if "truncated" in str(e).lower() else "decode_error") from None
+    if s.resize and max(rgb.size) > s.resize:
+        rgb.thumbnail((s.resize, s.resize), Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    rgb.save(buf, "JPEG", quality=s.jpeg_quality)
+    data = buf.getvalue()
+    digest = sha256(data).hexdigest()
+    rel = image_path(aux_id, digest)
+    if not (crawl_dir / rel).exists():  # same hash, same bytes: an identical file is already there
+        atomic_write_bytes(crawl_dir / rel, data)
+    return Stored(digest, rel, rgb.width, rgb.height)
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """RGB; transparent pixels become white rather than whatever colour hides under alpha 0."""
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        out = Image.new("RGB", rgba.size, (255, 255, 255))
+        out.paste(rgba, mask=rgba.getchannel("A"))
+        return out
+    return im.convert("RGB")
+
+
+def clean_partial(crawl_dir: Path, aux_ids: Iterable[int]) -> int:
+    """Remove temporary files a killed run left in these classes' folders (atomic writes leave no other)."""
+    n = 0
+    for a in aux_ids:
+        for p in (crawl_dir / "images" / f"{a:05d}").glob(".*.tmp"):
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
+# ---------------------------------------------------------------------------------------------
+# politeness
+
+
+class _Pacer:
+    """Request starts at least `interval` apart; `push_back` honours a server's Retry-After."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval, self.next, self.lock = interval, 0.0, asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self.lock:
+            delay = self.next - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.next = max(self.next, time.monotonic()) + self.interval
+
+    def push_back(self, until: float) -> None:
+        self.next = max(self.next, until)
+
+
+class _Host:
+    def __init__(self, s: DownloadSettings) -> None:
+        self.sem, self.pacer = asyncio.Semaphore(s.per_host), _Pacer(s.host_interval)
+        self.queue: asyncio.Queue = asyncio.Queue()
+
+
+# ---------------------------------------------------------------------------------------------
+# the downloader
+
+
+@dataclass
+class RunStats:
+    """What one `Downloader.run` did."""
+
+    fetched: int = 0
+    skipped: int = 0
+    kept: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    hosts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+class Downloader:
+    """Fetch jobs, store images and append one manifest row per job (see module docstring)."""
+
+    def __init__(self, crawl_dir: str | os.PathLike, settings: DownloadSettings | None = None) -> None:
+        self.dir, self.s = Path(crawl_dir), (settings or DownloadSettings()).check()
+
+    def run(self, batches: Iterable[list[Job]], manifest: str | os.PathLike, state: ResumeState | None = None,
+            progress: bool = True) -> RunStats:
+        """Download every job not in `state.done`; `batches` may be a lazy generator (searches feed it)."""
+        return asyncio.run(self._run(iter(batches), Path(manifest), state or ResumeState(), progress))
+
+    async def _run(self, batches: Iterator[list[Job]], manifest: Path, state: ResumeState, progress: bool) -> RunStats:
+        from tqdm import tqdm
+
+        s, stats, self._state = self.s, RunStats(), state
+        self._hosts: dict[str, _Host] = {}
+        self._inflight = asyncio.Semaphore(s.concurrency)
+        self._rate = _Pacer(1.0 / s.rate_limit) if s.rate_limit > 0 else None
+        self._pool = ThreadPoolExecutor(s.threads, thread_name_prefix="ltkit-decode")
+        feeder = ThreadPoolExecutor(1, thread_name_prefix="ltkit-search")
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=s.connect_timeout, sock_read=s.read_timeout)
+        connector = aiohttp.TCPConnector(limit=s.concurrency, limit_per_host=s.per_host, resolver=GuardedResolver(s),
+                                         ttl_dns_cache=300)
+        self._bar = tqdm(total=0, unit="url", disable=not progress, dynamic_ncols=True, leave=True)
+        workers: list[asyncio.Task] = []
+        queued: set[str] = set()
+        t0 = time.monotonic()
+        try:
+            with ManifestWriter(manifest) as self._writer:
+                async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
+                                                 headers={"User-Agent": s.user_agent},
+                                                 cookie_jar=aiohttp.DummyCookieJar()) as self._session:
+                    loop = asyncio.get_running_loop()
+                    while (batch := await loop.run_in_executor(feeder, next, batches, None)) is not None:
+                        for job in batch:
+                            if job.key in state.done or job.key in queued:
+                                stats.skipped += job.key in state.done
+                                continue
+                            queued.add(job.key)
+                            self._bar.total += 1
+                            try:
+                                host = check_url(job.url, s).host.lower()
+                            except Failure as f:
+                                self._record(job, stats, f.status, f.reason, t0=time.monotonic())
+                                continue
+                            if host not in self._hosts:
+                                h = self._hosts[host] = _Host(s)
+                                workers += [asyncio.create_task(self._worker(h, host, stats)) for _ in range(s.per_host)]
+                            self._hosts[host].queue.put_nowait(job)
+                        self._bar.refresh()
+                    for h in self._hosts.values():
+                        for _ in range(s.per_host):
+                            h.queue.put_nowait(None)
+                    await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
+            self._bar.close()
+            self._pool.shutdown(wait=True)
+            feeder.shutdown(wait=False)
+        stats.seconds = time.monotonic() - t0
+        return stats
+
+    async def _worker(self, host: _Host, name: str, stats: RunStats) -> None:
+        while (job := await host.queue.get()) is not None:
+            t0 = time.monotonic()
+            try:
+                await self._download(job, stats, t0)
+            except Exception as e:  # a bug must not stop a crawl of a million URLs; it is logged and recorded
+                log.exception("ltkit crawl: unexpected error on %s", job.url)
+                self._record(job, stats, "failed", f"internal_error:{type(e).__name__}", t0=t0)
+
+    async def _download(self, job: Job, stats: RunStats, t0: float) -> None:
+        """Fetch with retries, store, dedup within the class, record."""
+        s, attempts, http_status = self.s, 0, None
+        while True:
+            attempts += 1
+            try:
+                final_url, body, http_status = await self._fetch(job.url)
+                break
+            except Failure as f:
+                return self._record(job, stats, f.status, f.reason, attempts, f.http_status, t0=t0)
+            except _Retry as r:
+                if attempts > s.retries or (r.retry_after or 0) > s.max_retry_after:
+                    return self._record(job, stats, "failed", r.reason, attempts, r.http_status, t0=t0)
+                delay = r.retry_after if r.retry_after is not None else s.backoff * 2 ** (attempts - 1) * random.uniform(0.5, 1.5)
+                if r.retry_after is not None:  # the whole host waits, not just this URL
+                    self._hosts[URL(job.url).host.lower()].pacer.push_back(time.monotonic() + delay)
+                await asyncio.sleep(delay)
+        stats.bytes += len(body)
+        try:
+            stored = await asyncio.get_running_loop().run_in_executor(self._pool, store_image, body, self.dir,
+                                                                      job.aux_id, s)
+        except Failure as f:
+            return self._record(job, stats, f.status, f.reason, attempts, http_status, len(body), t0=t0)
+        kept = self._state.kept[job.aux_id]
+        first = kept.setdefault(stored.sha256, job.key)
+        if first != job.key:
+            return self._record(job, stats, "duplicate", f"same_image_as:{first}", attempts, http_status, len(body),
+                                stored, t0=t0, final_url=final_url)
+        self._record(job, stats, "ok", "", attempts, http_status, len(body), stored, t0=t0, final_url=final_url)
+
+    async def _fetch(self, url: str) -> tuple[str, bytes, int]:
+        """GET following redirects by hand, each hop checked; returns (final URL, body, status)."""
+        s, visited = self.s, set()
+        for _ in range(s.max_redirects + 1):
+            u = check_url(url, s)
+            if url in visited:
+                raise Failure("failed", "redirect_loop")
+            visited.add(url)
+            host = self._hosts.get(u.host.lower()) or self._hosts.setdefault(u.host.lower(), _Host(s))
+            async with host.sem, self._inflight:
+                await host.pacer.wait()
+                if self._rate is not None:
+                    await self._rate.wait()
+                try:
+                    async with asyncio.timeout(s.total_timeout):
+                        location, body, status = await self._hop(url)
+                except (Failure, _Retry):
+                    raise
+                except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+                    if s.retry_timeouts:
+                        raise _Retry("timeout") from None
+                    raise Failure("failed", "timeout") from None
+                except aiohttp.ClientConnectorDNSError as e:
+                    if isinstance(e.os_error, AddressRefused):
+                        raise Failure("refused", "disallowed_address") from None
+                    raise Failure("failed", "dns_error") from None
+                except (aiohttp.InvalidURL, ValueError):
+                    raise Failure("failed", "bad_url") from None
+                except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError):
+                    raise _Retry("connection_error") from None
+                except aiohttp.ClientResponseError:
+                    raise Failure("failed", "bad_response") from None
+            if location is None:
+                return url, body, status
+            url = location
+        raise Failure("failed", "too_many_redirects")
+
+    async def _hop(self, url: str) -> tuple[str | None, bytes, int]:
+        """One request: (redirect target, b"", status) or (None, body, 200)."""
+        s = self.s
+        async with self._session.get(url, allow_redirects=False) as r:
+            if r.status in REDIRECTS:
+                loc = r.headers.get("Location")
+                if not loc:
+                    raise Failure("failed", "redirect_without_location", r.status)
+                return str(r.url.join(URL(loc))), b"", r.status
+            if r.status == 429 or r.status >= 500:
+                raise _Retry(f"http_{r.status}", retry_after(r.headers.get("Retry-After")), r.status)
+            if r.status != 200:
+                raise Failure("failed", f"http_{r.status}", r.status)
+            if robots_forbid(r.headers.getall("X-Robots-Tag", []), s.robots_directives):
+                raise Failure("refused", "x_robots_tag", r.status)
+            if r.content_length is not None and r.content_length > s.max_bytes:
+                raise Failure("failed", "too_large", r.status)
+            body = bytearray()
+            async for chunk in r.content.iter_chunked(1 << 16):
+                body += chunk
+                if len(body) > s.max_bytes:  # no or a false Content-Length: stop reading at the limit
+                    raise Failure("failed", "too_large", r.status)
+            return None, bytes(body), r.status
+
+    def _record(self, job: Job, stats: RunStats, status: str, reason: str, attempts: int = 0,
+                http_status: int | None = None, nbytes: int = 0, stored: Stored | None = None, *, t0: float,
+                final_url: str | None = None) -> None:
+        """Append the job's manifest row and count it."""
+        host = (URL(job.url).host or "") if job.url else ""
+        row = {**job.row, "key": job.key, "aux_id": job.aux_id, "url": job.url, "status": status, "reason": reason,
+               "path": stored.path if stored and status == "ok" else None, "sha256": stored.sha256 if stored else None,
+               "width": stored.width if stored else None, "height": stored.height if stored else None,
+               "bytes": nbytes, "host": host, "http_status": http_status, "attempts": attempts,
+               "seconds": round(time.monotonic() - t0, 4), "finished": time.time()}
+        if final_url and final_url != job.url:
+            row["final_url"] = final_url
+        self._writer.write(row)
+        stats.fetched += attempts > 0
+        stats.kept += status == "ok"
+        counts = stats.hosts.setdefault(host, {})
+        counts[status] = counts.get(status, 0) + 1
+        self._bar.update(1)

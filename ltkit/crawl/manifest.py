@@ -1,0 +1,234 @@
+"""The crawl manifest: one JSON row per search hit, appended as each URL finishes, so a crawl killed at
+any moment resumes where it stopped and every URL ends with a status and a reason.
+
+Layout of a crawl folder (shared with the filter stage, schema in docs/crawl.md):
+    manifest.jsonl                      rows of unsharded runs (and of `merge`)
+    manifest.shard-<i>-of-<n>.jsonl     rows of `--shard i/n` runs, joined by `merge_manifests`
+    images/<aux_id:05d>/<sha256>.jpg    every kept image, named by the hash of its stored bytes
+A key can appear in several rows (a retry, a shard, a merge): the row that finished last wins.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import json
+import os
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from ltkit.io import atomic_write_text, read_jsonl, write_json
+
+MANIFEST = "manifest.jsonl"
+# every row has these; `truth` only on hits of the built-in world's pool (for measuring filters)
+FIELDS = ("key", "aux_id", "aux_name", "target_id", "target_name", "query", "engine", "rank", "url", "caption",
+          "source_page", "status", "reason", "path", "sha256", "width", "height", "bytes", "host",
+          "http_status", "attempts", "seconds", "finished")
+STATUSES = ("ok", "failed", "duplicate", "refused")
+
+
+def hit_key(aux_id: int, url: str) -> str:
+    """Stable id of a hit: sha1 of the auxiliary class and the URL (the same URL may serve two classes)."""
+    return hashlib.sha1(f"{aux_id}\t{url}".encode("utf-8")).hexdigest()
+
+
+def image_path(aux_id: int, sha256: str) -> str:
+    """Where a kept image lives, relative to the crawl folder: nothing from the URL reaches it."""
+    return f"images/{aux_id:05d}/{sha256}.jpg"
+
+
+def shard_manifest(i: int, n: int) -> str:
+    """File name of shard i of n's manifest."""
+    return f"manifest.shard-{i}-of-{n}.jsonl"
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/n' -> (i, n) with 0 <= i < n."""
+    try:
+        i, n = (int(x) for x in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"shard: expected i/n such as 0/4, got {text!r}") from None
+    if not 0 <= i < n:
+        raise ValueError(f"shard: {text!r} needs 0 <= i < n")
+    return i, n
+
+
+def manifest_files(crawl_dir: str | os.PathLike) -> list[Path]:
+    """manifest.jsonl and every shard manifest in a crawl folder."""
+    d = Path(crawl_dir)
+    return [p for p in [d / MANIFEST] + sorted(d.glob("manifest.shard-*-of-*.jsonl")) if p.exists()]
+
+
+def read_manifest(crawl_dir: str | os.PathLike) -> list[dict]:
+    """The final row per key over all manifests of a crawl folder, in first-seen order (pandas: `DataFrame(rows)`)."""
+    final: dict[str, dict] = {}
+    for path in manifest_files(crawl_dir):
+        for n, row in enumerate(read_jsonl(path), 1):
+            if not isinstance(row, dict) or "key" not in row:
+                raise ValueError(f"{path}: row {n}: not a manifest row (no 'key')")
+            old = final.get(row["key"])
+            if old is None or row.get("finished", 0) >= old.get("finished", 0):
+                final[row["key"]] = row
+    return list(final.values())
+
+
+class ManifestWriter:
+    """Append-only JSONL writer that holds an exclusive lock on its file while a crawl runs.
+
+    Rows are flushed one by one (a kill -9 loses at most the row being written; `read_jsonl` skips a
+    torn last line) and fsynced every `sync_every` seconds and at close (power loss, not kills).
+    """
+
+    def __init__(self, path: str | os.PathLike, sync_every: float = 2.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(self.path, "a+b")
+        try:
+            fcntl.flock(self._f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._f.close()
+            raise RuntimeError(f"{self.path}: another crawl is writing this manifest (one process per shard)") from None
+        self._cut_torn_tail()
+        self.sync_every, self._synced = sync_every, time.monotonic()
+
+    def _cut_torn_tail(self) -> None:
+        """A row cut off by a kill would glue onto the next one: drop it (its URL is simply fetched again)."""
+        size = self._f.seek(0, os.SEEK_END)
+        if not size:
+            return
+        self._f.seek(max(0, size - 1))
+        if self._f.read(1) == b"\n":
+            return
+        self._f.seek(0)
+        data = self._f.read()
+        self._f.truncate(data.rfind(b"\n") + 1)
+        self._f.seek(0, os.SEEK_END)
+
+    def write(self, row: dict) -> None:
+        """Append one row and flush it to the OS."""
+        self._f.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
+        self._f.flush()
+        if time.monotonic() - self._synced > self.sync_every:
+            os.fsync(self._f.fileno())
+            self._synced = time.monotonic()
+
+    def close(self) -> None:
+        """fsync, unlock and close."""
+        if not self._f.closed:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+
+    def __enter__(self) -> "ManifestWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass
+class ResumeState:
+    """What earlier runs finished: keys not to fetch again and, per class, the image hashes already kept."""
+
+    done: set[str] = field(default_factory=set)
+    kept: dict[int, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))  # aux_id -> sha -> key
+
+
+def resume_state(crawl_dir: str | os.PathLike, retry_failed: bool = False) -> ResumeState:
+    """Keys that are finished: ok with the file still on disk, duplicate, refused, and failed unless retried."""
+    state, root = ResumeState(), Path(crawl_dir)
+    for row in read_manifest(crawl_dir):
+        status = row.get("status")
+        if status == "ok":
+            if not (row.get("path") and (root / row["path"]).is_file()):
+                continue  # the image was deleted: fetch it again
+            state.kept[int(row["aux_id"])].setdefault(row["sha256"], row["key"])
+        elif status == "failed" and retry_failed:
+            continue
+        elif status not in STATUSES:
+            continue
+        state.done.add(row["key"])
+    return state
+
+
+def merge_manifests(crawl_dir: str | os.PathLike) -> dict:
+    """Join manifest.jsonl and every shard manifest into manifest.jsonl (final row per key), then remove the shards."""
+    d = Path(crawl_dir)
+    shards = [p for p in manifest_files(d) if p.name != MANIFEST]
+    seen_n = {p.name.split("-of-")[1].split(".")[0] for p in shards}
+    if len(seen_n) > 1:
+        raise ValueError(f"{d}: shard manifests of different splits ({', '.join(sorted(seen_n))}); merge one split at a time")
+    missing = []
+    if shards:
+        n = int(next(iter(seen_n)))
+        missing = [i for i in range(n) if not (d / shard_manifest(i, n)).exists()]
+    rows = read_manifest(d)
+    buf = io.StringIO()
+    for row in rows:
+        buf.write(json.dumps(row, ensure_ascii=False) + "\n")
+    atomic_write_text(d / MANIFEST, buf.getvalue())
+    for p in shards:
+        p.unlink()
+    return {"rows": len(rows), "shards_merged": len(shards), "missing_shards": missing}
+
+
+# ---------------------------------------------------------------------------------------------
+# the report
+
+
+@dataclass
+class CrawlReport:
+    """What a crawl did (this run) and where the crawl folder stands (all runs)."""
+
+    total: int                      # rows in the crawl folder after this run
+    status: dict[str, int]          # rows per status, all runs
+    reasons: dict[str, int]         # failed / refused rows per reason, all runs
+    fetched: int                    # URLs fetched by this run
+    skipped: int                    # URLs already finished by earlier runs
+    kept: int                       # images kept by this run
+    bytes: int                      # body bytes downloaded by this run
+    seconds: float                  # wall time of this run's downloads
+    hosts: dict[str, dict[str, int]]  # this run: host -> {"ok": .., "failed": .., ...}
+    search_failures: list[str] = field(default_factory=list)
+    searches: dict[str, int] = field(default_factory=dict)  # {"new": .., "cached": ..}
+
+    @property
+    def images_per_s(self) -> float:
+        return self.kept / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "images_per_s": round(self.images_per_s, 2)}
+
+    def format(self, top_hosts: int = 5) -> str:
+        """A few lines for the terminal and the notebook."""
+        st = ", ".join(f"{k} {v}" for k, v in sorted(self.status.items())) or "none"
+        why = ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items(), key=lambda kv: -kv[1])) or "none"
+        busiest = sorted(self.hosts.items(), key=lambda kv: -sum(kv[1].values()))[:top_hosts]
+        hosts = ", ".join(f"{h} {sum(c.values())} ({c.get('ok', 0)} ok)" for h, c in busiest) or "none"
+        lines = [f"this run: fetched {self.fetched} URLs ({self.skipped} already done), kept {self.kept} images, "
+                 f"{self.bytes / 1e6:.1f} MB in {self.seconds:.1f}s ({self.images_per_s:.1f} images/s)",
+                 f"crawl folder: {self.total} hits; {st}",
+                 f"failed or refused, by reason: {why}",
+                 f"hosts this run ({len(self.hosts)}): {hosts}"]
+        if self.searches:
+            lines.append(f"searches: {self.searches.get('new', 0)} new, {self.searches.get('cached', 0)} from the cache")
+        if self.search_failures:
+            lines.append(f"searches that failed ({len(self.search_failures)}; re-run to retry): "
+                         + "; ".join(self.search_failures[:3]))
+        return "\n".join(lines)
+
+
+def folder_counts(rows: Iterable[dict]) -> tuple[dict[str, int], dict[str, int]]:
+    """Rows per status and failed/refused rows per reason."""
+    rows = list(rows)
+    status = Counter(r.get("status", "?") for r in rows)
+    reasons = Counter(r.get("reason") or "?" for r in rows if r.get("status") in ("failed", "refused"))
+    return dict(status), dict(reasons)
+
+
+def write_report(crawl_dir: str | os.PathLike, report: CrawlReport, name: str = "report.json") -> None:
+    """The report as JSON beside the manifest (atomic)."""
+    write_json(Path(crawl_dir) / name, report.to_dict())

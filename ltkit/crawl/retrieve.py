@@ -1,0 +1,233 @@
+"""`python -m ltkit crawl`: search every auxiliary class by name and download what the engine returns.
+
+    python -m ltkit crawl --config configs/builtin.yaml                       # the world's pool, offline
+    python -m ltkit crawl --config configs/imagenet-lt.yaml crawl.engine=ddgs crawl.per_class=100
+    python -m ltkit crawl --config configs/imagenet-lt.yaml crawl.engine=ddgs --shard 3/8   # one of 8 jobs
+    python -m ltkit crawl --config configs/imagenet-lt.yaml --merge                          # join the shards
+    python -m ltkit crawl --urls hits.csv --out crawl/mine                   # a URL list (aux_name,url[,caption])
+
+Searches run one class at a time in a background thread and feed the downloader as they finish; both
+are resumable (search cache, manifest), so a killed crawl is simply started again.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+from dataclasses import fields
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+from ltkit.crawl.download import Downloader, DownloadSettings, Job, clean_partial
+from ltkit.crawl.image_search import DDGSEngine, Engine, PoolEngine, SearchCache, SearchError
+from ltkit.crawl.manifest import (MANIFEST, CrawlReport, folder_counts, hit_key, manifest_files, merge_manifests,
+                                  parse_shard, read_manifest, resume_state, shard_manifest, write_report)
+from ltkit.errors import UserError
+
+log = logging.getLogger(__name__)
+SEARCH_CACHE = "search_cache.jsonl"
+
+
+def search_jobs(aux_names: Sequence[str], aux_parent: Sequence[int], target_names: Sequence[str], engine: Engine,
+                cache: SearchCache, aux_ids: Iterable[int], per_class: int, query: str = "{name}",
+                failures: list[str] | None = None, give_up_after: int = 3) -> Iterator[list[Job]]:
+    """One batch of jobs per auxiliary class, searched (or read from the cache) as the downloader asks for it.
+
+    A failed search is recorded in `failures` (a re-run tries it again); `give_up_after` failures in
+    a row stop the searching, since an engine that blocks us would answer every query with an error.
+    """
+    failures = [] if failures is None else failures
+    in_a_row = 0
+    for a in aux_ids:
+        name, t = aux_names[a], int(aux_parent[a])
+        q = query.replace("{name}", name)
+        try:
+            hits = cache.search(engine, q, per_class)
+            in_a_row = 0
+        except SearchError as e:
+            failures.append(f"{name}: {e}")
+            log.warning("%s", e)
+            in_a_row += 1
+            if in_a_row >= give_up_after:
+                failures.append(f"stopped searching after {in_a_row} failures in a row")
+                return
+            continue
+        batch = []
+        for rank, h in enumerate(hits):
+            row = {"aux_name": name, "target_id": t, "target_name": target_names[t] if t >= 0 else None,
+                   "query": q, "engine": h.engine, "rank": rank, "caption": h.caption, "source_page": h.source_page}
+            if h.truth is not None:
+                row["truth"] = h.truth
+            batch.append(Job(hit_key(a, h.url), h.url, a, row))
+        yield batch
+
+
+def read_url_list(path: str | os.PathLike) -> tuple[list[str], list[list[Job]]]:
+    """A CSV of `aux_name,url[,caption]`: auxiliary ids in order of first appearance, one batch per class."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"URL list not found: {path}")
+    names: dict[str, int] = {}
+    batches: list[list[Job]] = []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = {"aux_name", "url"} - set(reader.fieldnames or [])
+        if missing:
+            raise UserError(f"{path}: line 1: missing column(s) {', '.join(sorted(missing))} (need aux_name,url)")
+        for n, row in enumerate(reader, 2):
+            name, url = (row["aux_name"] or "").strip(), (row["url"] or "").strip()
+            if not name or not url:
+                raise UserError(f"{path}: line {n}: field {'aux_name' if not name else 'url'}: empty")
+            a = names.setdefault(name, len(names))
+            if a == len(batches):
+                batches.append([])
+            meta = {"aux_name": name, "target_id": None, "target_name": None, "query": None, "engine": "urls",
+                    "rank": len(batches[a]), "caption": row.get("caption") or "", "source_page": str(path)}
+            batches[a].append(Job(hit_key(a, url), url, a, meta))
+    return list(names), batches
+
+
+def run_crawl(crawl_dir: str | os.PathLike, batches: Iterable[list[Job]], aux_ids: Sequence[int],
+              settings: DownloadSettings | None = None, shard: tuple[int, int] = (0, 1), retry_failed: bool = False,
+              progress: bool = True, search_failures: list[str] | None = None) -> CrawlReport:
+    """Download the batches into a crawl folder, resuming it; returns the report (also written to report.json)."""
+    d = Path(crawl_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    i, n = shard
+    state = resume_state(d, retry_failed)
+    if clean_partial(d, aux_ids):
+        log.info("removed temporary files of an interrupted run")
+    manifest = d / (MANIFEST if n == 1 else shard_manifest(i, n))
+    stats = Downloader(d, settings).run(batches, manifest, state, progress)
+    if n == 1 and len(manifest_files(d)) > 1:  # shards crawled earlier: one manifest again
+        merge_manifests(d)
+    status, reasons = folder_counts(read_manifest(d))
+    report = CrawlReport(sum(status.values()), status, reasons, stats.fetched, stats.skipped, stats.kept, stats.bytes,
+                         stats.seconds, stats.hosts, list(search_failures or []))
+    write_report(d, report, "report.json" if n == 1 else f"report.shard-{i}-of-{n}.json")
+    return report
+
+
+def crawl_classes(aux_names: Sequence[str], aux_parent: Sequence[int], target_names: Sequence[str], engine: Engine,
+                  crawl_dir: str | os.PathLike, settings: DownloadSettings | None = None, per_class: int = 50,
+                  query: str = "{name}", shard: tuple[int, int] = (0, 1), retry_failed: bool = False,
+                  progress: bool = True) -> CrawlReport:
+    """Search and download every auxiliary class of this shard (classes a with a % n == i)."""
+    i, n = shard
+    aux_ids = [a for a in range(len(aux_names)) if a % n == i]
+    cache, failures = SearchCache(Path(crawl_dir) / SEARCH_CACHE), []
+    jobs = search_jobs(aux_names, aux_parent, target_names, engine, cache, aux_ids, per_class, query, failures)
+    report = run_crawl(crawl_dir, jobs, aux_ids, settings, shard, retry_failed, progress, failures)
+    report.searches = {"new": cache.searched, "cached": cache.cached}
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# the config
+
+
+def download_settings(c, **over) -> DownloadSettings:
+    """DownloadSettings from the config's crawl section (fields of the same name)."""
+    names = {f.name for f in fields(DownloadSettings)}
+    values = {k: getattr(c, k) for k in names if hasattr(c, k)}
+    return DownloadSettings(**{**values, **over})
+
+
+def crawl_config(cfg, shard: tuple[int, int] = (0, 1), retry_failed: bool = False,
+                 progress: bool | None = None) -> tuple[CrawlReport, Path]:
+    """The crawl of a config: its neighbour map, its engine, into `crawl_dir(cfg)`."""
+    from ltkit import datasets
+    from ltkit.config import neighbour_dir
+    from ltkit.crawl.neighbour_map import load_neighbour_map
+    from ltkit.crawl.pool_server import PoolServer
+
+    c = cfg.crawl
+    data, world = datasets.build_target_data(cfg)
+    names = list(data.class_names)
+    map_path = Path(cfg.neighbours_csv) if cfg.neighbours_csv else neighbour_dir(cfg) / "neighbours.csv"
+    nmap = load_neighbour_map(map_path, len(names))
+    out = crawl_dir(cfg)
+    progress = c.progress if progress is None else progress
+    if c.engine == "ddgs":
+        engine = DDGSEngine(c.ddgs_backend, c.region, c.safesearch, c.license, interval=c.search_interval,
+                            retries=c.search_retries)
+        return crawl_classes(nmap.aux_names, nmap.aux_parent, names, engine, out, download_settings(c), c.per_class,
+                             c.query, shard, retry_failed, progress), out
+    if c.engine != "pool":
+        raise UserError(f"crawl.engine={c.engine!r}: expected pool or ddgs")
+    if c.pool_dir:
+        engine, server = PoolEngine.from_folder(c.pool_dir), PoolServer(folder=c.pool_dir)
+    elif world is not None:
+        engine, server = PoolEngine.from_world(world), PoolServer(world)
+    else:
+        raise UserError(f"crawl.engine=pool on dataset {cfg.dataset!r} needs crawl.pool_dir=FOLDER "
+                        "(images with a captions.csv of path,caption[,label])")
+    # the pool server is ours and local: the web's politeness limits would only slow it down
+    settings = download_settings(c, allow_loopback=True, resolve=server.resolve, per_host=c.concurrency,
+                                 host_interval=0.0, rate_limit=0.0)
+    with server:
+        return crawl_classes(nmap.aux_names, nmap.aux_parent, names, engine, out, settings, c.per_class, c.query,
+                             shard, retry_failed, progress), out
+
+
+def crawl_dir(cfg) -> Path:
+    """`crawl.out_dir`, else the neighbour map's folder (the crawl belongs to the map it searched)."""
+    from ltkit.config import neighbour_dir
+
+    return Path(cfg.crawl.out_dir) if cfg.crawl.out_dir else neighbour_dir(cfg)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ltkit crawl", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])
+    p.add_argument("--config", help="YAML preset (configs/*.yaml); default: the built-in world")
+    p.add_argument("--out", help="crawl folder (sets crawl.out_dir)")
+    p.add_argument("--urls", help="crawl a CSV of aux_name,url[,caption] instead of searching (needs --out)")
+    p.add_argument("--shard", default="0/1", help="i/n: crawl the auxiliary classes a with a %% n == i")
+    p.add_argument("--retry-failed", action="store_true", help="fetch URLs that failed before again")
+    p.add_argument("--merge", action="store_true", help="join the shard manifests into manifest.jsonl and stop")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", help="e.g. crawl.engine=ddgs crawl.per_class=100 k=3")
+    return p
+
+
+def _load(path: str | None, overrides: list[str]):
+    from ltkit.config import load_config
+
+    return load_config(path, overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ltkit crawl [--config PRESET] [key=value | crawl.key=value ...]`."""
+    args = _parser().parse_args(argv)
+    try:
+        shard = parse_shard(args.shard)
+    except ValueError as e:
+        raise UserError(f"--{e}") from None
+    if args.merge:
+        out = Path(args.out) if args.out else crawl_dir(_load(args.config, args.overrides))
+        res = merge_manifests(out)
+        print(f"merged {res['shards_merged']} shard manifests into {out / MANIFEST}: {res['rows']} rows"
+              + (f"; missing shards {res['missing_shards']}" if res["missing_shards"] else ""))
+        return 0
+    if args.urls:
+        if not args.out:
+            raise UserError("--urls needs --out FOLDER")
+        c = _load(args.config, args.overrides).crawl
+        names, batches = read_url_list(args.urls)
+        out = Path(args.out)
+        aux_ids = [a for a in range(len(names)) if a % shard[1] == shard[0]]
+        report = run_crawl(out, [batches[a] for a in aux_ids], aux_ids, download_settings(c), shard,
+                           args.retry_failed, not args.no_progress and c.progress)
+    else:
+        cfg = _load(args.config, args.overrides + ([f"crawl.out_dir={args.out}"] if args.out else []))
+        report, out = crawl_config(cfg, shard, args.retry_failed, False if args.no_progress else None)
+    print(report.format())
+    where = out / (MANIFEST if shard[1] == 1 else shard_manifest(*shard))
+    print(f"manifest: {where}")
+    if shard[1] > 1:
+        again = " ".join(["python -m ltkit crawl", *(["--config", args.config] if args.config else []),
+                          *(["--out", args.out] if args.out else []), *args.overrides, "--merge"])
+        print(f"when every shard is done: {again}")
+    return 0
