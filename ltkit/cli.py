@@ -1,25 +1,64 @@
-"""`python -m ltkit STAGE ...`: each stage's module owns its arguments through a `main(argv)`."""
+"""`python -m ltkit STAGE ... [--debug]`: each stage's module owns its arguments through a `main(argv)`.
+
+User errors (a missing file, a bad config key, a malformed line) end as one `error: ...` line on
+stderr and exit status 2; `--debug` shows the traceback instead. Progress and notes go through
+`logging` (one logger per module), at INFO to stderr.
+"""
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
+
+from ltkit.errors import UserError
 
 STAGES = {
     "world": ("ltkit.world", "generate the built-in world and print its summary"),
     "demo": ("ltkit.demo", "the main job: world, figures, every numbered notebook in order"),
-    "neighbours": ("ltkit.neighbours", "search neighbour categories for target classes"),
+    "neighbours": ("ltkit.crawl.cli", "search neighbour categories for target classes"),
     "train": ("ltkit.train", "train a model from a config (target + auxiliary classes)"),
     "compare": ("ltkit.report", "the paper's method table (Tab. 2 / Tab. 6) on a preset, as markdown"),
 }
 
+# What a user can cause and fix: wrong paths, settings or file contents. json.JSONDecodeError is a
+# ValueError; KeyError is left out on purpose (it is almost always a bug, and needs its traceback).
+USER_ERRORS = (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, ValueError)
+
+
+def usage() -> str:
+    """The list of stages."""
+    lines = ["usage: python -m ltkit [--debug] STAGE [args...]", "", "stages:"]
+    return "\n".join(lines + [f"  {name:<12} {text}" for name, (_, text) in STAGES.items()])
+
+
+def error_line(e: BaseException) -> str:
+    """One line for a user error: its message, with the path for OS errors that carry one."""
+    if isinstance(e, OSError) and e.filename and str(e.filename) not in str(e):
+        msg = f"{e.strerror or e}: {e.filename}"
+    else:
+        msg = str(e) or type(e).__name__
+    return "error: " + " ".join(msg.split())
+
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch to a stage; `python -m ltkit` alone lists them."""
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in STAGES:
-        print("usage: python -m ltkit STAGE [args...]\n\nstages:")
-        for name, (_, text) in STAGES.items():
-            print(f"  {name:<12} {text}")
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    module = importlib.import_module(STAGES[argv[0]][0])
-    return int(module.main(argv[1:]) or 0)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    if argv[0] not in STAGES:
+        print(f"error: unknown stage {argv[0]!r}; expected one of {', '.join(STAGES)}", file=sys.stderr)
+        return 2
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(name)s: %(message)s")
+    try:
+        module = importlib.import_module(STAGES[argv[0]][0])
+        return int(module.main(argv[1:]) or 0)
+    except USER_ERRORS as e:
+        if debug:
+            raise
+        print(error_line(e), file=sys.stderr)
+        return 2
+

@@ -247,6 +247,12 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | di
     return config_from_dict(merged, where)
 
 
+def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(options, key=value overrides) of a command line: overrides may come anywhere, even after an option's list."""
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    return [a for a in argv if a not in overrides], overrides
+
+
 # ---------------------------------------------------------------------------------------------
 # what a run depends on
 

@@ -13,7 +13,7 @@ take disjoint slices of it.
 `random_parents` reassigns the neighbour map's parents at random (same auxiliary classes and
 images, random "parents"): one reading of the paper's Random Category (RD) baseline. The trainer's
 `aux=random` uses the other reading, random categories in place of the neighbours
-(`ltkit.train.random_categories`).
+(`ltkit.auxiliary.random_categories`).
 """
 from __future__ import annotations
 

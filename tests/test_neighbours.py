@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from fake_llm import FakeLLM
-from ltkit import neighbours as nb
+from ltkit import crawl as nb
+from ltkit.budget import aux_budget
 from ltkit.taxonomy import Taxonomy
 
 KEY = "sk-test-SECRET-7f3a9c"  # must never reach a file, a log or an output
@@ -138,7 +139,7 @@ def test_taxonomy_backend_on_world(tiny_world, tmp_path):
     assert len({r.aux_name for r in kept}) == len(kept)
     for r in kept:  # every neighbour is a sibling or a cousin of its target class
         assert w.taxonomy.path(r.aux_name)[0] == w.taxonomy.path(r.target_name)[0]
-    budget = nb.aux_budget(w.train_counts, 5, "0:1:1")
+    budget = aux_budget(w.train_counts, 5, "0:1:1")
     assert (budget[np.asarray(w.train_counts) > 100] == 0).all()  # 0:1:1 expands no head class
     assert not any(r.target_id in np.flatnonzero(budget == 0) for r in res.rows)
     per_class = np.bincount([r.target_id for r in kept], minlength=len(budget))
@@ -364,7 +365,8 @@ def test_load_neighbour_map_bad_header_and_missing(tmp_path):
 def test_cli_world_preset(tiny_world, tmp_path, capsys):
     from ltkit.cli import main
 
-    assert main(["neighbours", "--world-preset", "builtin-tiny", "--ratio", "1:1:3", "--out", str(tmp_path)]) == 0
+    assert main(["neighbours", "--config", str(ROOT / "configs" / "builtin-tiny.yaml"), "aux_ratio=1:1:3",
+                 "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "classes expanded: 24 of 24" in out and "dropped:" in out and "tokens:" in out
     with open(tmp_path / "neighbours.csv", newline="") as f:
@@ -372,31 +374,47 @@ def test_cli_world_preset(tiny_world, tmp_path, capsys):
     assert nb.load_neighbour_map(tmp_path / "neighbours.csv", 24).num_aux > 0
 
 
+def test_cli_writes_where_training_reads(tiny_world, tmp_path):
+    """Without --out the map goes to the folder the trainer looks in for the same config."""
+    from ltkit.auxiliary import default_neighbours_csv
+    from ltkit.config import load_config
+    from ltkit.crawl.cli import main
+
+    over = ["dataset=builtin-tiny", "k=2", "many=40", f"out_dir={tmp_path}"]
+    assert main(over) == 0
+    assert default_neighbours_csv(load_config(None, over)).exists()
+    assert not default_neighbours_csv(load_config(None, over[:-2] + ["many=30", f"out_dir={tmp_path}"])).exists()
+
+
 def test_cli_openai_manual_taxonomy_and_errors(tmp_path, capsys, monkeypatch):
+    from ltkit.cli import main
+
     classes = tmp_path / "classes.txt"
     classes.write_text("lynx,500\ntabby,50\ntiger,5\n")
     tax = tmp_path / "tax.json"
     Taxonomy({"lynx": ("wild cat",), "tabby": ("cat",), "persian": ("cat",), "tiger": ("big cat",),
               "lion": ("big cat",)}).to_json(tax)
+    cls = f"neighbours.classes_file={classes}"
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     with FakeLLM("good") as srv:
-        rc = nb.main(["--backend", "openai", "--model", "m", "--base-url", srv.url, "--classes-file", str(classes),
-                      "--ratio", "0:1:1", "--out", str(tmp_path / "llm"), "--price-per-1k", "0.5"])
+        rc = main(["neighbours", "neighbours.backend=openai", "neighbours.model=m", f"neighbours.base_url={srv.url}",
+                   cls, "aux_ratio=0:1:1", "--out", str(tmp_path / "llm"), "neighbours.price_per_1k=0.5"])
         assert rc == 0 and len(srv.requests) == 2
     assert "tokens: 120" in capsys.readouterr().out
     manual = tmp_path / "m.csv"
     manual.write_text("tabby,persian\ntiger,lion\n")
-    assert nb.main(["--backend", "manual", "--file", str(manual), "--classes-file", str(classes),
-                    "--out", str(tmp_path / "man")]) == 0
-    assert nb.main(["--backend", "taxonomy", "--taxonomy-json", str(tax), "--classes-file", str(classes),
-                    "--k", "1", "--out", str(tmp_path / "tax")]) == 0
+    assert main(["neighbours", "neighbours.backend=manual", f"neighbours.file={manual}", cls,
+                 "--out", str(tmp_path / "man")]) == 0
+    assert main(["neighbours", "neighbours.backend=taxonomy", f"neighbours.taxonomy_json={tax}", cls,
+                 "k=1", "--out", str(tmp_path / "tax")]) == 0
     assert nb.load_neighbour_map(tmp_path / "tax" / "neighbours.csv", 3).aux_names == ["persian", "lion"]
     capsys.readouterr()
     monkeypatch.delenv("OPENAI_API_KEY")
-    assert nb.main(["--backend", "openai", "--model", "m", "--classes-file", str(classes), "--out", str(tmp_path)]) == 1
-    assert "set OPENAI_API_KEY" in capsys.readouterr().err
-    assert nb.main(["--backend", "manual", "--classes-file", str(classes)]) == 1
-    assert "--file" in capsys.readouterr().err
+    assert main(["neighbours", "neighbours.backend=openai", "neighbours.model=m", cls, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "set OPENAI_API_KEY" in err and err.count("\n") == 1
+    assert main(["neighbours", "neighbours.backend=manual", cls]) == 2
+    assert "neighbours.file" in capsys.readouterr().err
     assert_no_key(tmp_path)
 
 

@@ -1,0 +1,102 @@
+"""Auxiliary data assembly: which auxiliary classes a run trains on (SD: the neighbour map under the
+budget; RD: random categories in their places) and their images (the world's pool or a crawl folder).
+
+Labels: target classes are 0..L-1, auxiliary classes L..L+K-1 in the neighbour map's order.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+import torch.distributed as dist
+
+from ltkit.budget import aux_budget
+from ltkit.config import Config, neighbour_dir
+from ltkit.crawl.cli import search_config
+from ltkit.crawl.neighbour_map import load_neighbour_map
+from ltkit.data import IMAGE_EXTENSIONS, ArrayImages, FileImages, ImageSet, LTData
+from ltkit.errors import UserError
+from ltkit.sampling import select_auxiliary
+from ltkit.world import World
+
+
+def build_aux(cfg: Config, target: LTData, world: World | None) -> tuple[ImageSet | None, np.ndarray, list[str]]:
+    """Auxiliary images (labels L..L+K-1), aux_parent (K,) and names; (None, empty, []) without aux data."""
+    L = target.num_classes
+    if cfg.aux == "none":
+        return None, np.zeros(0, dtype=np.int64), []
+    if cfg.aux not in ("neighbours", "random"):
+        raise UserError(f"aux={cfg.aux!r}: expected none, neighbours or random")
+    csv = Path(cfg.neighbours_csv) if cfg.neighbours_csv else default_neighbours_csv(cfg)
+    if not csv.exists() and (world is None or cfg.neighbours.backend != "taxonomy"):
+        raise FileNotFoundError(f"{csv}: no neighbour map; run `python -m ltkit neighbours` with the same config first")
+    if not csv.exists() and int(os.environ.get("RANK", "0")) == 0:  # the world's taxonomy answers offline
+        search_config(dataclasses.replace(cfg, neighbours=dataclasses.replace(cfg.neighbours, out_dir=str(csv.parent))),
+                      target.class_names, target.train_counts, world.taxonomy)
+    if dist.is_initialized():  # every rank waits here, then reads what rank 0 wrote
+        dist.barrier()
+    nmap = load_neighbour_map(csv, L)
+    keep = select_auxiliary(nmap.aux_parent, aux_budget(target.train_counts, cfg.k, cfg.aux_ratio, cfg.many, cfg.few))
+    names = [n for n, k in zip(nmap.aux_names, keep) if k]
+    parent = nmap.aux_parent[keep]
+    if cfg.aux == "random":
+        names = random_categories(world, target.class_names, len(names), cfg.seed)
+    if world is not None and cfg.aux_images is None:
+        images = _pool_images(world, names, L)
+    elif cfg.aux_images is None:
+        raise UserError(f"aux={cfg.aux} on {cfg.dataset} needs aux_images: a folder of <aux name>/<image> files")
+    else:
+        images = _folder_images(Path(cfg.aux_images), names, L)
+    return images, parent, names
+
+
+def default_neighbours_csv(cfg: Config) -> Path:
+    """The neighbour map when none is given: `python -m ltkit neighbours` writes it there with the same config."""
+    return neighbour_dir(cfg) / "neighbours.csv"
+
+
+def random_categories(world: World | None, target_names: list[str], n: int, seed: int) -> list[str]:
+    """RD: n categories drawn uniformly from the world's classes outside the label set.
+
+    They take the places (and parents) of the n neighbour categories, so RD and SD get the same
+    number of auxiliary classes and images per class; only the choice of categories differs.
+    """
+    if world is None:
+        raise UserError("aux=random draws categories from the built-in world; for a real dataset, crawl random "
+                        "categories and pass their neighbours_csv with aux=neighbours")
+    taken = set(target_names)
+    pool = [c for c in world.all_names if c not in taken]
+    if n > len(pool):
+        raise UserError(f"aux=random needs {n} categories but the world has {len(pool)} outside the label set")
+    rng = np.random.default_rng([seed, 7])
+    return [pool[i] for i in rng.choice(len(pool), size=n, replace=False)]
+
+
+def _pool_images(world: World, names: list[str], L: int) -> ArrayImages:
+    """The world's pool items a search for each auxiliary name returns (unfiltered)."""
+    index = {n: i for i, n in enumerate(world.all_names)}
+    missing = [n for n in names if n not in index]
+    if missing:
+        raise ValueError(f"auxiliary names not in the world: {missing[:5]}")
+    sel, labels = [], []
+    for k, n in enumerate(names):
+        idx = np.flatnonzero(world.pool_query == index[n])
+        sel.append(idx)
+        labels.append(np.full(len(idx), L + k))
+    sel = np.concatenate(sel) if sel else np.zeros(0, int)
+    return ArrayImages(world.pool_images[sel], np.concatenate(labels) if labels else [])
+
+
+def _folder_images(root: Path, names: list[str], L: int) -> FileImages:
+    """Crawled images in `root/<aux name>/`; a kept name without images is an error."""
+    paths, labels = [], []
+    for k, n in enumerate(names):
+        folder = root / n
+        files = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise FileNotFoundError(f"{folder}: no images for auxiliary class {n!r}")
+        paths += [str(p.relative_to(root)) for p in files]
+        labels += [L + k] * len(files)
+    return FileImages(root, paths, labels)

@@ -1,0 +1,38 @@
+"""Dataset assembly: the config's `dataset` key to an `LTData` (the loaders themselves live in `ltkit.data`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ltkit.config import Config
+from ltkit.data import (LTData, cifar100_lt, load_image_folders, load_imagenet_lt, load_inat, load_places_lt,
+                        world_data)
+from ltkit.errors import UserError
+from ltkit.world import PRESETS, World, load_world
+
+
+def build_target_data(cfg: Config) -> tuple[LTData, World | None]:
+    """The target dataset of `cfg.dataset` and, for the built-in world, the world itself (else None)."""
+    name = cfg.dataset
+    if name.startswith("builtin"):
+        if name not in PRESETS:
+            raise UserError(f"unknown built-in preset {name!r}; choose from {sorted(PRESETS)}")
+        world = load_world(PRESETS[name])
+        return world_data(world), world
+    if cfg.data_root is None:
+        raise UserError(f"dataset {name!r} needs data_root=PATH")
+    if name == "imagenet-lt":
+        return load_imagenet_lt(cfg.data_root, cfg.splits_dir), None
+    if name == "places-lt":
+        return load_places_lt(cfg.data_root, cfg.splits_dir), None
+    if name == "inat18":
+        root = Path(cfg.data_root)
+        return load_inat(root, cfg.inat_train_json or root / "train2018.json",
+                         cfg.inat_val_json or root / "val2018.json"), None
+    if name == "cifar100-lt":
+        return cifar100_lt(cfg.data_root, cfg.imbalance, cfg.seed), None
+    if name == "folders":
+        root = Path(cfg.data_root)
+        return load_image_folders("folders", root / "train", root / "test",
+                                  root / "val" if (root / "val").is_dir() else None), None
+    raise UserError(f"unknown dataset {name!r}; expected builtin, builtin-tiny, imagenet-lt, places-lt, inat18, "
+                    "cifar100-lt or folders")
