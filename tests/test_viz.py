@@ -1,0 +1,105 @@
+"""Figures: separation numbers, UMAP panels, PCA patch maps (random and real weights), saved files."""
+import numpy as np
+import pytest
+import torch
+
+from ltkit.viz import save_figure
+from ltkit.viz import pca_patches as pp
+from ltkit.viz import separation as sep
+from ltkit.viz import umap_panels as up
+
+
+def _clusters(spread: float, n: int = 60, dim: int = 16, classes: int = 3, seed: int = 0):
+    """Gaussian clusters around fixed, well-apart centres; `spread` is the within-class std."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, dim)) * 3 + 5  # offset: not centred on the origin
+    y = np.repeat(np.arange(classes), n)
+    return centres[y] + rng.normal(size=(len(y), dim)) * spread, y
+
+
+def test_separation_moves_the_right_way_with_cluster_spread():
+    numbers = [sep.separation(*_clusters(s)) for s in (0.2, 1.0, 3.0)]
+    sil = [n["silhouette"] for n in numbers]
+    ratio = [n["ratio"] for n in numbers]
+    assert sil[0] > sil[1] > sil[2] and sil[0] > 0.5
+    assert ratio[0] < ratio[1] < ratio[2]
+    assert numbers[0]["n"] == 180 and numbers[0]["classes"] == 3
+
+
+def test_separation_ignores_feature_scale_and_needs_two_classes():
+    x, y = _clusters(1.0)
+    a, b = sep.separation(x, y), sep.separation(10 * x, y)
+    assert a["silhouette"] == pytest.approx(b["silhouette"]) and a["ratio"] == pytest.approx(b["ratio"])
+    assert np.isnan(sep.compactness_ratio(x[y == 0], y[y == 0]))
+    with pytest.raises(ValueError, match="N labels"):
+        sep.separation(x, y[:-1])
+
+
+def test_confusing_pairs_and_subset_picker():
+    counts = np.array([500, 300, 50, 10, 5])
+    conf = np.eye(5) * 0.8
+    conf[4, 1] = 0.15  # the tail class 4 is mistaken for the head class 1
+    conf[3, 0] = 0.05
+    pairs = up.confusing_pairs(conf, counts, n=2)
+    assert [(h, t) for h, t, _ in pairs] == [(1, 4), (0, 3)] and pairs[0][2] == pytest.approx(0.15)
+    parent = np.array([1, 1, 1, 4, 0, 2])  # auxiliary classes 5..10 and the target each was queried from
+    targets, aux = up.pick_classes([1, 4], parent, 5, aux_per_target=2)
+    assert targets == [1, 4] and aux == [5, 6, 8]
+    assert up.pick_classes(range(5), parent, 5, max_classes=6) == ([0, 1, 2, 3, 4], [9])
+    pred = np.array([0, 1, 1, 2])
+    assert up.confusion_matrix(pred, np.array([0, 0, 1, 2]), 3)[0].tolist() == [0.5, 0.5, 0.0]
+
+
+def test_umap_panels_on_random_features(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 3], 20)  # targets 0, 1; class 3 is auxiliary (L = 3), child of target 1
+    panels = [up.Panel(f"p{i}", rng.normal(size=(60, 8)) + labels[:, None] * i, labels) for i in range(2)]
+    xy = up.embed(panels[0].features, seed=0)
+    assert xy.shape == (60, 2) and np.allclose(xy, up.embed(panels[0].features, seed=0))
+    fig = up.draw_panels(panels, ["a", "b", "c", "aux-b"], targets=[0, 1], aux=[3], aux_parent=np.array([1]),
+                         train_counts=[100, 5, 50])
+    assert panels[1].numbers["silhouette"] > panels[0].numbers["silhouette"]  # the shifted panel separates
+    assert panels[0].numbers["n"] == 40  # numbers use the target classes only
+    paths = save_figure(fig, "umap", folder=tmp_path)
+    assert all(p.stat().st_size > 1000 for p in paths)
+    assert "| p1 |" in up.numbers_table(panels)
+
+
+def test_patch_pca_on_a_tiny_random_vit(tmp_path):
+    import timm
+
+    torch.manual_seed(0)
+    vit = timm.create_model("test_vit", pretrained=False, img_size=32, patch_size=4, num_classes=0).eval()
+    x = torch.randn(3, 3, 32, 32)
+    feats = pp.spatial_features(vit, x)
+    assert feats.shape[:3] == (3, 8, 8)
+    assert pp.spatial_features(vit, x, layer="blocks.2").shape == feats.shape
+    m = pp.patch_pca(feats, threshold=0.4)
+    assert m.pc1.shape == m.mask.shape == (3, 8, 8) and m.rgb.shape == (3, 8, 8, 3)
+    assert m.pc1.min() == 0.0 and m.pc1.max() == 1.0 and m.rgb.min() >= 0.0 and m.rgb.max() <= 1.0
+    assert (m.rgb[~m.mask] == 1.0).all()  # background is blank
+    assert (pp.patch_pca(feats, 0.9).mask.sum() < m.mask.sum())
+    shown = (np.random.default_rng(0).random((3, 32, 32, 3)) * 255).astype(np.uint8)
+    paths = save_figure(pp.pca_figure(shown, {"random": m, "again": m}), "pca", folder=tmp_path)
+    assert all(p.stat().st_size > 1000 for p in paths)
+    with pytest.raises(ValueError, match="threshold"):
+        pp.patch_pca(feats, 1.5)
+
+
+def test_pca_on_a_real_photo_finds_the_subject():
+    """Grace Hopper against a plain background: the foreground is the middle of the frame, not its sides."""
+    torch.set_num_threads(1)
+    import timm
+
+    model = pp.efficientnet_lite0()
+    photo = pp.sample_photos(["grace_hopper"])["grace_hopper"]
+    tf = timm.data.create_transform(**timm.data.resolve_model_data_config(model))
+    with torch.inference_mode():  # the real weights: the well-known top-3 (api-facts §10)
+        top = model(tf(photo)[None]).softmax(1)[0].topk(3).indices.tolist()
+    assert set(top) == {400, 667, 652}  # academic gown, mortarboard, military uniform
+    x, shown = pp.photo_batch(model, [photo], size=320)
+    assert shown.shape == (1, 320, 320, 3)
+    mask = pp.patch_pca(pp.spatial_features(model, x, "blocks.5"), 0.5).mask[0]
+    h, w = mask.shape
+    centre, sides = mask[:, int(0.3 * w):int(0.7 * w)].mean(), np.r_[mask[:, :int(0.2 * w)], mask[:, int(0.8 * w):]].mean()
+    assert centre > 0.4 and sides < 0.1, mask.astype(int)
