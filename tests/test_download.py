@@ -6,13 +6,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from fault_server import FaultServer, Route, bomb_png, drip, fail_then, free_port_nobody_listens, hang, image_bytes
-from ltkit.crawl.download import DownloadSettings, Downloader, Job, address_allowed, retry_after, robots_forbid
+from ltkit.crawl.download import DownloadSettings, Downloader, Job
+from ltkit.crawl.policy import address_allowed, retry_after, robots_forbid
 from ltkit.crawl.manifest import (ManifestWriter, hit_key, manifest_files, merge_manifests, read_manifest,
                                   resume_state)
 from ltkit.crawl.retrieve import run_crawl
@@ -87,7 +87,8 @@ def test_every_fault_ends_with_its_reason(tmp_path):
             "/other-bot-noai": Route(image_bytes(seed=8), headers={"X-Robots-Tag": "otherbot: noai"}),
             "/to-b": Route(status=301, headers={"Location": b.url("/other.jpg")}),
         })
-        urls = [a.url(p) for p in expect]
+        refused = f"http://127.0.0.9:{free_port_nobody_listens()}/x.jpg"
+        urls = [a.url(p) for p in expect] + [refused]
         rows = crawl(tmp_path, {0: urls})
         assert a.count("/500") == 2 and a.count("/429") == 2  # retried once each
         assert a.count("/chain/5") == 1 and a.count("/chain/6") == 0  # max_redirects=5: 6 hops at most
@@ -97,6 +98,7 @@ def test_every_fault_ends_with_its_reason(tmp_path):
         assert r["status"] == status, (path, r)
         if reason is not None:
             assert r["reason"] == reason, (path, r)
+    assert (rows[refused]["reason"], rows[refused]["attempts"]) == ("connection_error", 2)
     assert rows[a.url("/copy.jpg")]["reason"] == "same_image_as:" + rows[a.url("/good.jpg")]["key"]
     assert rows[a.url("/to-b")]["final_url"] == b.url("/other.jpg")
     with Image.open(tmp_path / rows[a.url("/rgba.png")]["path"]) as im:

@@ -16,28 +16,25 @@ from __future__ import annotations
 
 import asyncio
 import io
-import ipaddress
 import logging
 import os
 import random
-import socket
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from hashlib import sha256
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import aiohttp
-from aiohttp.abc import AbstractResolver
-from aiohttp.resolver import ThreadedResolver
 from PIL import Image, UnidentifiedImageError
 from yarl import URL
 
 import ltkit
 from ltkit.crawl.manifest import ManifestWriter, ResumeState, image_path
+from ltkit.crawl.policy import (AddressRefused, Failure, GuardedResolver, check_url, retry_after, robots_forbid,
+                                split_hostport)
 from ltkit.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -84,7 +81,7 @@ class DownloadSettings:
             if getattr(self, name) <= 0:
                 raise ValueError(f"crawl.{name}: must be > 0, got {getattr(self, name)}")
         for host, target in self.resolve.items():
-            if not _split_hostport(target):
+            if not split_hostport(target):
                 raise ValueError(f"crawl.resolve: {host!r} -> {target!r}: expected ip:port")
         return self
 
@@ -99,122 +96,12 @@ class Job:
     row: dict = field(default_factory=dict)
 
 
-class Failure(Exception):
-    """A URL that ends here: status (failed | refused) and a short reason."""
-
-    def __init__(self, status: str, reason: str, http_status: int | None = None) -> None:
-        super().__init__(reason)
-        self.status, self.reason, self.http_status = status, reason, http_status
-
-
 class _Retry(Exception):
     """A transient failure: 429, 5xx or a dropped connection."""
 
     def __init__(self, reason: str, retry_after: float | None = None, http_status: int | None = None) -> None:
         super().__init__(reason)
         self.reason, self.retry_after, self.http_status = reason, retry_after, http_status
-
-
-class AddressRefused(OSError):
-    """Every address a name resolves to is one the settings forbid."""
-
-
-# ---------------------------------------------------------------------------------------------
-# what may be fetched
-
-
-def _split_hostport(text: str) -> tuple[str, int] | None:
-    host, _, port = text.rpartition(":")
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-        return host.strip("[]"), int(port)
-    except ValueError:
-        return None
-
-
-def address_allowed(ip: str, allow_loopback: bool = False) -> bool:
-    """Public unicast only; loopback if allowed. IPv4-mapped IPv6 is judged as the IPv4 it maps."""
-    a = ipaddress.ip_address(ip.split("%")[0])
-    if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
-        a = a.ipv4_mapped
-    if a.is_loopback:
-        return allow_loopback
-    return a.is_global and not a.is_multicast
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return False
-
-
-def check_url(url: str, s: DownloadSettings) -> URL:
-    """The parsed URL, or a Failure: refused for another scheme or a forbidden IP literal."""
-    try:
-        u = URL(url)
-    except (ValueError, TypeError):
-        raise Failure("failed", "bad_url") from None
-    if u.scheme not in ("http", "https"):
-        raise Failure("refused", "bad_scheme")
-    if not u.host:
-        raise Failure("failed", "bad_url")
-    host = u.host.lower()
-    if host not in s.resolve and _is_ip(host) and not address_allowed(host, s.allow_loopback):
-        raise Failure("refused", "disallowed_address")
-    return u
-
-
-class GuardedResolver(AbstractResolver):
-    """DNS that only answers with allowed addresses (and maps `resolve` hosts to their ip:port)."""
-
-    def __init__(self, s: DownloadSettings) -> None:
-        self._inner = ThreadedResolver()
-        self._map = {h.lower(): _split_hostport(t) for h, t in s.resolve.items()}
-        self._loopback = s.allow_loopback
-
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list:
-        if host.lower() in self._map:
-            ip, port = self._map[host.lower()]
-            fam = socket.AF_INET6 if ":" in ip else socket.AF_INET
-            found = [{"hostname": host, "host": ip, "port": port, "family": fam, "proto": 0, "flags": 0}]
-        else:
-            found = await self._inner.resolve(host, port, family)
-        ok = [r for r in found if address_allowed(r["host"], self._loopback)]
-        if not ok:
-            raise AddressRefused(f"{host} resolves to {', '.join(r['host'] for r in found)} only")
-        return ok
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-def robots_forbid(values: list[str], directives: tuple[str, ...], token: str = "ltkit") -> bool:
-    """X-Robots-Tag as img2dataset reads it: `noai`, or `<agent>: noai` for our agent token."""
-    for value in values:
-        agent, sep, rest = value.partition(":")
-        if sep and agent.strip().lower() != token:
-            if " " not in agent.strip():  # "otherbot: noai" is for another crawler
-                continue
-            rest = value
-        words = {w.strip().lower() for w in (rest if sep else value).split(",")}
-        if words & set(directives):
-            return True
-    return False
-
-
-def retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - (now or time.time()))
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,13 +224,14 @@ class Downloader:
         from tqdm import tqdm
 
         s, stats, self._state = self.s, RunStats(), state
+        self._mapped = {h.lower() for h in s.resolve}
         self._hosts: dict[str, _Host] = {}
         self._inflight = asyncio.Semaphore(s.concurrency)
         self._rate = _Pacer(1.0 / s.rate_limit) if s.rate_limit > 0 else None
         self._pool = ThreadPoolExecutor(s.threads, thread_name_prefix="ltkit-decode")
         feeder = ThreadPoolExecutor(1, thread_name_prefix="ltkit-search")
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=s.connect_timeout, sock_read=s.read_timeout)
-        connector = aiohttp.TCPConnector(limit=s.concurrency, limit_per_host=s.per_host, resolver=GuardedResolver(s),
+        connector = aiohttp.TCPConnector(limit=s.concurrency, limit_per_host=s.per_host, resolver=GuardedResolver(s.allow_loopback, s.resolve),
                                          ttl_dns_cache=300)
         self._bar = tqdm(total=0, unit="url", disable=not progress, dynamic_ncols=True, leave=True)
         workers: list[asyncio.Task] = []
@@ -363,7 +251,7 @@ class Downloader:
                             queued.add(job.key)
                             self._bar.total += 1
                             try:
-                                host = check_url(job.url, s).host.lower()
+                                host = check_url(job.url, s.allow_loopback, self._mapped).host.lower()
                             except Failure as f:
                                 self._record(job, stats, f.status, f.reason, t0=time.monotonic())
                                 continue
@@ -428,7 +316,7 @@ class Downloader:
         """GET following redirects by hand, each hop checked; returns (final URL, body, status)."""
         s, visited = self.s, set()
         for _ in range(s.max_redirects + 1):
-            u = check_url(url, s)
+            u = check_url(url, s.allow_loopback, self._mapped)
             if url in visited:
                 raise Failure("failed", "redirect_loop")
             visited.add(url)

@@ -1,0 +1,121 @@
+"""What the downloader may fetch: http(s) only, public unicast addresses only (checked on IP literals
+and on every DNS answer), and what a server says about use (`X-Robots-Tag`) and about waiting
+(`Retry-After`)."""
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from email.utils import parsedate_to_datetime
+from typing import Container
+
+from aiohttp.abc import AbstractResolver
+from aiohttp.resolver import ThreadedResolver
+from yarl import URL
+
+
+class Failure(Exception):
+    """A URL that ends here: status (failed | refused) and a short reason."""
+
+    def __init__(self, status: str, reason: str, http_status: int | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.http_status = status, reason, http_status
+
+
+class AddressRefused(OSError):
+    """Every address a name resolves to is one the settings forbid."""
+
+
+def split_hostport(text: str) -> tuple[str, int] | None:
+    """'ip:port' (IPv6 in brackets) -> (ip, port), or None if it is not one."""
+    host, _, port = text.rpartition(":")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return host.strip("[]"), int(port)
+    except ValueError:
+        return None
+
+
+def address_allowed(ip: str, allow_loopback: bool = False) -> bool:
+    """Public unicast only; loopback if allowed. IPv4-mapped IPv6 is judged as the IPv4 it maps."""
+    a = ipaddress.ip_address(ip.split("%")[0])
+    if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
+        a = a.ipv4_mapped
+    if a.is_loopback:
+        return allow_loopback
+    return a.is_global and not a.is_multicast
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def check_url(url: str, allow_loopback: bool = False, mapped: Container[str] = ()) -> URL:
+    """The parsed URL, or a Failure: refused for another scheme or a forbidden IP literal (`mapped` hosts pass)."""
+    try:
+        u = URL(url)
+    except (ValueError, TypeError):
+        raise Failure("failed", "bad_url") from None
+    if u.scheme not in ("http", "https"):
+        raise Failure("refused", "bad_scheme")
+    if not u.host:
+        raise Failure("failed", "bad_url")
+    host = u.host.lower()
+    if host not in mapped and _is_ip(host) and not address_allowed(host, allow_loopback):
+        raise Failure("refused", "disallowed_address")
+    return u
+
+
+class GuardedResolver(AbstractResolver):
+    """DNS that only answers with allowed addresses (and maps `resolve` hosts to their ip:port)."""
+
+    def __init__(self, allow_loopback: bool = False, resolve: dict[str, str] | None = None) -> None:
+        self._inner = ThreadedResolver()
+        self._map = {h.lower(): split_hostport(t) for h, t in (resolve or {}).items()}
+        self._loopback = allow_loopback
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list:
+        if host.lower() in self._map:
+            ip, port = self._map[host.lower()]
+            fam = socket.AF_INET6 if ":" in ip else socket.AF_INET
+            found = [{"hostname": host, "host": ip, "port": port, "family": fam, "proto": 0, "flags": 0}]
+        else:
+            found = await self._inner.resolve(host, port, family)
+        ok = [r for r in found if address_allowed(r["host"], self._loopback)]
+        if not ok:
+            raise AddressRefused(f"{host} resolves to {', '.join(r['host'] for r in found)} only")
+        return ok
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def robots_forbid(values: list[str], directives: tuple[str, ...], token: str = "ltkit") -> bool:
+    """X-Robots-Tag as img2dataset reads it: `noai`, or `<agent>: noai` for our agent token."""
+    for value in values:
+        agent, sep, rest = value.partition(":")
+        if sep and agent.strip().lower() != token:
+            if " " not in agent.strip():  # "otherbot: noai" is for another crawler
+                continue
+            rest = value
+        words = {w.strip().lower() for w in (rest if sep else value).split(",")}
+        if words & set(directives):
+            return True
+    return False
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - (now or time.time()))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
