@@ -1,0 +1,163 @@
+"""`python -m ltkit pilot --config CONFIG [--cell I] [pilot.key=value ...]`: the pilot from the shared config.
+
+The pool follows `pilot.pool` (default: the config's dataset): a world preset (builtin,
+builtin-tiny, ...), `cifar100` (data_root with cifar-100-python/) or `folders` (data_root with one
+folder per class, `pilot.taxonomy` a Taxonomy JSON or "wordnet"). The encoder is `pilot.model`
+with `pilot.pretrained` (default: the config's own model and weights; "pool" is the world's
+pool-pretrained encoder, "hf" the timm weights from the Hugging Face cache, a path a weights file).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ltkit.errors import UserError
+from ltkit.pilot.grid import Cell, collect, gap_figure, grid_cells, markdown_table, run_grid, summarise
+from ltkit.pilot.pools import Pool, cifar100_pool, folder_pool, load_taxonomy, world_pool
+
+ROOT = Path(__file__).resolve().parents[2]
+CIFAR_NAMES = ("cifar100", "cifar100-lt")
+
+
+@dataclass
+class Encoder:
+    """A frozen feature extractor: `extract(images)` -> (N, C) features; `key` names its weights and transform."""
+
+    model: torch.nn.Module
+    transform: object
+    key: str
+
+    def extract(self, images) -> "object":
+        from ltkit.features import extract_features
+
+        return extract_features(self.model, images, self.transform, batch_size=256)
+
+
+def _settings(cfg) -> tuple[str, str, str | None]:
+    """(pool name, encoder model, pretrained) after the pilot section's defaults."""
+    p = cfg.pilot
+    return p.pool or cfg.dataset, p.model or cfg.model, p.pretrained if p.pretrained is not None else cfg.pretrained
+
+
+def build_pool(cfg, world=None) -> tuple[Pool, object]:
+    """The pool named by the config, and the world behind it (None for real data)."""
+    from ltkit.world import PRESETS, load_world
+
+    name, p = _settings(cfg)[0], cfg.pilot
+    if name in PRESETS:
+        world = world if world is not None else load_world(PRESETS[name])
+        return world_pool(world, p.head, p.test_per_class), world
+    if not cfg.data_root:
+        raise UserError(f"pilot pool {name!r} needs data_root= (known pools: {', '.join([*PRESETS, *CIFAR_NAMES, 'folders'])})")
+    if name in CIFAR_NAMES:
+        return cifar100_pool(cfg.data_root), None
+    if name == "folders":
+        if not p.taxonomy:
+            raise UserError("pilot pool 'folders' needs pilot.taxonomy= (a Taxonomy JSON file, or wordnet)")
+        from ltkit.data import load_image_folder
+
+        names, _ = load_image_folder(cfg.data_root)
+        return folder_pool(cfg.data_root, load_taxonomy(p.taxonomy, names), p.test_per_class, cfg.seed), None
+    raise UserError(f"unknown pilot pool {name!r}; expected a world preset ({', '.join(PRESETS)}), cifar100 or folders")
+
+
+def build_encoder(cfg, world=None) -> Encoder:
+    """The frozen encoder: a timm model without head, its eval transform, and a key for the feature cache."""
+    from ltkit.models import create_model, transforms
+
+    _, name, pretrained = _settings(cfg)
+    weights = {None: None, "none": None, "scratch": None, "hf": True}.get(pretrained, pretrained)
+    if weights == "pool" and world is None:
+        raise UserError("pilot.pretrained=pool needs a world pool (pilot.pool=builtin, ...)")
+    with torch.random.fork_rng(devices=[]):  # a scratch encoder is the same for every process
+        torch.manual_seed(cfg.seed)
+        model = create_model(name, 0, img_size=cfg.img_size, pretrained=weights, world=world).eval()
+    transform = transforms(model, train=False)
+    return Encoder(model, transform, _weights_key(model, transform))
+
+
+def _weights_key(model: torch.nn.Module, transform) -> str:
+    """sha256 (16 hex) of a model's state dict (names, shapes, bytes) and its eval transform."""
+    h = hashlib.sha256(f"{type(model).__qualname__}{transform!r}".encode())
+    for k, v in model.state_dict().items():
+        t = v.detach().cpu().contiguous().reshape(-1)  # 0-d buffers (BatchNorm's counter) as 1-d
+        h.update(f"{k}{tuple(v.shape)}{v.dtype}".encode() + t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def pilot_dir(cfg) -> Path:
+    """Where the grid goes: pilot.out_dir, else <out_dir>/pilot-<pool>."""
+    return Path(cfg.pilot.out_dir or Path(cfg.out_dir) / f"pilot-{_settings(cfg)[0]}")
+
+
+def cells_of(cfg) -> list[Cell]:
+    """The grid's cells, in the order `--cell i` counts them."""
+    p = cfg.pilot
+    return grid_cells(p.superclasses, p.ratios, p.seeds)
+
+
+def run_pilot(cfg, only: int | None = None, world=None, progress: bool | None = None) -> list[dict]:
+    """Run the grid (every unfinished cell, or cell `only`); returns the results of all finished cells."""
+    from ltkit.world import cache_root
+
+    p = cfg.pilot
+    pool, world = build_pool(cfg, world)
+    enc = build_encoder(cfg, world)
+    probe = dict(hidden=p.hidden, steps=p.steps, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay)
+    run_grid(pool, enc.extract, enc.key, cells_of(cfg), pilot_dir(cfg), num_classes=p.num_classes, head=p.head,
+             test=p.test_per_class, level=p.level, probe=probe, frac=p.head_tail_frac, only=only,
+             cache_dir=cache_root() / "pilot-features", progress=cfg.progress if progress is None else progress)
+    names = {c.name for c in cells_of(cfg)}  # the folder may hold cells of a larger grid of this recipe
+    return [r for r in collect(pilot_dir(cfg)) if r["cell"] in names]
+
+
+def save_outputs(cfg, rows: list[dict], figures: str | Path | None = None) -> dict:
+    """Write the gap table (markdown) beside results.csv and the figure; returns their paths and the summary."""
+    from ltkit.io import atomic_write_text
+    from ltkit.viz import save_figure
+
+    pool = _settings(cfg)[0]
+    summary = summarise(rows)
+    table = markdown_table(summary)
+    out = pilot_dir(cfg)
+    atomic_write_text(out / "gap_table.md", f"<!-- head - tail accuracy (points), mean ± std over seeds -->\n{table}")
+    stem = Path(figures or ROOT / "figures") / f"pilot_gap_{pool}"
+    paths = save_figure(gap_figure(summary, f"{pool}: N = {cfg.pilot.num_classes} classes"), stem)
+    return {"summary": summary, "table": table, "figure": paths, "csv": out / "results.csv"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the granularity pilot of a config; `--cell I` runs one cell (array jobs)."""
+    from ltkit.config import load_config
+
+    ap = argparse.ArgumentParser(prog="python -m ltkit pilot", description=main.__doc__)
+    ap.add_argument("--config", required=True, help="YAML preset, e.g. configs/builtin.yaml")
+    ap.add_argument("--cell", type=int, help="run only cell I of the grid (0-based; see --list)")
+    ap.add_argument("--list", action="store_true", help="print the grid's cells and exit")
+    ap.add_argument("--figures", help="folder for pilot_gap_<pool>.{pdf,png} (default: figures/)")
+    ap.add_argument("overrides", nargs="*", help="key=value or pilot.key=value")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+        cells = cells_of(cfg)
+        if args.list:
+            for i, c in enumerate(cells):
+                print(f"{i}\t{c.name}")
+            return 0
+        t0 = time.time()
+        rows = run_pilot(cfg, args.cell)
+    except (UserError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"[pilot] {len(rows)}/{len(cells)} cells finished in {pilot_dir(cfg)} ({time.time() - t0:.1f}s)")
+    if len(rows) == len(cells):  # array jobs: the last one to finish draws
+        out = save_outputs(cfg, rows, args.figures)
+        print(out["table"], end="")
+        print(f"[pilot] {out['csv']}; figure: " + ", ".join(str(p) for p in out["figure"]))
+    return 0
