@@ -187,11 +187,11 @@ def main() -> int:
           f" a dense C x C float32 lambda matrix = {dense_mb:,.0f} MiB.")
     print(f"largest peak growth: {worst:.1f} MiB = {worst / logits_mb:.1f} (B, C) tensors ="
           f" {100 * worst / dense_mb:.2f}% of one C x C matrix: nothing of size C x C is allocated.")
-    for m in ("nsce", "nsce-soft"):
+    for m, target in (("nsce", 1.5), ("nsce-soft", 1.25)):  # the soft path is the paper's (Mixup + CutMix)
         if m in ms:
             ref = baseline_of(m)
-            verdict = "ok" if ms[m] / ms[ref] <= 1.5 else "OVER"
-            print(f"{m} vs {ref}: time {ms[m] / ms[ref]:.2f}x (target <= 1.5x: {verdict}),"
+            verdict = "ok" if ms[m] / ms[ref] <= target else "OVER"
+            print(f"{m} vs {ref}: time {ms[m] / ms[ref]:.2f}x (target <= {target}x: {verdict}),"
                   f" peak memory {mem[m]['peak_mb'] / max(mem[ref]['peak_mb'], 1e-9):.2f}x")
     return 0
 

@@ -24,9 +24,11 @@ where P is an index_add (a target's children) or a gather (an auxiliary class's 
 soft loss is exact for any soft target, not only timm's two labels plus a uniform term:
     loss = sum_c t_c * (-log p_c + log(1 - (1 - lambda_s) * P_c)).
 
-Both paths are small autograd Functions with the gradient written out (`_HardCE`, `_SoftNSCE`):
+All paths are small autograd Functions with the gradient written out (`_HardCE`, `_SoftCE`, `_SoftNSCE`):
 autograd over the same ops would keep several (B, C) intermediates and take about twice the time.
-Memory beyond plain CE is O(B x L) plus the (B, D) mask; see benchmarks/losses.py.
+Each allocates one (B, C) tensor, the biased logits, which become their softmax in place and then
+the gradient in place (so a retained graph can be back-propagated through only once). Memory
+beyond that is O(B x L) plus the (B, D) mask: less than F.cross_entropy's; see benchmarks/losses.py.
 """
 from __future__ import annotations
 
@@ -75,7 +77,8 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
 
 def cross_entropy(logits: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     """Plain softmax CE over the whole label space, for int labels or soft targets."""
-    return F.cross_entropy(_acc(logits), target if target.ndim == 1 else _acc(target), reduction=reduction)
+    z = _acc(logits)
+    return F.cross_entropy(z, target if target.ndim == 1 else target.to(z.dtype), reduction=reduction)
 
 
 def balanced_softmax_ce(logits: Tensor, target: Tensor, log_prior: Tensor, reduction: str = "mean") -> Tensor:
@@ -83,7 +86,7 @@ def balanced_softmax_ce(logits: Tensor, target: Tensor, log_prior: Tensor, reduc
     _check_logits(logits, len(log_prior))
     if target.ndim == 1:
         return _reduce(_HardCE.apply(logits, log_prior, target.long(), None, None), reduction)
-    return F.cross_entropy(_acc(logits) + log_prior, _acc(target), reduction=reduction)
+    return _reduce(_SoftCE.apply(logits, log_prior, target), reduction)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,14 +120,28 @@ def neighbour_table(aux_parent: Sequence[int] | np.ndarray | Tensor, num_targets
     return torch.from_numpy(table)
 
 
-def _lse(a: Tensor, p: Tensor) -> Tensor:
-    """Row logsumexp of a from p = softmax(a): max(a) - log max(p), accurate as the row max has p >= 1/C."""
-    return a.amax(1) - p.amax(1).log()
+def _softmax_(a: Tensor) -> Tensor:
+    """Softmax of each row of a, in place; returns logsumexp per row.
+
+    In place because a fresh (B, C) tensor at iNat's C is ~100 MB, which the allocator maps anew
+    (page faults) on every call: at batch 512 and 48,852 classes one allocation costs as much as a
+    whole pass of arithmetic, so each one avoided is worth ~20% of F.cross_entropy's time.
+    """
+    m = a.amax(1, keepdim=True)
+    s = a.sub_(m).exp_().sum(1, keepdim=True)
+    a.div_(s)
+    return (m + s.log()).squeeze(1)
 
 
-def _rowdot(x: Tensor, y: Tensor) -> Tensor:
-    """Row-wise dot products of two (B, N) tensors without an elementwise (B, N) temporary."""
-    return torch.einsum("bn,bn->b", x, y)
+def _rowdot(x: Tensor, y: Tensor, chunk: int = 64) -> Tensor:
+    """Row-wise dot products of two (B, N) tensors, a few rows at a time (a small, reused temporary)."""
+    return torch.cat([(x[i:i + chunk] * y[i:i + chunk]).sum(1) for i in range(0, len(x), chunk)])
+
+
+def _biased(logits: Tensor, log_prior: Tensor) -> Tensor:
+    """A fresh float32 (float64 for float64 logits) copy of logits + log prior."""
+    a = logits.to(torch.float64 if logits.dtype == torch.float64 else torch.float32, copy=True)
+    return a.add_(log_prior)
 
 
 def _silence_mask(y: Tensor, table: Tensor, log_lambda: float) -> tuple[Tensor, Tensor]:
@@ -135,30 +152,57 @@ def _silence_mask(y: Tensor, table: Tensor, log_lambda: float) -> tuple[Tensor, 
     return torch.where(pad, y[:, None], idx), torch.full(idx.shape, log_lambda, device=y.device).masked_fill_(pad, 0.0)
 
 
+# The Functions below overwrite their saved softmax with the gradient in backward (one ~100 MB
+# tensor less, see `_softmax_`). A second backward through the same graph (retain_graph=True)
+# then fails autograd's version check with a clear error instead of computing a wrong gradient.
+
+
 class _HardCE(torch.autograd.Function):
     """Per-row softmax CE of logits + log prior (+ a sparse (B, D) additive mask) for int labels.
 
-    Written out, not F.cross_entropy on a biased copy, so the biased logits and their softmax are
-    the only (B, C) tensors besides the gradient: d/da = softmax(a) - onehot(y).
+    Written out, not F.cross_entropy on a biased copy, so the biased logits' softmax is the only
+    (B, C) tensor: it becomes the gradient in place, d/da = softmax(a) - onehot(y).
     """
 
     @staticmethod
     def forward(ctx, logits: Tensor, log_prior: Tensor, y: Tensor, idx: Tensor | None, val: Tensor | None) -> Tensor:
         with torch.autocast(logits.device.type, enabled=False):
-            a = _acc(logits) + log_prior
+            a = _biased(logits, log_prior)
             if idx is not None:
                 a.scatter_add_(1, idx, val.to(a.dtype))
-            p = torch.softmax(a, 1)
-            loss = _lse(a, p) - a.gather(1, y[:, None]).squeeze(1)
-        ctx.save_for_backward(p, y)
+            a_y = a.gather(1, y[:, None]).squeeze(1)
+            loss = _softmax_(a) - a_y  # a is now p
+        ctx.save_for_backward(a, y)
         ctx.dtype = logits.dtype
         return loss
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         p, y = ctx.saved_tensors
-        ga = (p * grad[:, None]).scatter_add_(1, y[:, None], -grad[:, None].to(p.dtype))
+        grad = grad.to(p.dtype)
+        ga = p.mul_(grad[:, None]).scatter_add_(1, y[:, None], -grad[:, None])
         return ga.to(ctx.dtype), None, None, None, None
+
+
+class _SoftCE(torch.autograd.Function):
+    """Per-row soft-target CE of logits + log prior, sum_c t_c (-log p_c); d/da = sum(t) p - t."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, log_prior: Tensor, t: Tensor) -> Tensor:
+        with torch.autocast(logits.device.type, enabled=False):
+            a = _biased(logits, log_prior)
+            t = t.to(a.dtype)
+            ta, t_sum = _rowdot(t, a), t.sum(1)
+            loss = t_sum * _softmax_(a) - ta  # a is now p
+        ctx.save_for_backward(a, t, t_sum)
+        ctx.dtype = logits.dtype
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        p, t, t_sum = ctx.saved_tensors
+        ga = p.mul_(t_sum[:, None]).sub_(t).mul_(grad.to(p.dtype)[:, None])
+        return ga.to(ctx.dtype), None, None
 
 
 class _SoftNSCE(torch.autograd.Function):
@@ -176,30 +220,36 @@ class _SoftNSCE(torch.autograd.Function):
     def forward(ctx, logits: Tensor, log_prior: Tensor, t: Tensor, aux_parent: Tensor, lambda_s: float) -> Tensor:
         with torch.autocast(logits.device.type, enabled=False):  # keep the sums in float32
             L, c = logits.shape[1] - len(aux_parent), 1.0 - lambda_s
-            a = _acc(logits) + log_prior
-            p = torch.softmax(a, 1)
+            a = _biased(logits, log_prior)
+            t = t.to(a.dtype)
+            ta = _rowdot(t, a)  # before a becomes p
+            t_sum = t.sum(1)
+            p = a
+            lse = _softmax_(p)
             t_tgt = t[:, :L]
             t_up = t.new_zeros(len(t), L).index_add_(1, aux_parent, t[:, L:])  # auxiliary labels' mass per parent
-            t_sum = t_tgt.sum(1) + t_up.sum(1)
             r = p.new_zeros(len(p), L).index_add_(1, aux_parent, p[:, L:]).mul_(-c).add_(1.0)  # 1 - c * Q
             rho = p[:, :L].mul(-c).add_(1.0)  # 1 - c * p_parent
             # sum_c t_c (-log p_c) = sum_c t_c * lse - t . a
-            loss = t_sum * _lse(a, p) - _rowdot(t, a) + _rowdot(t_tgt, r.log()) + _rowdot(t_up, rho.log())
+            loss = t_sum * lse - ta + _rowdot(t_tgt, r.log()) + _rowdot(t_up, rho.log())
         ctx.save_for_backward(p, t, aux_parent, r, rho, t_up, t_sum)
         ctx.c, ctx.dtype = c, logits.dtype
         return loss
 
     @staticmethod
-    def backward(ctx, grad: Tensor):
+    def backward(ctx, grad: Tensor, chunk: int = 64):
         p, t, aux_parent, r, rho, t_up, t_sum = ctx.saved_tensors
         L, c = r.shape[1], ctx.c
-        src = torch.empty(len(p), 2 * L, dtype=p.dtype, device=p.device)  # [w | u]
-        w, u = torch.div(t_up, rho, out=src[:, :L]), torch.div(t[:, :L], r, out=src[:, L:])
+        w, u = t_up / rho, t[:, :L] / r
         # s = t_sum + c * sum_t (u_t Q_t + w_t p_t), with c Q = 1 - r and c p_t = 1 - rho
-        s = t_sum + (u.sum(1) - _rowdot(u, r)) + (w.sum(1) - _rowdot(w, rho))
-        src.mul_(-c).add_(s[:, None])  # s - c * e, per target (w) and per parent (u)
-        m = src.index_select(1, torch.cat([torch.arange(L, device=src.device), L + aux_parent]))
-        ga = torch.addcmul(t, p, m, value=-1.0, out=m).mul_(-grad[:, None])  # p * m - t, scaled
+        s = (t_sum + (u.sum(1) - _rowdot(u, r)) + (w.sum(1) - _rowdot(w, rho)))[:, None]
+        # p * m - t with m = s - c * e, scaled, written over p: the target block directly (e = w),
+        # the auxiliary block's per-parent factors (e = u_parent) gathered a few rows at a time
+        p[:, :L].mul_(w.mul_(-c).add_(s))
+        u.mul_(-c).add_(s)
+        for i in range(0, len(p), chunk):
+            p[i:i + chunk, L:].mul_(u[i:i + chunk].index_select(1, aux_parent))
+        ga = p.sub_(t).mul_(grad.to(p.dtype)[:, None])
         return ga.to(ctx.dtype), None, None, None, None
 
 
@@ -219,7 +269,7 @@ def neighbour_silencing_ce(logits: Tensor, target: Tensor, log_prior: Tensor, au
         return _reduce(_HardCE.apply(logits, log_prior, target, idx, val), reduction)
     if target.shape != logits.shape:
         raise ValueError(f"soft targets must be {tuple(logits.shape)}, got {tuple(target.shape)}")
-    return _reduce(_SoftNSCE.apply(logits, log_prior, _acc(target), aux_parent, float(lambda_s)), reduction)
+    return _reduce(_SoftNSCE.apply(logits, log_prior, target, aux_parent, float(lambda_s)), reduction)
 
 
 # ---------------------------------------------------------------------------------------------
