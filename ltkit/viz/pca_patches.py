@@ -203,3 +203,39 @@ def pca_figure(images: np.ndarray, maps: dict[str, PatchPCA], show_mask: bool = 
             ax.set_xticks([]), ax.set_yticks([])
         fig.subplots_adjust(wspace=0.04, hspace=0.04)
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# trained runs side by side (baseline and ours)
+
+
+def tail_images(data, n: int = 6, seed: int = 0):
+    """n validation images (test when there is none) from n different Few classes, fewest train images first."""
+    from ltkit.data import shot_groups
+
+    split = data.val if data.val is not None else data.test
+    counts = np.asarray(data.train_counts)
+    few = [c for c in np.argsort(counts, kind="stable") if c in set(np.asarray(split.labels).tolist())][:n]
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(split.labels)
+    idx = [int(rng.choice(np.flatnonzero(labels == c))) for c in few]
+    groups = shot_groups(counts)
+    return split.subset(idx), [f"{data.class_names[c]} ({groups[c]}, n={counts[c]})" for c in few]
+
+
+def run_patch_maps(runs: dict, images, layer: str | None = None, threshold: float = 0.5,
+                   upsample: int = 1) -> tuple[np.ndarray, dict[str, PatchPCA]]:
+    """Patch maps of each run on the same images: (shown uint8 images, {run name: PatchPCA}).
+
+    `upsample` enlarges the input (e.g. 2: a 32 px image seen at 64 px) for a finer grid.
+    """
+    import torch.nn.functional as F
+
+    shown = np.stack([np.asarray(images.load(i).convert("RGB")) for i in range(len(images))])
+    maps = {}
+    for name, run in runs.items():
+        x = torch.stack([run.transform(images.load(i)) for i in range(len(images))])
+        if upsample > 1:
+            x = F.interpolate(x, scale_factor=upsample, mode="bilinear", align_corners=False)
+        maps[name] = patch_pca(spatial_features(run.model, x, layer), threshold)
+    return shown, maps

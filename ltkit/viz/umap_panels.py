@@ -185,3 +185,45 @@ def paper_panels(pretrained, baseline, ours, targets: Sequence[int], aux: Sequen
         f, y = np.concatenate([f, ours.features(a)]), np.concatenate([y, np.asarray(a.labels)])
     panels.append(Panel("(d) + auxiliary, val", f, y))
     return panels
+
+
+def resolve_pairs(pairs, class_names: Sequence[str]) -> list[tuple[int, int]]:
+    """User-named (head, tail) pairs, by class name or index, as index pairs; unknown names are errors."""
+    index = {n: i for i, n in enumerate(class_names)}
+    out = []
+    for pair in pairs:
+        ids = []
+        for c in pair:
+            if isinstance(c, str) and c not in index:
+                raise ValueError(f"class {c!r} is not a target class; e.g. {list(class_names)[:3]}")
+            ids.append(index[c] if isinstance(c, str) else int(c))
+        out.append(tuple(ids))
+    return out
+
+
+def figure2(pretrained, baseline, ours, pairs=None, n_pairs: int = 1, aux_per_target: int = 2,
+            max_classes: int = 20, seed: int = 0):
+    """Fig. 2 end to end: pairs (named, or the baseline's most confused head/tail), classes, four panels.
+
+    Returns (figure, panels, info) where info names the pairs, classes and confusion rates used.
+    """
+    names = list(baseline.data.class_names)
+    if pairs:
+        chosen = [(h, t, None) for h, t in resolve_pairs(pairs, names)]
+    else:
+        conf = baseline_confusion(baseline)
+        cfg = baseline_thresholds(baseline)
+        chosen = confusing_pairs(conf, baseline.data.train_counts, cfg["many"], cfg["few"], n_pairs)
+    targets, aux = pick_classes([c for h, t, _ in chosen for c in (h, t)], ours.aux_parent, ours.num_targets,
+                                aux_per_target, max_classes)
+    panels = paper_panels(pretrained, baseline, ours, targets, aux)
+    fig = draw_panels(panels, ours.class_names, targets, aux, ours.aux_parent, baseline.data.train_counts, seed)
+    info = dict(pairs=[dict(head=names[h], tail=names[t], confusion=s) for h, t, s in chosen],
+                targets=[names[t] for t in targets], auxiliary=[ours.class_names[a] for a in aux])
+    return fig, panels, info
+
+
+def baseline_thresholds(run) -> dict:
+    """The Many / Few thresholds a run was evaluated with (defaults 100 / 20)."""
+    th = (run.results or {}).get("thresholds") or {}
+    return {"many": th.get("many", 100), "few": th.get("few", 20)}
