@@ -6,8 +6,9 @@ timm model by name with weights from a local file or the Hugging Face cache, and
 its weights are present. Features are keyed by (encoder, sha256 of the image content), so moving a
 threshold, re-running a notebook or adding images to a crawl never encodes an image twice.
 
-Spec strings (`build_encoder`): "pool" | "timm:<name>" (HF cache) | "timm:<name>@<weights file>" |
-"dinov2" (= timm's vit_small_patch14_dinov2.lvd142m) | "dinov2:<timm name>".
+Spec strings (`build_encoder`): "pool" (or "pool:epochs=6,seed=1": the pool encoder's training settings)
+| "timm:<name>" (HF cache) | "timm:<name>@<weights file>" | "dinov2" (= timm's
+vit_small_patch14_dinov2.lvd142m) | "dinov2:<timm name>".
 """
 from __future__ import annotations
 
@@ -72,14 +73,14 @@ def build_encoder(spec: str = "pool", world=None, batch_size: int = 256, device:
                   img_size: int | None = None) -> Encoder:
     """An `Encoder` from a spec string (see the module docstring); errors say how to get missing weights."""
     dev = torch.device(device) if device else default_device()
-    if spec == "pool":
+    kind, _, rest = spec.partition(":")
+    if kind == "pool":
         if world is None:
             raise ValueError("encoder 'pool' is the built-in world's pool-pretrained encoder: it needs the world")
         from ltkit.models import load_encoder, transforms
 
-        model = load_encoder(world)
+        model = load_encoder(world, **_pool_options(spec, rest))
         return Encoder(model, transforms(model, train=False), spec, batch_size, dev)
-    kind, _, rest = spec.partition(":")
     if kind == "dinov2":
         name, weights = rest or DINOV2_DEFAULT, True
     elif kind == "timm" and rest:
@@ -89,6 +90,17 @@ def build_encoder(spec: str = "pool", world=None, batch_size: int = 256, device:
         raise ValueError(f"unknown encoder {spec!r}: expected pool, timm:<name>[@<weights file>] or dinov2[:<name>]")
     model, transform = _headless(name, weights, img_size)
     return Encoder(model, transform, spec, batch_size, dev)
+
+
+def _pool_options(spec: str, text: str) -> dict:
+    """'epochs=6,seed=1' -> {'epochs': 6, 'seed': 1} (the pool encoder's integer settings)."""
+    out = {}
+    for item in filter(None, text.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or key.strip() not in ("epochs", "seed", "batch_size") or not value.strip().isdigit():
+            raise ValueError(f"encoder {spec!r}: expected pool:epochs=N[,seed=N][,batch_size=N], got {item!r}")
+        out[key.strip()] = int(value)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

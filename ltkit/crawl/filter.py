@@ -51,8 +51,8 @@ class FilterSettings:
     gamma1: float = 0.7             # keep gamma1 < cos(p, f) < gamma2
     gamma2: float = 0.98
     encoder: str = "pool"           # pool | timm:<name>[@<weights>] | dinov2[:<name>]
-    leak_hamming: int = 8           # pHash bits: a val/test image this close is a leak
-    leak_cos: float = 0.95          # feature cosine: a val/test image this similar is a leak
+    leak_hamming: int = 6           # pHash bits (of 64): a val/test image this close is a leak
+    leak_cos: float = 0.99          # feature cosine: a val/test image this similar is a leak
     leak_splits: tuple[str, ...] = ("val", "test")
     cap: int = 50                   # images per auxiliary class the sampler draws per epoch (tuner shows it)
     batch_size: int = 256

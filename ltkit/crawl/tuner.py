@@ -55,6 +55,7 @@ class Tuner:
         self.search = w.Text(placeholder="search classes", description="class", continuous_update=True)
         self.sort = w.Dropdown(options=list(SORTS), value=SORTS[0], description="sort")
         self.classes = w.Select(options=[], rows=list_rows, layout=w.Layout(width="520px"))
+        self.classes.add_class("ltkit-classes")
         self.histogram = w.Image(format="png", layout=w.Layout(width="480px"))
         self.cap_table = w.HTML()
         self.grids = w.HTML()
@@ -75,6 +76,7 @@ class Tuner:
         right = w.VBox([self.histogram, self.grids])
         self.widget = w.VBox([w.HBox([self.window, self.caption]), w.HBox([left, right]),
                               w.HBox([self.save_button, self.status]), self.applied])
+        self.widget.add_class("ltkit-tuner")
         self._apply()
 
     # ----------------------------------------------------------------------------- state in code
