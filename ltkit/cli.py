@@ -33,11 +33,22 @@ def usage() -> str:
 
 def error_line(e: BaseException) -> str:
     """One line for a user error: its message, with the path for OS errors that carry one."""
-    if isinstance(e, OSError) and e.filename and str(e.filename) not in str(e):
-        msg = f"{e.strerror or e}: {e.filename}"
+    if isinstance(e, OSError) and e.strerror and e.filename:  # not "[Errno 20] Not a directory: '/x'"
+        msg = f"{e.strerror}: {e.filename}"
     else:
         msg = str(e) or type(e).__name__
     return "error: " + " ".join(msg.split())
+
+
+def setup_logging(debug: bool = False) -> None:
+    """ltkit's loggers at INFO (DEBUG with --debug) to stderr; other libraries stay at WARNING."""
+    log = logging.getLogger("ltkit")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] not in STAGES:
         print(f"error: unknown stage {argv[0]!r}; expected one of {', '.join(STAGES)}", file=sys.stderr)
         return 2
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(name)s: %(message)s")
+    setup_logging(debug)
     try:
         module = importlib.import_module(STAGES[argv[0]][0])
         return int(module.main(argv[1:]) or 0)

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from ltkit.errors import ConfigError
+from ltkit.paths import repo_root
 
 
 def run_only(default: Any = None) -> Any:
@@ -224,6 +225,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | di
     where = f"{path}: " if path is not None else ""
     if path is not None:
         path = Path(path)
+        if not path.is_file() and not path.is_absolute() and (repo_root() / path).is_file():
+            path = repo_root() / path  # `configs/builtin.yaml` from any folder
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
         try:

@@ -1,12 +1,15 @@
-"""Execute the numbered notebooks headless, with parameters injected after the `parameters` cell.
+"""Execute the numbered notebooks headless with papermill, parameters injected after the `parameters` cell.
 
-Same convention as papermill (a cell tagged `parameters` holds the defaults; an inserted cell tagged
-`injected-parameters` overrides them), done with nbclient directly so the tests and the main job
-need nothing more than a kernel.
+The same as `papermill notebooks/03_training.ipynb out.ipynb -p preset builtin-tiny`: the executed copy
+records its parameters (an `injected-parameters` cell and the notebook's papermill metadata) and
+papermill shows a progress bar per cell. Values must be literals (str, int, float, bool, None, and
+lists / dicts of them): paths and numpy scalars are converted here, anything else is refused,
+because papermill would inject it as a string.
 """
 from __future__ import annotations
 
 import ast
+import logging
 import os
 import re
 import time
@@ -14,10 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import papermill
 
-from ltkit.io import atomic_write_text
+from ltkit.errors import UserError
+from ltkit.paths import repo_root
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+log = logging.getLogger(__name__)
+
+NOTEBOOK_DIR = repo_root() / "notebooks"
 
 
 def numbered_notebooks(folder: str | os.PathLike = NOTEBOOK_DIR) -> list[Path]:
@@ -35,49 +42,53 @@ def parameter_names(nb: nbformat.NotebookNode) -> list[str]:
     return []
 
 
-def inject_parameters(nb: nbformat.NotebookNode, parameters: dict[str, Any]) -> nbformat.NotebookNode:
-    """Insert an `injected-parameters` cell after the `parameters` cell (or first, if none)."""
-    src = "# injected by ltkit.notebooks\n" + "".join(f"{k} = {v!r}\n" for k, v in parameters.items())
-    cell = nbformat.v4.new_code_cell(src, metadata={"tags": ["injected-parameters"]})
-    at = next((i + 1 for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])), 0)
-    nb.cells.insert(at, cell)
-    return nb
+def literal(value: Any, name: str = "parameter") -> Any:
+    """A parameter value as a plain literal: paths to str, numpy scalars and arrays to Python, tuples to lists."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy scalar or 0-d array
+        return literal(value.item(), name)
+    if hasattr(value, "tolist"):
+        return literal(value.tolist(), name)
+    if isinstance(value, (list, tuple)):
+        return [literal(v, f"{name}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            raise UserError(f"notebook parameter {name}: dict keys must be strings, got {bad[0]!r}")
+        return {k: literal(v, f"{name}[{k!r}]") for k, v in value.items()}
+    raise UserError(f"notebook parameter {name}: {type(value).__name__} is not a literal "
+                    "(use str, int, float, bool, None, or lists / dicts of them)")
 
 
-def execute(path: str | os.PathLike, out_path: str | os.PathLike | None = None, parameters: dict | None = None,
-            cwd: str | os.PathLike | None = None, timeout: int = 3600, only_known: bool = True) -> nbformat.NotebookNode:
-    """Run a notebook with a fresh kernel; the executed copy is written to out_path even on failure.
+def execute(path: str | os.PathLike, out_path: str | os.PathLike, parameters: dict | None = None,
+            cwd: str | os.PathLike | None = None, timeout: int = 3600, only_known: bool = True,
+            progress: bool = True) -> nbformat.NotebookNode:
+    """Run a notebook with papermill in a fresh kernel; the executed copy is written to out_path, even on failure.
 
     With `only_known`, parameters the notebook does not declare are left out, so one set of
     parameters (e.g. the preset) can be offered to every notebook.
     """
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(path, as_version=4)
-    params = dict(parameters or {})
+    params = {k: literal(v, k) for k, v in (parameters or {}).items()}
     if only_known:
-        known = set(parameter_names(nb))
+        known = set(parameter_names(nbformat.read(path, as_version=4)))
         params = {k: v for k, v in params.items() if k in known}
-    if params:
-        inject_parameters(nb, params)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(cwd or Path(path).parent)}})
-    try:
-        client.execute()
-    finally:
-        if out_path is not None:
-            atomic_write_text(out_path, nbformat.writes(nb))
-    return nb
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    return papermill.execute_notebook(str(path), str(out_path), parameters=params, kernel_name="python3",
+                                      cwd=str(cwd or Path(path).parent), progress_bar=progress,
+                                      execution_timeout=timeout)
 
 
 def run_all(parameters: dict, out_dir: str | os.PathLike, cwd: str | os.PathLike,
-            folder: str | os.PathLike = NOTEBOOK_DIR) -> list[dict]:
-    """Execute every numbered notebook in order; returns name and seconds for each."""
-    done = []
-    for nb_path in numbered_notebooks(folder):
+            folder: str | os.PathLike = NOTEBOOK_DIR, progress: bool = True) -> list[dict]:
+    """Execute every numbered notebook in order (a progress bar per notebook's cells); name and seconds of each."""
+    done, paths = [], numbered_notebooks(folder)
+    for i, nb_path in enumerate(paths, 1):
         t = time.time()
-        print(f"[notebooks] running {nb_path.name} ...", flush=True)
-        execute(nb_path, Path(out_dir) / nb_path.name, parameters, cwd)
+        log.info("notebook %d/%d: %s", i, len(paths), nb_path.name)
+        execute(nb_path, Path(out_dir) / nb_path.name, parameters, cwd, progress=progress)
         done.append({"notebook": nb_path.name, "seconds": round(time.time() - t, 1)})
-        print(f"[notebooks] {nb_path.name} done in {done[-1]['seconds']}s", flush=True)
+        log.info("notebook %d/%d: %s done in %.1fs", i, len(paths), nb_path.name, done[-1]["seconds"])
     return done

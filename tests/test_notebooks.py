@@ -1,7 +1,9 @@
 """The main job on builtin-tiny: world figures, then every numbered notebook executed by a real kernel."""
 import json
+from pathlib import Path
 
 import nbformat
+import numpy as np
 
 from ltkit import demo, notebooks
 
@@ -15,14 +17,35 @@ def test_notebooks_are_committed_clean():
                 assert not cell.outputs and cell.execution_count is None, f"{path.name} has outputs"
 
 
-def test_inject_parameters_after_the_parameters_cell():
+def test_parameters_become_literals_or_are_refused():
+    import numpy as np
+    import pytest
+
+    from ltkit.errors import UserError
+
+    value = {"out": Path("/tmp/x"), "k": np.int64(3), "lr": np.float32(0.5), "ks": (1, np.int64(2)),
+             "grid": np.arange(2), "none": None}
+    assert notebooks.literal(value) == {"out": "/tmp/x", "k": 3, "lr": 0.5, "ks": [1, 2], "grid": [0, 1], "none": None}
+    assert type(notebooks.literal(np.int64(3))) is int
+    with pytest.raises(UserError, match=r"parameter p\['f'\]: builtin_function_or_method is not a literal"):
+        notebooks.literal({"f": len}, "p")
+
+
+def test_papermill_injects_and_records_parameters(tmp_path):
+    """A real kernel: the injected cell follows `parameters`, undeclared names are left out, values arrive typed."""
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell("# t"),
-        nbformat.v4.new_code_cell("preset = 'builtin'\nk = 5", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("print(preset)")])
-    assert notebooks.parameter_names(nb) == ["preset", "k"]
-    notebooks.inject_parameters(nb, {"preset": "builtin-tiny"})
-    assert nb.cells[2].metadata["tags"] == ["injected-parameters"] and "preset = 'builtin-tiny'" in nb.cells[2].source
+        nbformat.v4.new_code_cell("preset = 'builtin'\nk = 5\nout = ''", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print(preset, k + 1, type(out).__name__)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    src, out = tmp_path / "01_t.ipynb", tmp_path / "out" / "01_t.ipynb"
+    nbformat.write(nb, src)
+    assert notebooks.parameter_names(nb) == ["preset", "k", "out"]
+    done = notebooks.execute(src, out, {"preset": "builtin-tiny", "k": np.int64(2), "out": tmp_path,
+                                        "undeclared": 1}, progress=False)
+    assert done.cells[2].metadata["tags"] == ["injected-parameters"] and "undeclared" not in done.cells[2].source
+    assert done.cells[3].outputs[0]["text"] == "builtin-tiny 3 str\n"
+    assert nbformat.read(out, as_version=4).metadata["papermill"]["parameters"]["k"] == 2
 
 
 def test_main_job_on_builtin_tiny(tiny_world, tmp_path, monkeypatch):
