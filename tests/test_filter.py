@@ -294,3 +294,23 @@ def test_cli_filters_a_folder_dataset(toy, tmp_path):
     bad = subprocess.run(cmd[:4] + [str(tmp_path / "nowhere")] + cmd[5:], capture_output=True, text=True, env=env,
                          cwd=REPO, timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error:") and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_trainer_reads_the_accepted_set_only_with_its_thresholds(toy):
+    from types import SimpleNamespace
+
+    from ltkit.errors import UserError
+
+    root, _, scores = toy
+    s = flt.FilterSettings(gamma1=0.3, gamma2=0.99)
+    flt.save_accepted(scores, flt.decide(scores, s), extra=dict(dataset="toy"))
+    over = flt.training_overrides(root)
+    assert over["aux_images"].endswith("accepted.csv") and over["filter"]["gamma1"] == 0.3
+    names = [r["aux_name"] for r in scores.rows][::7]
+    cfg = SimpleNamespace(aux_images=over["aux_images"], dataset="toy", filter=replace(s, cap=10))
+    images, found = flt.accepted_for_config(cfg, names, 2)
+    assert len(images) and set(images.labels) <= set(range(2, 2 + len(names)))
+    with pytest.raises(UserError, match=r"filter.gamma1=0.3"):
+        flt.accepted_for_config(SimpleNamespace(**{**vars(cfg), "filter": flt.FilterSettings()}), names, 2)
+    with pytest.raises(UserError, match="dataset 'toy'"):
+        flt.accepted_for_config(SimpleNamespace(**{**vars(cfg), "dataset": "builtin"}), names, 2)

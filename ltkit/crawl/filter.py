@@ -347,3 +347,48 @@ def load_accepted(path: str | Path, names: list[str], num_targets: int) -> tuple
         paths += files
         labels += [num_targets + pos] * len(files)
     return FileImages(path.parent, paths, labels), found
+
+
+DECISION_FIELDS = ("caption_mode", "gamma1", "gamma2", "encoder", "leak_hamming", "leak_cos", "leak_splits")
+
+
+def training_overrides(crawl_dir: str | Path) -> dict:
+    """Config overrides that train on a crawl's accepted set: its images, its neighbour map, its thresholds."""
+    root = Path(crawl_dir)
+    s = load_settings(root)
+    if s is None:
+        raise FileNotFoundError(f"{root / FILTER_JSON}: the crawl has no accepted set (run `python -m ltkit filter`)")
+    return {"aux_images": str(root / ACCEPTED), "neighbours_csv": str(root / ACCEPTED_MAP),
+            "filter": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(s).items() if k in DECISION_FIELDS}}
+
+
+def accepted_for_config(cfg, names: list[str], num_targets: int) -> tuple[FileImages, list[int]]:
+    """The trainer's auxiliary images from `cfg.aux_images` (an accepted.csv), checked against the config.
+
+    The run's recipe names the thresholds it trained on (`filter.*`), so the accepted set must have been
+    saved with those same thresholds, and for the same dataset; otherwise a UserError says what to pass.
+    """
+    from ltkit.errors import UserError
+
+    path = Path(cfg.aux_images)
+    prov_path = path.parent / FILTER_JSON
+    if not prov_path.is_file():
+        raise UserError(f"{prov_path}: no provenance beside the accepted set (run `python -m ltkit filter`)")
+    prov = json.loads(prov_path.read_text())
+    if prov.get("dataset") not in (None, cfg.dataset):
+        raise UserError(f"{path}: an accepted set of dataset {prov['dataset']!r}, but the config trains {cfg.dataset!r}")
+    saved = prov["settings"]
+    diff = [k for k in DECISION_FIELDS if hasattr(cfg.filter, k)
+            and _plain(getattr(cfg.filter, k)) != _plain(saved.get(k))]
+    if diff:
+        fix = " ".join(f"filter.{k}={_plain(saved.get(k))}" for k in diff)
+        raise UserError(f"{path} was saved with other filter settings than the config's ({', '.join(diff)}); "
+                        f"train with {fix} (ltkit.crawl.filter.training_overrides gives them)")
+    images, found = load_accepted(path, names, num_targets)
+    if not found:
+        raise UserError(f"{path}: none of the run's {len(names)} auxiliary classes has an accepted image")
+    return images, found
+
+
+def _plain(v):
+    return list(v) if isinstance(v, tuple) else v

@@ -45,7 +45,7 @@ def run(cfg, crawl: str | Path | None = None, quality: bool = False, sweep: str 
     if dry_run:
         prov = dict(kept=int(d.keep.sum()), images=len(scores), leaks=int(d.leak.sum()))
     else:
-        prov = flt.save_accepted(scores, d, extra=dict(saved_by="python -m ltkit filter"))
+        prov = flt.save_accepted(scores, d, extra=dict(saved_by="python -m ltkit filter", dataset=cfg.dataset))
     print(f"kept {prov['kept']} of {prov['images']} images (γ1={settings.gamma1}, γ2={settings.gamma2}, "
           f"caption={settings.caption_mode}); leaks caught: {prov['leaks']}"
           + ("" if dry_run else f"; wrote {root / flt.ACCEPTED} and {root / flt.FILTER_JSON}"))

@@ -38,10 +38,11 @@ class Tuner:
     """Interactive filter thresholds over one crawl (`.widget` is the panel to display)."""
 
     def __init__(self, scores: FilterScores, settings: FilterSettings | None = None, per_grid: int = 8,
-                 list_rows: int = 10):
+                 list_rows: int = 10, provenance: dict | None = None):
+        """`provenance` goes into filter.json on Save (e.g. the dataset the crawl belongs to)."""
         import ipywidgets as w
 
-        self.scores, self.per_grid = scores, per_grid
+        self.scores, self.per_grid, self.provenance = scores, per_grid, dict(provenance or {})
         self.settings = (settings or FilterSettings()).check()
         self.saved: dict | None = None
         self._thumbs: dict[int, str] = {}
@@ -117,7 +118,7 @@ class Tuner:
 
     def save(self) -> dict:
         """Write thresholds, accepted set and provenance next to the manifest (what the Save button does)."""
-        self.saved = save_accepted(self.scores, self._decisions, extra=dict(saved_by="tuner"))
+        self.saved = save_accepted(self.scores, self._decisions, extra=dict(saved_by="tuner", **self.provenance))
         self.status.value = (f"saved {self.saved['kept']} images of {self.saved['aux_classes_kept']} classes "
                              f"(γ1={self.settings.gamma1:.2f}, γ2={self.settings.gamma2:.2f}) at {self.saved['time']}")
         return self.saved
