@@ -178,28 +178,28 @@ def markdown_table(summary: Sequence[dict], metric: str = "gap") -> str:
 
 def gap_figure(summary: Sequence[dict], title: str = ""):
     """Head-tail gap vs imbalance ratio (log x, most imbalanced on the right); a line per S, shaded ± std."""
-    from ltkit.viz import MARKERS, figure
+    from ltkit.viz import MARKERS, figure, house_style
 
     fig, ax = figure("single")
-    for i, s in enumerate(sorted({r["superclasses"] for r in summary})):
-        rs = sorted((r for r in summary if r["superclasses"] == s), key=lambda r: r["ratio"])
-        x = np.array([r["ratio"] for r in rs])
-        m, sd = np.array([r["gap"] for r in rs]), np.array([r["gap_std"] for r in rs])
-        line, = ax.plot(x, m, marker=MARKERS[i % len(MARKERS)], label=f"S = {s}")
-        ax.fill_between(x, m - sd, m + sd, color=line.get_color(), alpha=0.18, lw=0)
-    ax.set_xscale("log")
-    ax.invert_xaxis()
-    ratios = sorted({r["ratio"] for r in summary})
-    ax.set_xticks(ratios, [f"{x:g}" for x in ratios])
-    ax.minorticks_off()
-    ax.axhline(0, color="grey", lw=0.5)
-    ax.set_xlabel("imbalance ratio (tail / head)")
-    ax.set_ylabel("head − tail accuracy (points)")
-    seeds = {r["seeds"] for r in summary}
-    ax.set_title(title or f"granularity vs imbalance (mean ± std, {max(seeds)} seeds)")
-    ax.legend(title="superclasses", loc="upper left")
+    with house_style():
+        for i, s in enumerate(sorted({r["superclasses"] for r in summary})):
+            rs = sorted((r for r in summary if r["superclasses"] == s), key=lambda r: r["ratio"])
+            x = np.array([r["ratio"] for r in rs])
+            m, sd = np.array([r["gap"] for r in rs]), np.array([r["gap_std"] for r in rs])
+            line, = ax.plot(x, m, marker=MARKERS[i % len(MARKERS)], label=f"S = {s}")
+            ax.fill_between(x, m - sd, m + sd, color=line.get_color(), alpha=0.15, lw=0)
+        ax.set_xscale("log")
+        ax.invert_xaxis()
+        ratios = sorted({r["ratio"] for r in summary})
+        ax.set_xticks(ratios, [f"{x:g}" for x in ratios])
+        ax.minorticks_off()
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set_xlabel("imbalance ratio (tail / head)")
+        ax.set_ylabel("head − tail accuracy (points)")
+        seeds = max(r["seeds"] for r in summary)
+        ax.set_title(title + (": " if title else "") + f"mean ± std over {seeds} seeds")
+        ax.legend(title="superclasses", loc="upper left")
     return fig
-
 
 
 def granularity_effect(summary: Sequence[dict], ratio: float) -> dict:

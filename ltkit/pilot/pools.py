@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ltkit.data import ArrayImages, FileImages, ImageSet, load_cifar100, load_image_folder
+from ltkit.errors import UserError
 from ltkit.io import atomic_write_bytes
 from ltkit.taxonomy import Taxonomy
 
@@ -86,7 +87,7 @@ def world_pool(world, train_per_class: int, test_per_class: int) -> Pool:
 
     specs = unseen_specs(world)
     if not specs:
-        raise ValueError(f"world {world.config.key()} pairs every family with every colour and texture: no class is"
+        raise UserError(f"world {world.config.key()} pairs every family with every colour and texture: no class is"
                          " left that its pool encoder has not seen (use a preset such as builtin)")
     names = [s.name for s in specs]
     clash = sorted(set(names) & set(world.all_names))

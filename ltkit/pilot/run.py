@@ -69,6 +69,7 @@ def build_pool(cfg, world=None) -> tuple[Pool, object]:
 
 def build_encoder(cfg, world=None) -> Encoder:
     """The frozen encoder: a timm model without head, its eval transform, and a key for the feature cache."""
+    from ltkit.features import weights_hash
     from ltkit.models import create_model, transforms
 
     _, name, pretrained = _settings(cfg)
@@ -77,18 +78,9 @@ def build_encoder(cfg, world=None) -> Encoder:
         raise UserError("pilot.pretrained=pool needs a world pool (pilot.pool=builtin, ...)")
     with torch.random.fork_rng(devices=[]):  # a scratch encoder is the same for every process
         torch.manual_seed(cfg.seed)
-        model = create_model(name, 0, img_size=cfg.img_size, pretrained=weights, world=world).eval()
+        model = create_model(name, 0, img_size=cfg.pilot.img_size or cfg.img_size, pretrained=weights, world=world).eval()
     transform = transforms(model, train=False)
-    return Encoder(model, transform, _weights_key(model, transform))
-
-
-def _weights_key(model: torch.nn.Module, transform) -> str:
-    """sha256 (16 hex) of a model's state dict (names, shapes, bytes) and its eval transform."""
-    h = hashlib.sha256(f"{type(model).__qualname__}{transform!r}".encode())
-    for k, v in model.state_dict().items():
-        t = v.detach().cpu().contiguous().reshape(-1)  # 0-d buffers (BatchNorm's counter) as 1-d
-        h.update(f"{k}{tuple(v.shape)}{v.dtype}".encode() + t.view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
+    return Encoder(model, transform, weights_hash(model) + hashlib.sha256(repr(transform).encode()).hexdigest()[:6])
 
 
 def pilot_dir(cfg) -> Path:
@@ -128,7 +120,7 @@ def save_outputs(cfg, rows: list[dict], figures: str | Path | None = None) -> di
     out = pilot_dir(cfg)
     atomic_write_text(out / "gap_table.md", f"<!-- head - tail accuracy (points), mean ± std over seeds -->\n{table}")
     stem = Path(figures or ROOT / "figures") / f"pilot_gap_{pool}"
-    paths = save_figure(gap_figure(summary, f"{pool}: N = {cfg.pilot.num_classes} classes"), stem)
+    paths = save_figure(gap_figure(summary, f"{pool}, N = {cfg.pilot.num_classes}"), stem)
     return {"summary": summary, "table": table, "figure": paths, "csv": out / "results.csv"}
 
 
