@@ -74,9 +74,12 @@ def evaluate_trained(trainer: Trainer, classifiers: tuple[str, ...] = EVALUATED_
     res = evaluate.evaluate(trainer.model, trainer.data.test, trainer.data.train_counts, trainer.L, trainer.eval_tf,
                             classifier=list(classifiers), train=trainer.data.train, many=cfg.many, few=cfg.few,
                             device=trainer.device)
+    import torch
+
     for r in res.values():
         r.update(num_aux_classes=int(trainer.K), aux_names=list(trainer.aux_names),
-                 num_aux_images=int(len(trainer.aux_images)) if trainer.K else 0)
+                 num_aux_images=int(len(trainer.aux_images)) if trainer.K else 0,
+                 threads=torch.get_num_threads())  # float sums, hence the numbers, depend on it
     return res
 
 
@@ -105,11 +108,10 @@ def run_method(base: TrainConfig, overrides: dict, seed: int) -> dict:
 
 
 def compare(base: TrainConfig, methods: dict[str, dict], seeds: list[int]) -> dict[str, list[dict]]:
-    """Results of every method for every seed."""
-    out = {}
-    for name, over in methods.items():
-        out[name] = []
-        for s in seeds:
+    """Results of every method for every seed (seed by seed, so an interrupted call leaves whole seeds)."""
+    out = {name: [] for name in methods}
+    for s in seeds:
+        for name, over in methods.items():
             print(f"[report] {name} seed {s}", flush=True)
             out[name].append(run_method(base, over, s))
     return out
@@ -198,6 +200,25 @@ def ablation_figure(ablations: dict[str, dict]):
     return fig
 
 
+def tables(base: TrainConfig, seeds: list[int], config: str = "", cmd: str = "", seconds: float = 0.0) -> str:
+    """Tab. 2, Tab. 6, both classifiers per training and the RD/SD overlap, as markdown (trains what is missing)."""
+    components = compare(base, COMPONENTS, seeds)  # Tab. 2's rows are among these runs
+    methods = {name: components[next(n for n, o in COMPONENTS.items() if o == over)] for name, over in METHODS.items()}
+    overlap = rd_sd_overlap(components)
+    threads = sorted({r.get("threads") for rows in components.values() for r in rows}, key=str)
+    return (f"Command: `{cmd}`  \nPreset: `{config}` ({base.dataset}, {base.model}, {base.epochs} epochs), "
+            f"seeds {seeds}, torch threads {threads}; accuracy in %, mean ± sample std over seeds; "
+            f"{seconds:.0f} s so far (runs already in `{base.out_dir}/` are reused).\n\n"
+            "### Tab. 2 layout: baseline and additions (change against the baseline)\n\n"
+            + markdown_table(methods, baseline="Baseline (BalCE)")
+            + "\n### Tab. 6 layout: contributions of the components (change against the row above)\n\n"
+            + markdown_table(components, previous=True)
+            + "\n### Each training with both classifiers\n\n" + classifier_table(base, seeds)
+            + "\n### RD vs SD categories\n\n| seed | RD | SD | shared | Jaccard |\n|---|---|---|---|---|\n"
+            + "".join(f"| {s} | {o['rd']} | {o['sd']} | {o['shared']} | {o['jaccard']:.3f} |\n"
+                      for s, o in zip(seeds, overlap)))
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m ltkit compare`: Tab. 2 and Tab. 6 on a preset, mean ± std over seeds, as markdown."""
     p = argparse.ArgumentParser(prog="python -m ltkit compare", description=main.__doc__)
@@ -211,24 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args([a for a in argv if a not in overrides])
     base = load_config(args.config, overrides)
     t = time.time()
-    components = compare(base, COMPONENTS, args.seeds)  # Tab. 2's rows are among these runs
-    methods = {name: components[next(n for n, o in COMPONENTS.items() if o == over)] for name, over in METHODS.items()}
-    overlap = rd_sd_overlap(components)
     cmd = "python -m ltkit compare " + " ".join(argv)
-    text = (f"Command: `{cmd}`  \nPreset: `{args.config}` ({base.dataset}, {base.model}, {base.epochs} epochs), "
-            f"seeds {args.seeds}; accuracy in %, mean ± sample std over seeds; this command took "
-            f"{time.time() - t:.0f} s (runs already in `{base.out_dir}/` are reused).\n\n"
-            "### Tab. 2 layout: baseline and additions (change against the baseline)\n\n"
-            + markdown_table(methods, baseline="Baseline (BalCE)")
-            + "\n### Tab. 6 layout: contributions of the components (change against the row above)\n\n"
-            + markdown_table(components, previous=True)
-            + "\n### Each training with both classifiers\n\n" + classifier_table(base, args.seeds)
-            + "\n### RD vs SD categories\n\n| seed | RD | SD | shared | Jaccard |\n|---|---|---|---|---|\n"
-            + "".join(f"| {s} | {o['rd']} | {o['sd']} | {o['shared']} | {o['jaccard']:.3f} |\n"
-                      for s, o in zip(args.seeds, overlap)))
-    print(text)
-    if args.out:
-        from ltkit.io import atomic_write_text
+    for i in range(len(args.seeds)):  # the tables of the seeds done so far, rewritten after each seed
+        text = tables(base, args.seeds[:i + 1], args.config, cmd, time.time() - t)
+        if args.out:
+            from ltkit.io import atomic_write_text
 
-        atomic_write_text(args.out, text)
+            atomic_write_text(args.out, text)
+    print(text)
     return 0
