@@ -6,9 +6,12 @@ stderr and exit status 2; `--debug` shows the traceback instead. Progress and no
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
 import importlib
 import logging
 import sys
+from typing import Iterator
 
 from ltkit.errors import UserError
 
@@ -51,6 +54,20 @@ def setup_logging(debug: bool = False) -> None:
     log.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
+@contextlib.contextmanager
+def argument_errors_raise() -> Iterator[None]:
+    """Every stage's argparse mistakes (bad option, bad choice) become UserError, so they end as one line too."""
+    def error(parser: argparse.ArgumentParser, message: str):
+        raise UserError(f"{parser.prog}: {message} (see --help)")
+
+    saved = argparse.ArgumentParser.error
+    argparse.ArgumentParser.error = error
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = saved
+
+
 def main(argv: list[str] | None = None) -> int:
     """Dispatch to a stage; `python -m ltkit` alone lists them."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -65,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(debug)
     try:
         module = importlib.import_module(STAGES[argv[0]][0])
-        return int(module.main(argv[1:]) or 0)
+        with argument_errors_raise():
+            return int(module.main(argv[1:]) or 0)
     except USER_ERRORS as e:
         if debug:
             raise

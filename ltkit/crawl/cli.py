@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     res = search_config(cfg, progress=log.info)
     print(format_rows([r for r in res.rows if r.status == "kept"], args.show))
     for w in res.warnings[:10]:
-        print(f"warning: {w}")
+        log.warning("%s", w)
     if len(res.warnings) > 10:
-        print(f"... {len(res.warnings) - 10} more warnings")
+        log.warning("... %d more warnings", len(res.warnings) - 10)
     print(res.format_summary())
     return 0
