@@ -207,6 +207,30 @@ class LTData:
         return self
 
 
+def holdout_val(data: LTData, per_class: int = 10, seed: int = 0, max_fraction: float = 0.2) -> LTData:
+    """A val split held out from train when the dataset has none (iNat18, CIFAR-LT, folders without val/).
+
+    Without it, per-epoch "val" metrics would be test metrics and invite model selection on test.
+    Each class gives min(per_class, floor(max_fraction * n)) of its n train images, drawn with a
+    seeded RNG: balanced over classes, except that no class loses more than `max_fraction` of its
+    images (a 5-image tail class gives one, a class under 5 gives none). Held-out images leave
+    train, so train counts and shot groups are those of what is trained on. A dataset that has a
+    val split is returned unchanged.
+    """
+    if data.val is not None:
+        return data
+    labels = np.asarray(data.train.labels)
+    counts = np.bincount(labels, minlength=data.num_classes)
+    take = np.minimum(per_class, np.floor(max_fraction * counts + 1e-9).astype(int))
+    # rank of each image within its class in a seeded random order; the first take[c] are held out
+    order = np.lexsort((np.random.default_rng([seed, 11]).random(len(labels)), labels))
+    rank = np.empty(len(labels), np.int64)
+    rank[order] = np.arange(len(labels)) - (np.cumsum(counts) - counts)[labels[order]]
+    held = rank < take[labels]
+    return LTData(data.name, data.class_names, data.train.subset(np.flatnonzero(~held)),
+                  data.train.subset(np.flatnonzero(held)), data.test, data.taxonomy).check()
+
+
 # ---------------------------------------------------------------------------------------------
 # loaders
 
