@@ -25,26 +25,69 @@ def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters(), torch.empty(0)).device
 
 
-def _loader(images: ImageSet, transform, batch_size: int, num_workers: int = 0) -> torch.utils.data.DataLoader:
+def _loader(images: ImageSet, transform, batch_size: int, num_workers: int = 0,
+            indices: range | None = None, pin_memory: bool = False) -> torch.utils.data.DataLoader:
     # num_workers=0 by default: on a 2-core machine worker processes only add copying
-    return torch.utils.data.DataLoader(TransformedSet(images, transform), batch_size=batch_size, shuffle=False,
-                                       num_workers=num_workers)
+    ds = TransformedSet(images, transform)
+    if indices is not None:
+        ds = torch.utils.data.Subset(ds, indices)
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                       pin_memory=pin_memory)
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size) of the initialised process group; (0, 1) without one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def shard_range(n: int, rank: int, world_size: int) -> range:
+    """Rank's contiguous share of 0..n-1: shares differ by at most one and never repeat an index."""
+    return range(rank * n // world_size, (rank + 1) * n // world_size)
+
+
+def _gather_rows(part: torch.Tensor, n: int, world_size: int) -> np.ndarray | None:
+    """Every rank's (share, C) rows stacked in rank order on rank 0 (None elsewhere)."""
+    dist = torch.distributed
+    dim = torch.tensor([part.shape[1] if len(part) else 0], device=part.device)
+    dist.all_reduce(dim, op=dist.ReduceOp.MAX)  # a rank with an empty share still needs C
+    most = -(-n // world_size)
+    buf = torch.zeros(most, int(dim), dtype=torch.float32, device=part.device)
+    buf[:len(part)] = part
+    rank = dist.get_rank()
+    bufs = [torch.empty_like(buf) for _ in range(world_size)] if rank == 0 else None
+    dist.gather(buf, bufs, dst=0)  # padded to one size; the padding is cut off below
+    if rank != 0:
+        return None
+    return torch.cat([b[:len(shard_range(n, r, world_size))] for r, b in enumerate(bufs)]).cpu().numpy()
 
 
 @torch.inference_mode()
 def extract_features(model: nn.Module, images: ImageSet, transform, batch_size: int = 256,
-                     device: str | torch.device | None = None, num_workers: int = 0) -> np.ndarray:
-    """Pooled pre-logits features (N, C) float32: forward_head(forward_features(x), pre_logits=True)."""
+                     device: str | torch.device | None = None, num_workers: int = 0,
+                     amp: bool = True) -> np.ndarray | None:
+    """Pooled pre-logits features (N, C) float32: forward_head(forward_features(x), pre_logits=True).
+
+    Under torch.distributed every rank must call it: each extracts its contiguous share and rank 0
+    gets all N rows in order (the other ranks get None). `amp`: bf16 autocast on a GPU.
+    """
     device = torch.device(device) if device is not None else model_device(model)
+    rank, world_size = distributed()
+    mine = shard_range(len(images), rank, world_size)
     was_training = model.training
     model.eval().to(device)
     out = []
-    for x, _ in _loader(images, transform, batch_size, num_workers):
-        f = model.forward_head(model.forward_features(x.to(device, non_blocking=True)), pre_logits=True)
-        out.append(f.float().cpu().numpy())
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+        for x, _ in _loader(images, transform, batch_size, num_workers, mine, pin_memory=device.type == "cuda"):
+            x = x.to(device, non_blocking=True)
+            out.append(model.forward_head(model.forward_features(x), pre_logits=True).float())
     model.train(was_training)
     dim = getattr(model, "num_features", 0)
-    return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+    part = torch.cat(out) if out else torch.zeros((0, dim), device=device)
+    if world_size > 1:
+        return _gather_rows(part, len(images), world_size)
+    return part.cpu().numpy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,7 +134,10 @@ def cached_features(cache_path: str | os.PathLike | None, fn: Callable[[], np.nd
     path = Path(cache_path)
     if path.is_file():
         return np.load(path)
-    arr = np.asarray(fn())
+    arr = fn()
+    if arr is None:  # another rank's share of a distributed extraction: rank 0 writes
+        return None
+    arr = np.asarray(arr)
     atomic_save(path, lambda f: np.save(f, arr))
     return arr
 
@@ -99,7 +145,9 @@ def cached_features(cache_path: str | os.PathLike | None, fn: Callable[[], np.nd
 def extract_features_cached(model: nn.Module, images: ImageSet, transform,
                             cache_dir: str | os.PathLike | None = None, **kwargs) -> np.ndarray:
     """`extract_features`, cached under `cache_dir` by weights and dataset when given."""
-    path = feature_cache_path(cache_dir, model, images, transform) if cache_dir is not None else None
+    device = torch.device(kwargs.get("device") or model_device(model))
+    bf16 = "bf16" if kwargs.get("amp", True) and device.type == "cuda" else ""  # autocast changes the numbers
+    path = feature_cache_path(cache_dir, model, images, transform, bf16) if cache_dir is not None else None
     return cached_features(path, lambda: extract_features(model, images, transform, **kwargs))
 
 
@@ -109,14 +157,15 @@ def extract_features_cached(model: nn.Module, images: ImageSet, transform,
 
 def prototypes(features: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
     """Class means p_i (num_classes, C); NaN rows for classes without samples."""
-    labels = np.asarray(labels)
-    protos = np.full((num_classes, features.shape[1]), np.nan, np.float32)
-    counts = np.bincount(labels, minlength=num_classes)
-    sums = np.zeros((num_classes, features.shape[1]), np.float64)
-    np.add.at(sums, labels, features)
+    labels = torch.as_tensor(np.asarray(labels, np.int64))
+    feats = torch.as_tensor(np.asarray(features)).double()
+    # index_add_ is one pass in C (np.add.at at 100K x 768: 3.2 s against 0.2 s)
+    sums = torch.zeros(num_classes, feats.shape[1], dtype=torch.float64).index_add_(0, labels, feats)
+    counts = torch.bincount(labels, minlength=num_classes)
+    protos = torch.full((num_classes, feats.shape[1]), float("nan"), dtype=torch.float32)
     has = counts > 0
-    protos[has] = sums[has] / counts[has, None]
-    return protos
+    protos[has] = (sums[has] / counts[has, None]).float()
+    return protos.numpy()
 
 
 def cosine_to(features: np.ndarray, protos: np.ndarray) -> np.ndarray:
