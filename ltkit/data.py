@@ -182,6 +182,7 @@ class LTData:
     val: ImageSet | None
     test: ImageSet
     taxonomy: Taxonomy | None = None
+    val_source: str = "dataset"  # "dataset" (its own val split) or "train holdout" (`holdout_val`)
 
     @property
     def num_classes(self) -> int:

@@ -27,7 +27,7 @@ def test_holdout_is_balanced_disjoint_and_seeded():
     assert split.train_counts.tolist() == [50, 24, 10, 4, 3]
     assert not _ids(split.train) & _ids(split.val)
     assert _ids(split.train) | _ids(split.val) == _ids(data.train)
-    assert split.test is data.test
+    assert split.test is data.test and split.val_source == "train holdout" and data.val_source == "dataset"
     again, other = holdout_val(data, 10, seed=0), holdout_val(data, 10, seed=1)
     assert _ids(again.val) == _ids(split.val) and _ids(other.val) != _ids(split.val)
 
