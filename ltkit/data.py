@@ -229,7 +229,7 @@ def holdout_val(data: LTData, per_class: int = 10, seed: int = 0, max_fraction: 
     rank[order] = np.arange(len(labels)) - (np.cumsum(counts) - counts)[labels[order]]
     held = rank < take[labels]
     return LTData(data.name, data.class_names, data.train.subset(np.flatnonzero(~held)),
-                  data.train.subset(np.flatnonzero(held)), data.test, data.taxonomy).check()
+                  data.train.subset(np.flatnonzero(held)), data.test, data.taxonomy, "train holdout").check()
 
 
 # ---------------------------------------------------------------------------------------------
