@@ -396,16 +396,17 @@ def load_image_folders(name: str, train: str | os.PathLike, test: str | os.PathL
     return LTData(name, names, tr, sets.get("val"), sets["test"]).check()
 
 
-def _unpickle(path: Path) -> dict:
+def _unpickle(path: Path, what: str = "CIFAR-100") -> dict:
+    """A CIFAR python pickle as a dict with str keys; errors name the file and `what` it should be."""
     if not path.is_file():
-        raise FileNotFoundError(f"CIFAR-100 file not found: {path}")
+        raise FileNotFoundError(f"{what} file not found: {path}")
     with open(path, "rb") as f:
         try:
             d = pickle.load(f, encoding="latin1")
         except Exception as e:
-            raise ValueError(f"{path}: not a CIFAR-100 python pickle ({type(e).__name__}: {e})") from None
+            raise ValueError(f"{path}: not a {what} python pickle ({type(e).__name__}: {e})") from None
     if not isinstance(d, dict):
-        raise ValueError(f"{path}: not a CIFAR-100 python pickle (a {type(d).__name__}, not a dict)")
+        raise ValueError(f"{path}: not a {what} python pickle (a {type(d).__name__}, not a dict)")
     # pickles written from Python 3 with bytes keys (the `encoding="bytes"` view) keep them as bytes
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in d.items()}
 

@@ -27,6 +27,9 @@ import torch.nn.functional as F
 from timm.layers import ClassifierHead
 from timm.models import build_model_with_cfg, generate_default_cfgs, is_model_in_modules, register_model
 
+from ltkit import cifar_resnet  # noqa: F401  (registers resnet20/32/44/56_cifar in timm)
+from ltkit.backbone import StemStagesNet
+
 # explicit: timm's register_model appends each registered model function to this list
 __all__ = ["DEFAULT_WORLD_MODEL", "WORLD_VIT", "SmallCNN", "is_vit", "create_model", "save_weights", "data_config",
            "transforms", "pool_settings", "encoder_path", "train_on_arrays", "pretraining_set", "pool_pretrained",
@@ -65,7 +68,7 @@ class BasicBlock(nn.Module):
         return F.relu(self.conv2(self.conv1(x)) + self.shortcut(x), inplace=True)
 
 
-class SmallCNN(nn.Module):
+class SmallCNN(StemStagesNet):
     """A small ResNet for 32 px images: 3x3 stem at full resolution, then stride-2 stages.
 
     At 32 px the stages see 16x16, 8x8 and 4x4 maps: enough resolution for the world's textures
@@ -96,26 +99,6 @@ class SmallCNN(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def get_classifier(self) -> nn.Module:
-        """The final linear layer."""
-        return self.head.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace the head with a fresh one of `num_classes` outputs (0: identity)."""
-        self.num_classes = num_classes
-        self.head.reset(num_classes, global_pool)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Unpooled feature map (B, C, H/8, W/8)."""
-        return self.stages(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Pool, then classify (or stop at the pooled features)."""
-        return self.head(x, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _cfg(**kwargs) -> dict:
@@ -262,12 +245,15 @@ def data_config(model: nn.Module) -> dict:
 
 
 def transforms(model: nn.Module, train: bool, randaugment: str | None = "rand-m9-mstd0.5",
-               scale: tuple[float, float] | None = None, hflip: float = 0.5, re_prob: float = 0.0, **kwargs):
+               scale: tuple[float, float] | None = None, hflip: float = 0.5, re_prob: float = 0.0,
+               crop: str | None = None, **kwargs):
     """timm's train or eval transform (PIL in, normalised tensor out) for a model's data config.
 
     Training crops `scale` of the image area; for small images (<= 64 px) the default is (0.35, 1)
     instead of timm's (0.08, 1), since 8% of a 32 px image is a 9 px patch that no longer shows
-    the object. RandAugment is the paper's RandAug(9, 0.5).
+    the object. RandAugment is the paper's RandAug(9, 0.5). `crop="pad"` instead pads 4 px and
+    crops at full size (`ltkit.augment`), the CIFAR papers' recipe; None takes the model's own
+    `train_crop` (the CIFAR ResNets say "pad"), else "rrc" (random resized crop).
     """
     cfg = data_config(model)
     size = cfg["input_size"][-1]
@@ -275,6 +261,14 @@ def transforms(model: nn.Module, train: bool, randaugment: str | None = "rand-m9
     if not train:
         return timm.data.create_transform(**common, is_training=False, crop_pct=cfg["crop_pct"],
                                           crop_mode=cfg.get("crop_mode"), **kwargs)
+    crop = crop or getattr(model, "train_crop", "rrc")
+    if crop == "pad":
+        from ltkit.augment import pad_crop_transform
+
+        return pad_crop_transform(size, cfg["mean"], cfg["std"], hflip=hflip, randaugment=randaugment,
+                                  color_jitter=kwargs.get("color_jitter", 0.4), re_prob=re_prob)
+    if crop != "rrc":
+        raise ValueError(f"unknown crop {crop!r}; expected 'rrc' (random resized crop) or 'pad' (pad-4 crop)")
     if scale is None:
         scale = (0.35, 1.0) if size <= 64 else (0.08, 1.0)
     return timm.data.create_transform(**common, is_training=True, scale=scale, hflip=hflip, auto_augment=randaugment,
