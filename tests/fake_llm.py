@@ -10,6 +10,10 @@ Modes (set `server.mode`, or pass a list to `server.script` to play modes reques
   error_500   HTTP 500
   unauthorized HTTP 401
   slow        sleeps `delay` seconds, then answers like good
+Structured output: a request with `response_format` of type `json_schema` is answered according to
+`server.structured`: "supported" (default) sends the names as `{"names": [...]}`, "unsupported" refuses
+with HTTP 400 as servers without JSON-schema support do, "ignored" answers in free text.
+`server.active` / `server.peak` count requests in flight (how concurrent a client was).
 Every request is recorded in `server.requests` (path, JSON body, authorization header).
 """
 from __future__ import annotations
@@ -54,6 +58,15 @@ class _Handler(BaseHTTPRequestHandler):
             mode = srv.script.pop(0) if srv.script else srv.mode
             if mode == "rate_limit_once":
                 mode, srv.limited = ("good" if srv.limited else "rate_limit"), True
+            srv.active += 1
+            srv.peak = max(srv.peak, srv.active)
+        try:
+            self._answer(srv, body, mode)
+        finally:
+            with srv.lock:
+                srv.active -= 1
+
+    def _answer(self, srv: "FakeLLM", body: dict, mode: str) -> None:
         if not self.path.endswith("/chat/completions"):
             return self._send(404, b'{"error":{"message":"not found"}}')
         prompt = body["messages"][-1]["content"]
@@ -74,6 +87,11 @@ class _Handler(BaseHTTPRequestHandler):
         content = {"messy": MESSY.format(cls=cls), "empty": ""}.get(mode)
         if content is None:
             content = srv.answers.get(cls) or default_answer(cls, k)
+        fmt = body.get("response_format") or {}
+        if fmt.get("type") == "json_schema" and srv.structured == "unsupported":
+            return self._send(400, b'{"error":{"message":"response_format json_schema is not supported"}}')
+        if fmt.get("type") == "json_schema" and srv.structured == "supported" and cls not in srv.answers:
+            content = json.dumps({"names": content.split(", ") if content else []})
         resp = {"id": "x", "object": "chat.completion", "created": 0, "model": body.get("model", "m"),
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                              "finish_reason": "stop"}],
@@ -87,8 +105,10 @@ class _Handler(BaseHTTPRequestHandler):
 class FakeLLM:
     """Start with `with FakeLLM() as srv:`; `srv.url` is the base_url (ends in /v1)."""
 
-    def __init__(self, mode: str = "good", delay: float = 1.0, answers: dict[str, str] | None = None) -> None:
-        self.mode, self.delay, self.answers = mode, delay, dict(answers or {})
+    def __init__(self, mode: str = "good", delay: float = 1.0, answers: dict[str, str] | None = None,
+                 structured: str = "supported") -> None:
+        self.mode, self.delay, self.answers, self.structured = mode, delay, dict(answers or {}), structured
+        self.active = self.peak = 0
         self.script: list[str] = []
         self.limited = False
         self.requests: list[dict] = []
