@@ -103,3 +103,47 @@ def test_pca_on_a_real_photo_finds_the_subject():
     h, w = mask.shape
     centre, sides = mask[:, int(0.3 * w):int(0.7 * w)].mean(), np.r_[mask[:, :int(0.2 * w)], mask[:, int(0.8 * w):]].mean()
     assert centre > 0.4 and sides < 0.1, mask.astype(int)
+
+
+def _res(overall, few, seed_shift=0.0, **recipe):
+    r = {"overall": overall + seed_shift, "many": 0.8, "medium": 0.6, "few": few + seed_shift}
+    return dict(r, recipe={"aux": "none", "loss": "balce", "classifier": "crt", **recipe})
+
+
+def test_tables_state_each_recipe_and_the_change(tmp_path):
+    from ltkit.viz import tables
+
+    results = {"Baseline": [_res(0.70, 0.40), _res(0.70, 0.40, 0.02)],
+               "+ Neighbor Category": [_res(0.75, 0.55, aux="neighbours"), _res(0.75, 0.55, 0.02, aux="neighbours")]}
+    rows = tables.table_rows(results, tables.TAB6_COLUMNS, previous=True)
+    assert rows[1].cells["few"][2] == pytest.approx(15.0) and rows[0].cells["few"][2] is None
+    md = tables.markdown(rows, tables.TAB6_COLUMNS)
+    assert "| + Neighbor Category | neighbour categories (SD) / balce / crt | 80.0 ± 0.0 (+0.0) |" in md
+    assert "56.0 ± 1.4 (+15.0)" in md  # few: mean over seeds, sample std, change against the row above
+    tex = tables.latex(rows, tables.TAB6_COLUMNS, caption="Tab. 6 & more", label="tab:c")
+    assert r"\toprule" in tex and r"\bottomrule" in tex and r"Tab. 6 \& more" in tex
+    assert r"56.0 $\pm$ 1.4 {\scriptsize $\uparrow$15.0}" in tex and tex.count(r"\\") == 3
+    with pytest.raises(ValueError, match="recipe"):
+        tables.table_rows({"x": [{"overall": 0.5, "many": 0.5, "medium": 0.5, "few": 0.5}]})
+    abl = {"k": {1: [_res(0.70, 0.5)], 5: [_res(0.74, 0.6)]}, "aux_ratio": {"0:1:3": [_res(0.7, 0.5)], None: [_res(0.74, 0.6)]}}
+    fig = tables.ablation_figure(abl, {"k": 5, "aux_ratio": None})
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["0:1:3", "auto"]
+    assert "| auto (default) | 74.0 |" in tables.ablation_markdown(abl, {"aux_ratio": None})
+    assert len(save_figure(fig, "fig5", folder=tmp_path)) == 2
+
+
+def test_catalogue_renders_the_figures_readme(tmp_path):
+    from ltkit.viz import catalogue, figure
+
+    fig, ax = figure()
+    ax.plot([0, 1])
+    save_figure(fig, "b_curve", folder=tmp_path)
+    save_figure(figure()[0], "a_other", folder=tmp_path)
+    catalogue.record(tmp_path, "b_curve", "A line that rises.", "| x | y |\n|---|---|\n| 1 | 2 |", "a test")
+    catalogue.record(tmp_path, "gone", "A figure whose file is missing.")
+    with pytest.raises(ValueError, match="one sentence"):
+        catalogue.record(tmp_path, "c", " ")
+    text = catalogue.write_readme(tmp_path, intro="Made by a test.").read_text()
+    assert "![b_curve](b_curve.png)\n\nA line that rises.\n\n| x | y |" in text
+    assert "`b_curve.pdf`, `b_curve.png`; made by a test." in text
+    assert "gone" not in text and "- [a_other.png](a_other.png)" in text

@@ -121,10 +121,10 @@ def ablation_figure(ablations: dict[str, dict], defaults: dict | None = None, ti
                 st = np.array([_stats(r, c) for r in res.values()])
                 ax.errorbar(xs, st[:, 0], yerr=st[:, 1] if st[:, 1].any() else None, marker="o", color=colour,
                             label=c.title(), capsize=2)
-            labels = [str(v) for v in res]
-            ax.set_xticks(xs, labels)
-            if key in defaults and str(defaults[key]) in labels:  # the paper marks the default in red
-                j = labels.index(str(defaults[key]))
+            values = list(res)
+            ax.set_xticks(xs, [_value_label(v) for v in values])
+            if key in defaults and defaults[key] in values:  # the paper marks the default in red
+                j = values.index(defaults[key])
                 ax.axvspan(j - 0.3, j + 0.3, color=PALETTE["vermillion"], alpha=0.12, lw=0)
                 ax.get_xticklabels()[j].set_color(PALETTE["vermillion"])
             ax.set_xlabel(titles.get(key, key))
@@ -132,6 +132,11 @@ def ablation_figure(ablations: dict[str, dict], defaults: dict | None = None, ti
         axes[0][0].set_ylabel("accuracy (%)")
         axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
     return fig
+
+
+def _value_label(v) -> str:
+    """A setting's value on the axis; None (the preset's rule, e.g. the paper's ratio) reads 'auto'."""
+    return "auto" if v is None else str(v)
 
 
 def ablation_markdown(ablations: dict[str, dict], defaults: dict | None = None) -> str:
@@ -142,6 +147,6 @@ def ablation_markdown(ablations: dict[str, dict], defaults: dict | None = None) 
         out.append(f"**{key}**\n\n| value | " + " | ".join(HEADERS[c] for c in TAB2_COLUMNS) + " |\n|---|"
                    + "---|" * len(TAB2_COLUMNS) + "\n")
         for v, r in res.items():
-            star = " (default)" if str(defaults.get(key)) == str(v) else ""
-            out[-1] += f"| {v}{star} | " + " | ".join(f"{_stats(r, c)[0]:.1f}" for c in TAB2_COLUMNS) + " |\n"
+            star = " (default)" if key in defaults and defaults[key] == v else ""
+            out[-1] += f"| {_value_label(v)}{star} | " + " | ".join(f"{_stats(r, c)[0]:.1f}" for c in TAB2_COLUMNS) + " |\n"
     return "\n".join(out)
