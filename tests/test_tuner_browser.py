@@ -17,14 +17,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-import nbformat
+import papermill
 import pytest
-
-from ltkit import notebooks
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO / "build" / "test-artifacts"
+NOTEBOOK = REPO / "notebooks" / "02_neighbour_crawl.ipynb"
 KERNEL_READY = """() => {
   const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
   const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
@@ -68,13 +67,16 @@ def lab(tiny_world, world_cache, tmp_path):
     pool_pretrained(tiny_world, epochs=6)  # the tiny preset's filter encoder; shared with test_models' cache
     nb_dir, crawl = tmp_path / "nb", tmp_path / "crawl"
     nb_dir.mkdir()
-    nb = nbformat.read(REPO / "notebooks" / "02_neighbour_crawl.ipynb", as_version=4)
-    notebooks.inject_parameters(nb, {"preset": "builtin-tiny", "out_dir": str(crawl)})
-    nbformat.write(nb, nb_dir / "02.ipynb")
+    # papermill only writes the copy with an injected-parameters cell; the browser runs it
+    papermill.execute_notebook(str(NOTEBOOK), str(nb_dir / "02.ipynb"), prepare_only=True, kernel_name="python3",
+                               parameters={"preset": "builtin-tiny", "out_dir": str(crawl)})
     home = tmp_path / "jupyter"
     settings = home / "settings" / "@jupyterlab" / "notebook-extension"
     settings.mkdir(parents=True)
     (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"autoStartDefaultKernel": True}))
+    news = home / "settings" / "@jupyterlab" / "apputils-extension"
+    news.mkdir(parents=True)  # no "get notified about Jupyter news?" toast over the widgets
+    (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_DATA_DIR": str(home / "data"),
            "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "IPYTHONDIR": str(home / "ipython"),
            "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
@@ -125,11 +127,10 @@ def test_tuner_in_jupyterlab(lab, tmp_path):
             want = f"γ1={g1 - 0.10:.2f} γ2={g2:.2f}"
             page.wait_for_function("(w) => [...document.querySelectorAll('.ltkit-applied')].some("
                                    "e => e.textContent.includes(w))", arg=want, timeout=30_000)
-            # pick the third class of the list (sorted by most affected)
-            select = page.locator(".jp-OutputArea-output .ltkit-classes select")
-            label = select.locator("option").nth(2).inner_text()
-            select.select_option(index=2)
-            name = label.split("·")[0].strip()
+            # pick the third class of the list (sorted by most affected) by typing its name in the search box
+            option = page.locator(".jp-OutputArea-output .ltkit-classes select option").nth(2)
+            name = " ".join(option.inner_text().split("·")[0].split())  # the list shows no-break spaces
+            page.locator(".jp-OutputArea-output .ltkit-search input").fill(name)
             page.wait_for_function("(n) => [...document.querySelectorAll('.ltkit-class')].some("
                                    "e => e.textContent === n)", arg=name, timeout=30_000)
             page.locator(".jp-OutputArea-output button.ltkit-save").click()
@@ -142,6 +143,14 @@ def test_tuner_in_jupyterlab(lab, tmp_path):
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             tuner.screenshot(path=str(tmp_path / "tuner.png"))
             shutil.copy(tmp_path / "tuner.png", ARTIFACTS / "tuner.png")
+        except Exception:  # keep what the page showed: the screenshot and any error output of a cell
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "tuner-failure.png"), full_page=True)
+            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+            print("cell errors:", [errors.nth(i).inner_text()[-800:] for i in range(errors.count())])
+            print("applied:", [e.inner_text() for e in page.locator(".ltkit-applied").all()])
+            print("kernel:", page.evaluate(KERNEL_EVAL, "tuner.search.value, tuner.classes.value, tuner.settings"))
+            raise
         finally:
             browser.close()
     saved = json.loads((crawl / "filter.json").read_text())

@@ -54,6 +54,7 @@ class Tuner:
                                          layout=w.Layout(width="520px"))
         self.caption = w.ToggleButtons(options=list(CAPTION_MODES), value=s.caption_mode, description="caption")
         self.search = w.Text(placeholder="search classes", description="class", continuous_update=True)
+        self.search.add_class("ltkit-search")
         self.sort = w.Dropdown(options=list(SORTS), value=SORTS[0], description="sort")
         self.classes = w.Select(options=[], rows=list_rows, layout=w.Layout(width="520px"))
         self.classes.add_class("ltkit-classes")
@@ -138,7 +139,7 @@ class Tuner:
 
     def _order(self) -> list[int]:
         """Class ids matching the search, in the chosen order."""
-        q = self.search.value.strip().lower()
+        q = " ".join(self.search.value.lower().split())  # also turns no-break spaces copied from the list into spaces
         ids = [a for a, c in self._counts.items() if q in c["name"].lower()]
         key = {"most affected": lambda a: (-(self._counts[a]["total"] - self._counts[a]["kept"]), a),
                "fewest kept": lambda a: (self._counts[a]["kept"], a),
