@@ -152,15 +152,30 @@ class ArrayImages(ImageSet):
 
 
 class FileImages(ImageSet):
-    """Images as files under a root, with relative paths."""
+    """Images as files under a root, with relative paths.
+
+    The paths live in one numpy byte-string array, not a list of Python strings: DataLoader workers
+    fork the dataset, and touching millions of str objects (their reference counts) would copy them
+    into every worker.
+    """
 
     def __init__(self, root: str | os.PathLike, paths: Sequence[str], labels: Sequence[int]):
         if len(paths) != len(labels):
             raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
-        self.root, self.paths, self.labels = Path(root), list(paths), np.asarray(labels, dtype=np.int64)
+        self.root, self.labels = Path(root), np.asarray(labels, dtype=np.int64)
+        self._paths = np.array([os.fsencode(p) for p in paths], dtype=bytes) if len(paths) else np.zeros(0, "S1")
+
+    @property
+    def paths(self) -> list[str]:
+        """The relative paths as strings (a new list on every access)."""
+        return [os.fsdecode(p) for p in self._paths]
+
+    def path(self, i: int) -> Path:
+        """The file of image i."""
+        return self.root / os.fsdecode(self._paths[i])
 
     def load(self, i: int) -> Image.Image:
-        path = self.root / self.paths[i]
+        path = self.path(i)
         try:
             with Image.open(path) as im:
                 return im.convert("RGB")
@@ -169,7 +184,7 @@ class FileImages(ImageSet):
 
     def subset(self, idx: Sequence[int]) -> "FileImages":
         idx = np.asarray(idx, dtype=np.int64)
-        return FileImages(self.root, [self.paths[i] for i in idx], self.labels[idx])
+        return FileImages(self.root, [os.fsdecode(p) for p in self._paths[idx]], self.labels[idx])
 
 
 @dataclass

@@ -205,12 +205,12 @@ def metrics(logits: np.ndarray, labels: np.ndarray, train_counts: Sequence[int],
 
 @torch.inference_mode()
 def predict(model: nn.Module, images: ImageSet, transform, num_targets: int | None = None, batch_size: int = 256,
-            device: str | torch.device | None = None, num_workers: int = 0) -> np.ndarray | None:
+            device: str | torch.device | None = None, num_workers: int = 0, shard: bool = False) -> np.ndarray | None:
     """Logits (N, L) of the model's own head; with `num_targets`, only the first L (direct classifier).
 
-    Under torch.distributed each rank computes its share and rank 0 gets the logits (None elsewhere).
+    `shard=True` under torch.distributed: each rank computes its share, rank 0 gets the logits (None elsewhere).
     """
-    feats = extract_features(model, images, transform, batch_size, device, num_workers)
+    feats = extract_features(model, images, transform, batch_size, device, num_workers, shard=shard)
     if feats is None:
         return None
     head = classifier_layer(model) if num_targets is None else masked_linear(model, num_targets)
@@ -242,13 +242,13 @@ def final_classifier(model: nn.Module, num_targets: int, kind: str = "direct", t
 def evaluate(model: nn.Module, test: ImageSet, train_counts: Sequence[int], num_targets: int, transform,
              classifier: str | Sequence[str] = "direct", train: ImageSet | None = None, tau: float = 1.0,
              crt: dict | None = None, many: int = 100, few: int = 20, batch_size: int = 256,
-             device: str | torch.device | None = None, num_workers: int = 0) -> dict | None:
+             device: str | torch.device | None = None, num_workers: int = 0, shard: bool = False) -> dict | None:
     """Metrics of the final L-way classifier on `test` (see module docstring for the kinds).
 
     Features are extracted once (test, and train for 'crt'); a sequence of kinds returns
     {kind: metrics}. `transform` is the eval transform; `crt` passes options to `retrain_classifier`.
-    Under torch.distributed every rank extracts its share of the images and rank 0 alone fits cRT and
-    computes the metrics; the other ranks return None.
+    `shard=True` under torch.distributed: every rank extracts its share of the images and rank 0 alone
+    fits cRT and computes the metrics; the other ranks return None.
     """
     kinds = [classifier] if isinstance(classifier, str) else list(classifier)
     for k in kinds:
@@ -256,12 +256,13 @@ def evaluate(model: nn.Module, test: ImageSet, train_counts: Sequence[int], num_
             raise ValueError(f"unknown classifier {k!r}; expected one of {CLASSIFIERS}")
     if len(train_counts) != num_targets:
         raise ValueError(f"train_counts has {len(train_counts)} classes, num_targets is {num_targets}")
-    test_f = extract_features(model, test, transform, batch_size, device, num_workers)
+    test_f = extract_features(model, test, transform, batch_size, device, num_workers, shard=shard)
     train_f = train_y = None
     if "crt" in kinds:
         if train is None:
             raise ValueError("classifier='crt' re-trains on target train features: pass train=ImageSet")
-        train_f, train_y = extract_features(model, train, transform, batch_size, device, num_workers), train.labels
+        train_f = extract_features(model, train, transform, batch_size, device, num_workers, shard=shard)
+        train_y = train.labels
     if test_f is None:  # a rank other than 0 under torch.distributed: its share went to rank 0
         return None
     out = {}

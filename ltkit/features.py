@@ -66,14 +66,14 @@ def _gather_rows(part: torch.Tensor, n: int, world_size: int) -> np.ndarray | No
 @torch.inference_mode()
 def extract_features(model: nn.Module, images: ImageSet, transform, batch_size: int = 256,
                      device: str | torch.device | None = None, num_workers: int = 0,
-                     amp: bool = True) -> np.ndarray | None:
+                     amp: bool = True, shard: bool = False) -> np.ndarray | None:
     """Pooled pre-logits features (N, C) float32: forward_head(forward_features(x), pre_logits=True).
 
-    Under torch.distributed every rank must call it: each extracts its contiguous share and rank 0
-    gets all N rows in order (the other ranks get None). `amp`: bf16 autocast on a GPU.
+    `shard=True` under torch.distributed: every rank must call it; each extracts its contiguous
+    share and rank 0 gets all N rows in order (the other ranks get None). `amp`: bf16 autocast on a GPU.
     """
     device = torch.device(device) if device is not None else model_device(model)
-    rank, world_size = distributed()
+    rank, world_size = distributed() if shard else (0, 1)
     mine = shard_range(len(images), rank, world_size)
     was_training = model.training
     model.eval().to(device)

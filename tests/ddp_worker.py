@@ -48,9 +48,9 @@ def eval_model() -> torch.nn.Module:
 def run_eval(out: Path) -> None:
     images, train = eval_images(), eval_images(29, seed=1)
     model, tf = eval_model(), T.ToTensor()
-    feats = features.extract_features(model, images, tf, batch_size=8)
+    feats = features.extract_features(model, images, tf, batch_size=8, shard=True)
     res = evaluate.evaluate(model, images, [10, 10, 10, 10], 4, tf, classifier=["direct", "crt"], train=train,
-                            batch_size=8)
+                            batch_size=8, shard=True)
     rank = dist.get_rank()
     (out / f"seen{rank}.json").write_text(json.dumps({"test": images.seen, "train": train.seen}))
     if rank == 0:
