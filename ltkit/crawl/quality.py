@@ -8,8 +8,6 @@ items it keeps. Each filter is scored alone and in combination, with the other f
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from ltkit.crawl.filter import FilterScores, FilterSettings, decide
@@ -83,18 +81,19 @@ def sweep(scores: FilterScores, settings: FilterSettings, gamma1: np.ndarray, ga
 
 def sweep_figure(result: dict[str, np.ndarray], gamma1: np.ndarray, gamma2: np.ndarray, settings: FilterSettings):
     """Heat maps of precision, recall and kept images over the grid, the current setting marked."""
-    from ltkit.viz import figure
+    from ltkit.viz import figure, house_style
 
-    fig, axes = figure("double", 2.3, ncols=3, constrained_layout=True)
+    fig, axes = figure("double", 2.2, ncols=3, constrained_layout=True)
     ext = [gamma2[0], gamma2[-1], gamma1[0], gamma1[-1]]
-    for ax, key, fmt in zip(axes, ("precision", "recall", "kept"), ("{:.2f}", "{:.2f}", "{:.0f}")):
-        im = ax.imshow(result[key], origin="lower", aspect="auto", extent=ext, cmap="viridis", interpolation="nearest")
-        ax.plot([settings.gamma2], [settings.gamma1], marker="x", color="white", ms=6, mew=1.5)
-        ax.set_xlabel("γ2 (upper bound)")
-        ax.set_ylabel("γ1 (lower bound)")
-        at = result[key][np.abs(gamma1 - settings.gamma1).argmin(), np.abs(gamma2 - settings.gamma2).argmin()]
-        ax.set_title(f"{key} (× = default: {fmt.format(at)})")
-        fig.colorbar(im, ax=ax, shrink=0.9)
+    with house_style():  # every later call draws in the house style too
+        for ax, key, fmt in zip(axes, ("precision", "recall", "kept"), ("{:.2f}", "{:.2f}", "{:.0f}")):
+            im = ax.imshow(result[key], origin="lower", aspect="auto", extent=ext, interpolation="nearest")
+            ax.plot([settings.gamma2], [settings.gamma1], marker="x", color="white", ms=6, mew=1.5)
+            ax.set_xlabel("γ2 (upper bound)")
+            ax.set_ylabel("γ1 (lower bound)")
+            at = result[key][np.abs(gamma1 - settings.gamma1).argmin(), np.abs(gamma2 - settings.gamma2).argmin()]
+            ax.set_title(f"{key}; × = ({settings.gamma1:g}, {settings.gamma2:g}): {fmt.format(at)}")
+            fig.colorbar(im, ax=ax, shrink=0.9)
     return fig
 
 
@@ -102,8 +101,3 @@ def default_grid(scores: FilterScores) -> tuple[np.ndarray, np.ndarray]:
     """A gamma1 grid spanning the observed similarities and a gamma2 grid over their upper end."""
     lo = float(np.floor(np.nanpercentile(scores.cos, 1) * 20) / 20) if len(scores) else 0.0
     return np.round(np.arange(lo, 0.951, 0.025), 3), np.round(np.arange(0.85, 1.0001, 0.01), 3)
-
-
-def with_window(settings: FilterSettings, gamma1: float, gamma2: float) -> FilterSettings:
-    """The same settings with another similarity window."""
-    return replace(settings, gamma1=gamma1, gamma2=gamma2)
