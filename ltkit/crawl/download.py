@@ -221,7 +221,7 @@ class Downloader:
         return asyncio.run(self._run(iter(batches), Path(manifest), state or ResumeState(), progress))
 
     async def _run(self, batches: Iterator[list[Job]], manifest: Path, state: ResumeState, progress: bool) -> RunStats:
-        from tqdm import tqdm
+        from tqdm.auto import tqdm
 
         s, stats, self._state = self.s, RunStats(), state
         self._mapped = {h.lower() for h in s.resolve}

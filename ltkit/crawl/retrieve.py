@@ -142,7 +142,7 @@ def crawl_config(cfg, shard: tuple[int, int] = (0, 1), retry_failed: bool = Fals
     from ltkit.crawl.neighbour_map import load_neighbour_map
     from ltkit.crawl.pool_server import PoolServer
 
-    c = cfg.crawl
+    c = check_crawl_config(cfg.crawl)
     data, world = datasets.build_target_data(cfg)
     names = list(data.class_names)
     map_path = Path(cfg.neighbours_csv) if cfg.neighbours_csv else neighbour_dir(cfg) / "neighbours.csv"
@@ -154,8 +154,6 @@ def crawl_config(cfg, shard: tuple[int, int] = (0, 1), retry_failed: bool = Fals
                             retries=c.search_retries)
         return crawl_classes(nmap.aux_names, nmap.aux_parent, names, engine, out, download_settings(c), c.per_class,
                              c.query, shard, retry_failed, progress), out
-    if c.engine != "pool":
-        raise UserError(f"crawl.engine={c.engine!r}: expected pool or ddgs")
     if c.pool_dir:
         engine, server = PoolEngine.from_folder(c.pool_dir), PoolServer(folder=c.pool_dir)
     elif world is not None:
@@ -169,6 +167,20 @@ def crawl_config(cfg, shard: tuple[int, int] = (0, 1), retry_failed: bool = Fals
     with server:
         return crawl_classes(nmap.aux_names, nmap.aux_parent, names, engine, out, settings, c.per_class, c.query,
                              shard, retry_failed, progress), out
+
+
+def check_crawl_config(c):
+    """The crawl section, or a UserError naming the field that cannot work."""
+    if c.engine not in ("pool", "ddgs"):
+        raise UserError(f"crawl.engine={c.engine!r}: expected pool or ddgs")
+    if c.safesearch not in ("on", "moderate", "off"):
+        raise UserError(f"crawl.safesearch={c.safesearch!r}: expected on, moderate or off")
+    if c.per_class < 1:
+        raise UserError(f"crawl.per_class={c.per_class}: must be >= 1")
+    if "{name}" not in c.query:
+        raise UserError(f"crawl.query={c.query!r}: must contain {{name}}, the auxiliary class name")
+    download_settings(c)  # the downloader's own checks (ValueError naming the field)
+    return c
 
 
 def crawl_dir(cfg) -> Path:
