@@ -218,7 +218,15 @@ class Downloader:
     def run(self, batches: Iterable[list[Job]], manifest: str | os.PathLike, state: ResumeState | None = None,
             progress: bool = True) -> RunStats:
         """Download every job not in `state.done`; `batches` may be a lazy generator (searches feed it)."""
-        return asyncio.run(self._run(iter(batches), Path(manifest), state or ResumeState(), progress))
+        def main() -> RunStats:
+            return asyncio.run(self._run(iter(batches), Path(manifest), state or ResumeState(), progress))
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return main()
+        with ThreadPoolExecutor(1, thread_name_prefix="ltkit-crawl") as ex:  # Jupyter runs a loop already
+            return ex.submit(main).result()
 
     async def _run(self, batches: Iterator[list[Job]], manifest: Path, state: ResumeState, progress: bool) -> RunStats:
         from tqdm.auto import tqdm
