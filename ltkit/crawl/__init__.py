@@ -13,6 +13,8 @@ Artifacts of a search in its folder: `llm_cache.jsonl` (every prompt and answer)
 from ltkit.crawl.backends import (Answer, Backend, ManualBackend, NeighbourSearchError, OpenAIBackend,
                                   TaxonomyBackend, read_manual)
 from ltkit.crawl.cache import AnswerCache, Tally, ask, cache_key
+from ltkit.crawl.image_search import DDGSEngine, Hit, PoolEngine, SearchCache, SearchError
+from ltkit.crawl.manifest import hit_key, merge_manifests, read_manifest
 from ltkit.crawl.names import name_key, parse_names, singular
 from ltkit.crawl.neighbour_map import (CACHE_FILE, CSV_COLUMNS, MAP_FILE, NeighbourMap, Row, load_neighbour_map,
                                        read_classes, write_neighbour_csv)
@@ -24,4 +26,6 @@ __all__ = [
     "AnswerCache", "Tally", "ask", "cache_key", "name_key", "parse_names", "singular", "CACHE_FILE", "CSV_COLUMNS",
     "MAP_FILE", "NeighbourMap", "Row", "load_neighbour_map", "read_classes", "write_neighbour_csv", "SearchResult",
     "filter_proposals", "format_rows", "label_keys", "search_neighbours", "PAPER_TEMPLATE", "build_prompt",
+    # image search and the manifest (the downloader, `download` / `retrieve`, imports aiohttp: import it by name)
+    "DDGSEngine", "Hit", "PoolEngine", "SearchCache", "SearchError", "hit_key", "merge_manifests", "read_manifest",
 ]
