@@ -47,6 +47,11 @@ def build_aux(cfg: Config, target: LTData, world: World | None) -> tuple[ImageSe
         images = _pool_images(world, names, L)
     elif cfg.aux_images is None:
         raise UserError(f"aux={cfg.aux} on {cfg.dataset} needs aux_images: a folder of <aux name>/<image> files")
+    elif Path(cfg.aux_images).suffix == ".csv":  # a filtered crawl's accepted.csv: classes left without images drop out
+        from ltkit.crawl.filter import accepted_for_config
+
+        images, found = accepted_for_config(cfg, names, L)
+        names, parent = [names[i] for i in found], parent[found]
     else:
         images = _folder_images(Path(cfg.aux_images), names, L)
     return images, parent, names

@@ -62,6 +62,27 @@ class CrawlConfig:
 class FilterConfig:
     """Caption and similarity filters of the crawled images (paper Sec. 3.1; `python -m ltkit filter`)."""
 
+    caption_mode: str = "phrase"       # phrase | words | off: how the caption must name the auxiliary class
+    gamma1: float = 0.7                # keep gamma1 < cos(prototype of the parent, image feature) < gamma2
+    gamma2: float = 0.98
+    encoder: str = "pool"              # pool[:epochs=N] | timm:<name>[@<weights file>] | dinov2[:<timm name>]
+    leak_hamming: int = 6              # pHash bits (of 64): a val/test image this close is a test leak
+    leak_cos: float = 0.99             # feature cosine: a val/test image this similar is a test leak
+    leak_splits: list[str] = field(default_factory=lambda: ["val", "test"])  # splits the leak check compares with
+    cap: int = run_only(50)            # the tuner shows kept images per class against this cap
+    batch_size: int = run_only(256)    # encoder batch
+
+    def check(self) -> "FilterConfig":
+        """Raise a ConfigError naming the field of an impossible setting."""
+        if self.caption_mode not in ("phrase", "words", "off"):
+            raise ConfigError(f"filter.caption_mode: {self.caption_mode!r}, expected phrase, words or off")
+        if not -1.0 <= self.gamma1 < self.gamma2 <= 1.0:
+            raise ConfigError(f"filter.gamma1/gamma2: need -1 <= gamma1 < gamma2 <= 1, got {self.gamma1}, {self.gamma2}")
+        bad = set(self.leak_splits) - {"train", "val", "test"}
+        if bad:
+            raise ConfigError(f"filter.leak_splits: unknown split(s) {sorted(bad)}; expected train, val, test")
+        return self
+
 
 @dataclass
 class PilotConfig:
@@ -94,7 +115,7 @@ class Config:
     # auxiliary data: none | neighbours (SD) | random (RD)
     aux: str = "none"
     neighbours_csv: str | None = None  # from `python -m ltkit neighbours`; default: neighbours.out_dir's
-    aux_images: str | None = None      # folder <aux name>/<image> (a crawl); the world's pool if absent
+    aux_images: str | None = None      # folder <aux name>/<image>, or a filtered crawl's accepted.csv; None: the world's pool
     k: int = 5                         # auxiliary categories per class at most
     aux_ratio: str | None = None       # head:medium:tail, e.g. "1:1:3"; None = 1:ceil(Nh/Nm):ceil(Nh/Nt)
     aux_cap: int = 50                  # images per auxiliary class per epoch

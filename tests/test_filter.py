@@ -2,8 +2,6 @@
 cache, the saved accepted set the trainer reads, the quality table, the tuner driven in code, the CLI."""
 import csv
 import json
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,7 +17,6 @@ from ltkit.data import ArrayImages, FileImages, LTData
 from ltkit.world import all_classes, render
 
 CLASSES = all_classes()
-REPO = Path(__file__).resolve().parent.parent
 
 
 class PixelNet(nn.Module):
@@ -124,19 +121,19 @@ def _scores_with(cos, n_classes=1):
 def test_window_is_strict_at_both_bounds():
     """Cosines just inside each bound are kept, on or just outside are dropped (float32 features)."""
     cos = [0.6999, 0.7, 0.7001, 0.85, 0.9799, 0.98, 0.9801]
-    d = flt.decide(_scores_with(cos), flt.FilterSettings(gamma1=0.7, gamma2=0.98))
+    d = flt.decide(_scores_with(cos), flt.FilterConfig(gamma1=0.7, gamma2=0.98))
     assert d.keep.tolist() == [False, False, True, True, True, False, False]
     assert d.reasons() == ["gamma1", "gamma1", "", "", "", "gamma2", "gamma2"]
-    assert flt.decide(_scores_with(cos), flt.FilterSettings(gamma1=0.6, gamma2=0.99)).keep.all()
+    assert flt.decide(_scores_with(cos), flt.FilterConfig(gamma1=0.6, gamma2=0.99)).keep.all()
 
 
 def test_settings_errors_name_the_field():
     with pytest.raises(ValueError, match="gamma1/gamma2"):
-        flt.FilterSettings(gamma1=0.9, gamma2=0.8).check()
+        flt.FilterConfig(gamma1=0.9, gamma2=0.8).check()
     with pytest.raises(ValueError, match="caption_mode"):
-        flt.FilterSettings(caption_mode="any").check()
+        flt.FilterConfig(caption_mode="any").check()
     with pytest.raises(ValueError, match="leak_splits"):
-        flt.FilterSettings(leak_splits=("tset",)).check()
+        flt.FilterConfig(leak_splits=("tset",)).check()
 
 
 def test_phash_matches_copies_not_other_images():
@@ -150,14 +147,14 @@ def test_phash_matches_copies_not_other_images():
 
 def test_planted_test_duplicate_is_caught(toy):
     root, target, scores = toy
-    d = flt.decide(scores, flt.FilterSettings(caption_mode="phrase"))
+    d = flt.decide(scores, flt.FilterConfig(caption_mode="phrase"))
     truth = np.array(scores.truth)
     assert d.leak[truth == "near_duplicate"].all() and not d.leak[truth != "near_duplicate"].any()
     i = int(np.flatnonzero(truth == "near_duplicate")[0])
     assert d.leak_split[i] == "test" and scores.leak.ref_index[scores.leak.hamming_ref[i]] == 5 and scores.leak.hamming[i] <= 6
     # the check only looks at the splits it is told to: without test, nothing is caught
     other = flt.score_crawl(root, target, pixel_encoder(), cache_dir=root / "cache", leak_splits=("val",))
-    assert not flt.decide(other, flt.FilterSettings()).leak.any()
+    assert not flt.decide(other, flt.FilterConfig()).leak.any()
 
 
 def test_caption_filter_on_the_crawl(toy):
@@ -197,7 +194,7 @@ def test_save_writes_manifest_accepted_set_and_provenance(toy):
     from ltkit.crawl.neighbour_map import load_neighbour_map
 
     root, target, scores = toy
-    s = flt.FilterSettings(gamma1=0.5, gamma2=0.999)
+    s = flt.FilterConfig(gamma1=0.5, gamma2=0.999)
     d = flt.decide(scores, s)
     prov = flt.save_accepted(scores, d)
     rows = [json.loads(x) for x in (root / flt.FILTER_MANIFEST).read_text().splitlines()]
@@ -229,7 +226,7 @@ def test_read_crawl_errors_name_file_and_line(tmp_path):
 
 def test_quality_table_counts_relevant_items(toy):
     _, _, scores = toy
-    s = flt.FilterSettings(gamma1=-1.0, gamma2=1.0)
+    s = flt.FilterConfig(gamma1=-1.0, gamma2=1.0)
     rows = {r["filter"]: r for r in quality.quality_table(scores, s)}
     truth = np.array(scores.truth)
     rel = np.isin(truth, quality.RELEVANT)
@@ -246,10 +243,10 @@ def test_tuner_driven_in_code(toy):
     from ltkit.crawl.tuner import Tuner
 
     root, _, scores = toy
-    t = Tuner(scores, flt.FilterSettings())
+    t = Tuner(scores, flt.FilterConfig())
     assert len(t.classes.options) == 3
     t.set(gamma1=0.5, gamma2=0.99)
-    d = flt.decide(scores, flt.FilterSettings(gamma1=0.5, gamma2=0.99))
+    d = flt.decide(scores, flt.FilterConfig(gamma1=0.5, gamma2=0.99))
     assert t.counts()["kept"] == d.keep.sum() and "γ1=0.50 γ2=0.99" in t.applied.value
     assert f"kept <span class='ltkit-kept'>{int(d.keep.sum())}</span>" in t.applied.value
     leak_class = next(r["aux_name"] for r, tr in zip(scores.rows, scores.truth) if tr == "near_duplicate")
@@ -269,8 +266,9 @@ def test_tuner_driven_in_code(toy):
         t.set(cls="no such class")
 
 
-def test_cli_filters_a_folder_dataset(toy, tmp_path):
+def test_cli_filters_a_folder_dataset(toy, tmp_path, monkeypatch, capsys):
     """`python -m ltkit filter` on an ImageFolder target with a timm model from a local weights file."""
+    from ltkit import cli
     from ltkit.models import create_model, save_weights
 
     root, target, _ = toy
@@ -283,17 +281,17 @@ def test_cli_filters_a_folder_dataset(toy, tmp_path):
             Image.fromarray(img).save(p)
     torch.manual_seed(0)
     weights = save_weights(create_model("ltkit_cnn_tiny", 0), tmp_path / "tiny.safetensors")
-    env = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "PATH": "/usr/bin:/bin",
-           "LTKIT_CACHE": str(tmp_path / "cache")}
-    cmd = [sys.executable, "-m", "ltkit", "filter", "--crawl", str(root), "dataset=folders", f"data_root={data}",
-           f"filter.encoder=timm:ltkit_cnn_tiny@{weights}", "filter.gamma1=0.1", "filter.gamma2=0.9999"]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
-    assert out.returncode == 0, out.stderr
+    monkeypatch.setenv("LTKIT_CACHE", str(tmp_path / "cache"))
+    args = ["filter", "--crawl", str(root), "dataset=folders", f"data_root={data}",
+            f"filter.encoder=timm:ltkit_cnn_tiny@{weights}", "filter.gamma1=0.1", "filter.gamma2=0.9999"]
+    assert cli.main(args) == 0
     prov = json.loads((root / flt.FILTER_JSON).read_text())
-    assert prov["settings"]["gamma1"] == 0.1 and f"kept {prov['kept']} of 18" in out.stdout
-    bad = subprocess.run(cmd[:4] + [str(tmp_path / "nowhere")] + cmd[5:], capture_output=True, text=True, env=env,
-                         cwd=REPO, timeout=120)
-    assert bad.returncode == 2 and bad.stderr.strip().startswith("error:") and len(bad.stderr.strip().splitlines()) == 1
+    assert prov["settings"]["gamma1"] == 0.1 and prov["dataset"] == "folders"
+    assert f"kept {prov['kept']} of 18" in capsys.readouterr().out
+    for bad in (["--crawl", str(tmp_path / "nowhere")], ["filter.gamma1=0.99999"], ["filter.caption_mode=fuzzy"]):
+        assert cli.main(args + bad) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and len(err.splitlines()) == 1, err
 
 
 def test_trainer_reads_the_accepted_set_only_with_its_thresholds(toy):
@@ -302,7 +300,7 @@ def test_trainer_reads_the_accepted_set_only_with_its_thresholds(toy):
     from ltkit.errors import UserError
 
     root, _, scores = toy
-    s = flt.FilterSettings(gamma1=0.3, gamma2=0.99)
+    s = flt.FilterConfig(gamma1=0.3, gamma2=0.99)
     flt.save_accepted(scores, flt.decide(scores, s), extra=dict(dataset="toy"))
     over = flt.training_overrides(root)
     assert over["aux_images"].endswith("accepted.csv") and over["filter"]["gamma1"] == 0.3
@@ -311,6 +309,6 @@ def test_trainer_reads_the_accepted_set_only_with_its_thresholds(toy):
     images, found = flt.accepted_for_config(cfg, names, 2)
     assert len(images) and set(images.labels) <= set(range(2, 2 + len(names)))
     with pytest.raises(UserError, match=r"filter.gamma1=0.3"):
-        flt.accepted_for_config(SimpleNamespace(**{**vars(cfg), "filter": flt.FilterSettings()}), names, 2)
+        flt.accepted_for_config(SimpleNamespace(**{**vars(cfg), "filter": flt.FilterConfig()}), names, 2)
     with pytest.raises(UserError, match="dataset 'toy'"):
         flt.accepted_for_config(SimpleNamespace(**{**vars(cfg), "dataset": "builtin"}), names, 2)

@@ -25,9 +25,11 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
+from ltkit.config import FilterConfig
 from ltkit.crawl.encode import Encoder, build_encoder, encode_cached
 from ltkit.crawl.leak import LeakScores, leak_scores, phash
 from ltkit.crawl.names import name_key
@@ -41,32 +43,6 @@ ACCEPTED, ACCEPTED_MAP, FILTER_JSON = "accepted.csv", "accepted_neighbours.csv",
 REQUIRED = ("key", "aux_id", "aux_name", "target_id", "target_name", "caption", "status", "path", "sha256")
 ACCEPTED_COLUMNS = ("path", "label", "aux_name", "target_id", "sha256", "cos")
 NEIGHBOUR_COLUMNS = ("target_id", "target_name", "aux_name", "aux_id", "backend", "status", "reason")
-
-
-@dataclass
-class FilterSettings:
-    """Thresholds and encoder of the filter (the `filter` section of the config)."""
-
-    caption_mode: str = "phrase"    # phrase | words | off
-    gamma1: float = 0.7             # keep gamma1 < cos(p, f) < gamma2
-    gamma2: float = 0.98
-    encoder: str = "pool"           # pool | timm:<name>[@<weights>] | dinov2[:<name>]
-    leak_hamming: int = 6           # pHash bits (of 64): a val/test image this close is a leak
-    leak_cos: float = 0.99          # feature cosine: a val/test image this similar is a leak
-    leak_splits: tuple[str, ...] = ("val", "test")
-    cap: int = 50                   # images per auxiliary class the sampler draws per epoch (tuner shows it)
-    batch_size: int = 256
-
-    def check(self) -> "FilterSettings":
-        """Raise a ValueError naming the field for an impossible setting."""
-        if self.caption_mode not in CAPTION_MODES:
-            raise ValueError(f"filter.caption_mode: {self.caption_mode!r}, expected one of {', '.join(CAPTION_MODES)}")
-        if not -1.0 <= self.gamma1 < self.gamma2 <= 1.0:
-            raise ValueError(f"filter.gamma1/gamma2: need -1 <= gamma1 < gamma2 <= 1, got {self.gamma1}, {self.gamma2}")
-        bad = set(self.leak_splits) - {"train", "val", "test"}
-        if bad:
-            raise ValueError(f"filter.leak_splits: unknown split(s) {sorted(bad)}; expected train, val, test")
-        return self
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,7 +125,7 @@ class FilterScores:
 
 
 def score_crawl(crawl_dir: str | Path, target: LTData, encoder: Encoder | str = "pool", world=None,
-                cache_dir: str | Path | None = None, leak_splits: tuple[str, ...] = ("val", "test"),
+                cache_dir: str | Path | None = None, leak_splits: Sequence[str] = ("val", "test"),
                 rows: list[dict] | None = None) -> FilterScores:
     """Encode the crawl and the target data (cached by content hash) and compute every filter number."""
     crawl_dir = Path(crawl_dir)
@@ -201,7 +177,7 @@ class Decisions:
     below_gamma2: np.ndarray
     leak: np.ndarray
     leak_split: list[str]
-    settings: FilterSettings
+    settings: FilterConfig
 
     @property
     def window_ok(self) -> np.ndarray:
@@ -220,7 +196,7 @@ class Decisions:
         return out
 
 
-def decide(scores: FilterScores, settings: FilterSettings) -> Decisions:
+def decide(scores: FilterScores, settings: FilterConfig) -> Decisions:
     """Apply thresholds to precomputed scores (no features are touched)."""
     s = settings.check()
     leak = scores.leak.flagged(s.leak_hamming, s.leak_cos)
@@ -312,14 +288,14 @@ def _write_csv(path: Path, header, rows) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def load_settings(crawl_dir: str | Path) -> FilterSettings | None:
+def load_settings(crawl_dir: str | Path) -> FilterConfig | None:
     """Thresholds saved by the tuner or the CLI next to a crawl, or None when nothing was saved."""
     path = Path(crawl_dir) / FILTER_JSON
     if not path.is_file():
         return None
     s = json.loads(path.read_text())["settings"]
-    s["leak_splits"] = tuple(s.get("leak_splits", ()))
-    return FilterSettings(**s)
+    s["leak_splits"] = list(s.get("leak_splits", ()))
+    return FilterConfig(**s)
 
 
 def load_accepted(path: str | Path, names: list[str], num_targets: int) -> tuple[FileImages, list[int]]:

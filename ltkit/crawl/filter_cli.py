@@ -11,7 +11,6 @@ truth; `--sweep NAME` draws the gamma1 x gamma2 sweep as figures/NAME.png and .p
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -19,12 +18,9 @@ from pathlib import Path
 from ltkit.errors import UserError
 
 
-def settings_of(cfg):
-    """The filter settings of a config."""
-    from ltkit.crawl.filter import FilterSettings
-
-    return FilterSettings(**{k: v for k, v in dataclasses.asdict(cfg.filter).items()
-                             if k in {f.name for f in dataclasses.fields(FilterSettings)}}).check()
+def settings_of(cfg) -> "FilterConfig":  # noqa: F821 (ltkit.config, imported lazily)
+    """The filter settings of a config, checked."""
+    return cfg.filter.check()
 
 
 def run(cfg, crawl: str | Path | None = None, quality: bool = False, sweep: str | None = None,
@@ -65,7 +61,7 @@ def run(cfg, crawl: str | Path | None = None, quality: bool = False, sweep: str 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments and filter; user errors are one `error:` line and exit status 2."""
+    """Parse arguments and filter (`python -m ltkit` turns user errors into one `error:` line, exit 2)."""
     from ltkit.config import load_config, split_overrides
 
     p = argparse.ArgumentParser(prog="python -m ltkit filter", description=__doc__,
@@ -79,12 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="e.g. filter.gamma1=0.6 filter.caption_mode=words dataset=builtin")
     opts, overrides = split_overrides(sys.argv[1:] if argv is None else list(argv))
     args = p.parse_args(opts)
-    try:
-        cfg = load_config(args.config, overrides)
-        if args.crawl and not Path(args.crawl).is_dir():
-            raise UserError(f"--crawl {args.crawl}: no such folder")
-        run(cfg, args.crawl, args.quality, args.sweep, args.figures, args.dry_run)
-    except (UserError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}".splitlines()[0], file=sys.stderr)
-        return 2
+    if args.crawl and not Path(args.crawl).is_dir():
+        raise UserError(f"--crawl {args.crawl}: no such folder")
+    run(load_config(args.config, overrides), args.crawl, args.quality, args.sweep, args.figures, args.dry_run)
     return 0

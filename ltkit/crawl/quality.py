@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ltkit.crawl.filter import FilterScores, FilterSettings, decide
+from ltkit.crawl.filter import FilterScores, FilterConfig, decide
 
 RELEVANT = ("clean", "uncaptioned")
 KINDS = ("clean", "uncaptioned", "off_topic", "mislabelled", "junk", "near_duplicate")
@@ -29,14 +29,14 @@ def precision_recall(keep: np.ndarray, relevant: np.ndarray) -> tuple[float, flo
     return (tp / keep.sum() if keep.sum() else float("nan"), tp / relevant.sum() if relevant.sum() else float("nan"))
 
 
-def filter_masks(scores: FilterScores, settings: FilterSettings) -> dict[str, np.ndarray]:
+def filter_masks(scores: FilterScores, settings: FilterConfig) -> dict[str, np.ndarray]:
     """Keep mask of no filter, each filter alone, and the combination under `settings`."""
     d = decide(scores, settings)
     return {"none": np.ones(len(scores), bool), "caption": d.caption_ok, "window": d.window_ok,
             "leak check": ~d.leak, "caption + window": d.caption_ok & d.window_ok, "all three": d.keep}
 
 
-def quality_table(scores: FilterScores, settings: FilterSettings) -> list[dict]:
+def quality_table(scores: FilterScores, settings: FilterConfig) -> list[dict]:
     """One row per filter: kept, precision, recall, and the share of each truth kind kept."""
     truth = _truth(scores)
     rel = np.isin(truth, RELEVANT)
@@ -59,7 +59,7 @@ def markdown_quality(rows: list[dict], counts: dict[str, int] | None = None) -> 
     return head + body
 
 
-def sweep(scores: FilterScores, settings: FilterSettings, gamma1: np.ndarray, gamma2: np.ndarray,
+def sweep(scores: FilterScores, settings: FilterConfig, gamma1: np.ndarray, gamma2: np.ndarray,
           combine: bool = True) -> dict[str, np.ndarray]:
     """Precision, recall and kept count over a gamma1 x gamma2 grid (NaN where gamma1 >= gamma2).
 
@@ -79,7 +79,7 @@ def sweep(scores: FilterScores, settings: FilterSettings, gamma1: np.ndarray, ga
     return out
 
 
-def sweep_figure(result: dict[str, np.ndarray], gamma1: np.ndarray, gamma2: np.ndarray, settings: FilterSettings):
+def sweep_figure(result: dict[str, np.ndarray], gamma1: np.ndarray, gamma2: np.ndarray, settings: FilterConfig):
     """Heat maps of precision, recall and kept images over the grid, the current setting marked."""
     from ltkit.viz import figure, house_style
 

@@ -23,7 +23,7 @@ from dataclasses import replace
 import numpy as np
 from PIL import Image
 
-from ltkit.crawl.filter import CAPTION_MODES, Decisions, FilterScores, FilterSettings, class_counts, decide, save_accepted
+from ltkit.crawl.filter import CAPTION_MODES, Decisions, FilterScores, FilterConfig, class_counts, decide, save_accepted
 
 SORTS = ("most affected", "fewest kept", "most leaks", "name")
 
@@ -37,13 +37,13 @@ def _png(img: Image.Image, size: int = 64) -> str:
 class Tuner:
     """Interactive filter thresholds over one crawl (`.widget` is the panel to display)."""
 
-    def __init__(self, scores: FilterScores, settings: FilterSettings | None = None, per_grid: int = 8,
+    def __init__(self, scores: FilterScores, settings: FilterConfig | None = None, per_grid: int = 8,
                  list_rows: int = 10, provenance: dict | None = None):
         """`provenance` goes into filter.json on Save (e.g. the dataset the crawl belongs to)."""
         import ipywidgets as w
 
         self.scores, self.per_grid, self.provenance = scores, per_grid, dict(provenance or {})
-        self.settings = (settings or FilterSettings()).check()
+        self.settings = (settings or FilterConfig()).check()
         self.saved: dict | None = None
         self._thumbs: dict[int, str] = {}
         self._counts: dict[int, dict] = {}
