@@ -68,7 +68,7 @@ class FilterConfig:
     encoder: str = "pool"              # pool[:epochs=N] | timm:<name>[@<weights file>] | dinov2[:<timm name>]
     leak_hamming: int = 6              # pHash bits (of 64): a val/test image this close is a test leak
     leak_cos: float = 0.99             # feature cosine: a val/test image this similar is a test leak
-    leak_splits: list[str] = field(default_factory=lambda: ["val", "test"])  # splits the leak check compares with
+    leak_splits: list = field(default_factory=lambda: ["val", "test"])  # target splits the leak check compares with
     cap: int = run_only(50)            # the tuner shows kept images per class against this cap
     batch_size: int = run_only(256)    # encoder batch
 
