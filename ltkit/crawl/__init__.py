@@ -28,4 +28,17 @@ __all__ = [
     "filter_proposals", "format_rows", "label_keys", "search_neighbours", "PAPER_TEMPLATE", "build_prompt",
     # image search and the manifest (the downloader, `download` / `retrieve`, imports aiohttp: import it by name)
     "DDGSEngine", "Hit", "PoolEngine", "SearchCache", "SearchError", "hit_key", "merge_manifests", "read_manifest",
+    # filtering (imports torch, so loaded on first use: `crawl.score_crawl` works, `import ltkit.crawl` stays light)
+    "FilterScores", "score_crawl", "decide", "save_accepted", "load_settings", "build_encoder", "Tuner",
 ]
+_LAZY = {"FilterScores": "filter", "score_crawl": "filter", "decide": "filter", "save_accepted": "filter",
+         "load_settings": "filter", "build_encoder": "encode", "Tuner": "tuner"}
+
+
+def __getattr__(name: str):
+    """The filtering names, imported when first asked for (PEP 562)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"ltkit.crawl.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'ltkit.crawl' has no attribute {name!r}")
