@@ -131,8 +131,11 @@ class Config:
     epochs: int = 30
     batch_size: int = 128              # per step, across all processes
     accum_steps: int = 1               # effective batch = batch_size * accum_steps
-    lr: float = 2e-3
-    weight_decay: float = 0.05
+    lr: float = 2e-3                   # used as given unless blr is set
+    blr: float | None = None           # base lr per 256 images (MAE / LiVT): lr = blr x batch_size x accum_steps / 256
+    weight_decay: float = 0.05         # timm's AdamW groups: none on norms, biases and embeddings
+    layer_decay: float | None = None   # layer-wise lr decay (timm), e.g. 0.75 for ViT-B fine-tuning; None: off
+    drop_path: float = 0.0             # stochastic depth (models that take drop_path_rate, e.g. ViTs)
     warmup_epochs: float = 2.0
     betas: tuple[float, float] = (0.9, 0.95)
     augment: bool = True               # False: train on the eval transform (no crop, flip or RandAugment)
@@ -142,6 +145,8 @@ class Config:
     cutmix: float = 1.0
     label_smoothing: float = 0.0
     amp: bool = True                   # bf16 autocast on GPU
+    channels_last: bool = run_only(False)  # NHWC images and weights (faster convolutions on GPU)
+    compile: bool = run_only(False)    # torch.compile the model
     num_workers: int = run_only(0)
     device: str | None = run_only(None)  # default: cuda if available
     # evaluation: direct | crt | tau

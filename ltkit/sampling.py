@@ -8,7 +8,8 @@ Images: the training set is one concatenation, target images first (0..Nt-1), th
 images (Nt..Nt+Na-1). Every epoch uses all target images and, per auxiliary class, a fresh random
 draw of min(cap, available) of its images (cap = 50 in the paper). The draw and the shuffle depend
 only on (seed, epoch), so a run resumes from those two numbers; DDP ranks share the same order and
-take disjoint slices of it.
+take interleaved slices of it. `EpochSampler` is the trainer's sampler (one DataLoader per run,
+`set_epoch` each epoch).
 
 `random_parents` reassigns the neighbour map's parents at random (same auxiliary classes and
 images, random "parents"): one reading of the paper's Random Category (RD) baseline. The trainer's
@@ -122,14 +123,19 @@ class EpochSampler(torch.utils.data.Sampler[int]):
     `aux_labels` gives each auxiliary image's class (any ints; a negative label, e.g. a dropped
     class after `reindex_auxiliary`, excludes the image). Use it as a DataLoader sampler with
     `set_epoch` like DistributedSampler; `indices(epoch)` is the whole epoch order across ranks.
+    `multiple_of` (the trainer: global batch x accumulation steps) trims every epoch to a multiple of
+    it before sharding, so each rank's share splits into whole optimiser steps; rank r takes
+    positions r, r + world_size, ... so every global batch is interleaved over the ranks.
     """
 
     def __init__(self, num_target: int, aux_labels: IntArray, cap: int = 50, seed: int = 0, shuffle: bool = True,
-                 rank: int = 0, world_size: int = 1, drop_last: bool = False):
+                 rank: int = 0, world_size: int = 1, drop_last: bool = False, multiple_of: int = 1):
         if cap < 0:
             raise ValueError(f"cap must be >= 0, got {cap}")
+        if multiple_of < 1:
+            raise ValueError(f"multiple_of must be >= 1, got {multiple_of}")
         self.num_target, self.cap, self.seed, self.shuffle = int(num_target), int(cap), int(seed), shuffle
-        self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
+        self.rank, self.world_size, self.drop_last, self.multiple_of = rank, world_size, drop_last, int(multiple_of)
         self.epoch, self.start = 0, 0
         labels = np.asarray(aux_labels, dtype=np.int64)
         # aux images grouped by class once; each epoch only draws random keys within the groups
@@ -159,8 +165,9 @@ class EpochSampler(torch.utils.data.Sampler[int]):
         return rng.permutation(idx) if self.shuffle else idx
 
     def rank_indices(self, epoch: int | None = None) -> np.ndarray:
-        """This rank's share of `indices(epoch)`."""
-        return shard(self.indices(epoch), self.rank, self.world_size, self.drop_last)
+        """This rank's share of `indices(epoch)` (trimmed to `multiple_of` first)."""
+        idx = self.indices(epoch)
+        return shard(idx[:len(idx) // self.multiple_of * self.multiple_of], self.rank, self.world_size, self.drop_last)
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         """Select the epoch; `start` skips this rank's first samples (resuming mid-epoch)."""
@@ -177,7 +184,7 @@ class EpochSampler(torch.utils.data.Sampler[int]):
         return iter(self.rank_indices()[self.start:].tolist())
 
     def __len__(self) -> int:
-        n = self.epoch_size()
+        n = self.epoch_size() // self.multiple_of * self.multiple_of
         per_rank = n // self.world_size if self.drop_last else -(-n // self.world_size)
         return max(0, per_rank - self.start)
 

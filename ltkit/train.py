@@ -1,10 +1,12 @@
-"""The trainer: target + auxiliary classes, BalCE / NS-CE, AdamW with warmup + cosine, timm augmentation.
+"""The trainer: target + auxiliary classes, BalCE / NS-CE, timm's AdamW with layer decay, warmup + cosine.
 
 One function, `train(cfg)`, runs a whole experiment into `runs/<name>/`:
 `config.yaml`, `metrics.jsonl` (one line per epoch), `checkpoints/last.pt` (every epoch; exact
-resume: model, optimiser, scheduler, sampler epoch and every RNG), `results.json` (test metrics of
-the target classifier). Under `torchrun` it runs DDP (NCCL on GPU, gloo on CPU); each rank takes an
-interleaved share of every global batch, so N processes see the same global batches as one.
+resume: model, optimiser, scheduler and epoch, plus `rng-rank<r>.pt`, every RNG of each process),
+`results.json` (test metrics of the target classifier). Under `torchrun` it runs DDP (NCCL on GPU,
+gloo on CPU); each rank takes an interleaved share of every global batch, so N processes see the
+same global batches as one, and evaluates its share of the val/test images. The input pipeline
+(one DataLoader per run, uint8 batches, undecodable files skipped and counted) is `ltkit.loader`.
 """
 from __future__ import annotations
 
@@ -25,8 +27,9 @@ import torch
 import torch.distributed as dist
 
 import torch.nn as nn
-from timm.data import Mixup
+from timm.data import FastCollateMixup, Mixup
 from timm.data.mixup import mixup_target
+from timm.optim import create_optimizer_v2
 from tqdm.auto import tqdm
 
 from ltkit import evaluate, models
@@ -34,13 +37,16 @@ from ltkit.auxiliary import build_aux, random_categories  # noqa: F401 (random_c
 from ltkit.config import Config, check_same_recipe, config_yaml, load_config, recipe, split_overrides  # noqa: F401
 from ltkit.data import TransformedSet
 from ltkit.datasets import build_target_data
-from ltkit.errors import UserError
+from ltkit.errors import ConfigError, UserError
 from ltkit.io import append_jsonl, atomic_save, atomic_write_text
+from ltkit.loader import Normalize, build_loader, split_normalize
 from ltkit.losses import build_loss
 from ltkit.sampling import EpochSampler, class_counts
 from ltkit.world import World
 
 log = logging.getLogger(__name__)
+
+LOG_EVERY = 50  # steps between progress-bar loss updates (each one a host-device sync)
 
 TrainConfig = Config  # the name this module had for it before ltkit.config
 
@@ -111,7 +117,16 @@ def build_model(cfg: Config, num_classes: int, world: World | None, rank: int = 
         if rank == 0:
             models.pool_pretrained(world, model_name=cfg.model)
         dist.barrier()
-    return models.create_model(cfg.model, num_classes, img_size=cfg.img_size, pretrained=pretrained, world=world)
+    extra = {"drop_path_rate": cfg.drop_path} if cfg.drop_path else {}
+    try:
+        model = models.create_model(cfg.model, num_classes, img_size=cfg.img_size, pretrained=pretrained, world=world,
+                                    **extra)
+    except TypeError as e:
+        if extra and "drop_path_rate" in str(e):
+            raise ConfigError(f"drop_path={cfg.drop_path}: model {cfg.model!r} has no drop path (stochastic depth);"
+                            " set drop_path=0") from None
+        raise
+    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
 
 def build_transforms(cfg: Config, model: nn.Module) -> tuple[Callable, Callable]:
@@ -122,17 +137,37 @@ def build_transforms(cfg: Config, model: nn.Module) -> tuple[Callable, Callable]
     return models.transforms(model, train=True, randaugment=cfg.randaugment, color_jitter=cfg.color_jitter), eval_tf
 
 
-def build_mixup(cfg: Config, num_classes: int) -> Mixup | None:
-    """timm's Mixup / CutMix (with label smoothing), or None when both are off."""
+def build_mixup(cfg: Config, num_classes: int, collate: bool = False) -> Mixup | FastCollateMixup | None:
+    """timm's Mixup / CutMix (with label smoothing), or None when both are off.
+
+    collate=True: the `FastCollateMixup` that mixes uint8 batches in the loader's workers (timm's recipe).
+    """
     if cfg.mixup <= 0 and cfg.cutmix <= 0:
         return None
-    return Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
-                 num_classes=num_classes)
+    kind = FastCollateMixup if collate else Mixup
+    return kind(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
+                num_classes=num_classes)
+
+
+def learning_rate(cfg: Config) -> float:
+    """`lr`, or with `blr` the batch-scaled rule of MAE / LiVT: blr x effective batch / 256."""
+    if cfg.blr is None:
+        return cfg.lr
+    return cfg.blr * cfg.batch_size * cfg.accum_steps / 256
 
 
 def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
-    """AdamW over every parameter."""
-    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    """timm's AdamW: no weight decay on norms, biases and embeddings; layer-wise lr decay with `layer_decay`.
+
+    timm keeps a group's layer scale in `lr_scale` for its own schedulers; ltkit's LambdaLR scales
+    each group's initial lr, so the scale is applied here once.
+    """
+    lr = learning_rate(cfg)
+    opt = create_optimizer_v2(model, "adamw", lr=lr, weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay,
+                              betas=tuple(cfg.betas))
+    for group in opt.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+    return opt
 
 
 def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
@@ -170,41 +205,45 @@ class Trainer:
         K = self.K = len(self.aux_parent)
         aux_counts = self.aux_images.counts(L + K)[L:] if K else np.zeros(0, int)
         self.sampler = EpochSampler(len(self.data.train), self.aux_images.labels if K else [], cap=cfg.aux_cap,
-                                    seed=cfg.seed)
+                                    seed=cfg.seed, rank=self.rank, world_size=self.world_size, drop_last=True,
+                                    multiple_of=cfg.batch_size * cfg.accum_steps)
         self.class_counts = class_counts(self.data.train_counts, aux_counts, cfg.aux_cap)
         self.model = build_model(cfg, L + K, self.world, self.rank, self.world_size).to(self.device)
         if self.world_size > 1:  # same init on every rank (above); different augmentation draws from here on
             seed_everything(cfg.seed + 1000 * self.rank)
         self.train_tf, self.eval_tf = build_transforms(cfg, self.model)
         self.loss_fn = build_loss(cfg.loss, self.class_counts, self.aux_parent, L, cfg.lambda_s, cfg.tau).to(self.device)
-        self.mixup = build_mixup(cfg, L + K)
         self.net = self.model
         if self.world_size > 1:
             self.model, self.net = wrap_distributed(self.model, self.device)
+        if cfg.compile:
+            self.net = torch.compile(self.net)
         self.optimizer = build_optimizer(cfg, self.model)
-        self.steps_per_epoch = len(self.sampler.indices(0)) // (cfg.batch_size * cfg.accum_steps)
+        self.steps_per_epoch = self.sampler.epoch_size() // (cfg.batch_size * cfg.accum_steps)
         if self.steps_per_epoch == 0:
             raise UserError(f"an epoch has fewer than batch_size x accum_steps = {cfg.batch_size * cfg.accum_steps}"
                             " images; lower batch_size")
         self.scheduler = build_scheduler(cfg, self.optimizer, self.steps_per_epoch)
+        self.loader, self.normalize, self.mixup = self._build_loader()
         self.epoch = 0
 
     # --- data ---------------------------------------------------------------------------------
 
-    def _dataset(self):
-        sets = [TransformedSet(self.data.train, self.train_tf)]
-        if self.K:
-            sets.append(TransformedSet(self.aux_images, self.train_tf))
-        return torch.utils.data.ConcatDataset(sets)
+    def _build_loader(self):
+        """(the run's DataLoader, its on-device normalisation, the Mixup left to the loop or None).
 
-    def _loader(self, epoch: int):
-        """This rank's batches of the epoch: an interleaved share of every global batch."""
-        order = self.sampler.indices(epoch)
-        n = (len(order) // (self.cfg.batch_size * self.cfg.accum_steps)) * self.cfg.batch_size * self.cfg.accum_steps
-        mine = order[:n][self.rank::self.world_size]
-        return torch.utils.data.DataLoader(self._dataset(), batch_size=self.cfg.batch_size // self.world_size,
-                                           sampler=mine.tolist(), num_workers=self.cfg.num_workers,
-                                           drop_last=True, pin_memory=self.device.type == "cuda")
+        Transforms that end in ToTensor + Normalize hand uint8 images to the loader, which mixes
+        them there (FastCollateMixup); the device normalises. Others keep float images, mixed on the device.
+        """
+        cfg, n = self.cfg, self.L + self.K
+        tf, mean, std = split_normalize(self.train_tf)
+        sets = [TransformedSet(self.data.train, tf)] + ([TransformedSet(self.aux_images, tf)] if self.K else [])
+        in_loader = mean is not None
+        loader = build_loader(torch.utils.data.ConcatDataset(sets), self.sampler, cfg.batch_size // self.world_size,
+                              cfg.seed, cfg.num_workers, pin_memory=self.device.type == "cuda",
+                              mixup=build_mixup(cfg, n, collate=True) if in_loader else None)
+        normalize = Normalize(mean, std, self.device, cfg.channels_last)
+        return loader, normalize, None if in_loader else build_mixup(cfg, n)
 
     # --- checkpoints --------------------------------------------------------------------------
 
@@ -212,17 +251,23 @@ class Trainer:
     def ckpt_path(self) -> Path:
         return self.cfg.run_dir / "checkpoints" / "last.pt"
 
+    def rng_path(self, rank: int) -> Path:
+        return self.ckpt_path.parent / f"rng-rank{rank}.pt"
+
     def save(self) -> None:
-        """Checkpoint after an epoch (rank 0 only), atomically."""
+        """Checkpoint after an epoch, atomically: each rank its RNG states, then rank 0 the rest."""
+        atomic_save(self.rng_path(self.rank), lambda f: torch.save({"epoch": self.epoch, "rng": rng_state()}, f))
+        if self.world_size > 1:  # every RNG file of this epoch exists before last.pt names the epoch
+            dist.barrier()
         if self.rank != 0:
             return
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "rng": rng_state(),
+                 "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "world_size": self.world_size,
                  "aux_parent": self.aux_parent, "config": dataclasses.asdict(self.cfg)}
         atomic_save(self.ckpt_path, lambda f: torch.save(state, f))
 
     def resume(self) -> bool:
-        """Load the last checkpoint if there is one; True when resumed."""
+        """Load the last checkpoint if there is one (refusing other settings first); True when resumed."""
         if not self.ckpt_path.exists():
             return False
         # on the CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest
@@ -232,25 +277,34 @@ class Trainer:
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
         self.epoch = ck["epoch"]
-        set_rng_state(ck["rng"])
+        path = self.rng_path(self.rank)
+        rng = torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
+        if rng is None or rng["epoch"] != self.epoch or ck.get("world_size", 1) != self.world_size:
+            log.warning("%s: no RNG state of rank %d at epoch %d (saved with %s processes); the resumed run's "
+                        "random draws differ from an uninterrupted one", path, self.rank, self.epoch,
+                        ck.get("world_size", "?"))
+        else:
+            set_rng_state(rng["rng"])
         return True
 
     # --- training -----------------------------------------------------------------------------
 
     def train_epoch(self) -> dict:
-        """One epoch; returns mean loss, lr and throughput."""
+        """One epoch; returns mean loss, lr, throughput and the number of undecodable files skipped."""
         self.net.train()
-        cfg, loader = self.cfg, self._loader(self.epoch)
+        cfg = self.cfg
+        self.sampler.set_epoch(self.epoch)
         amp = cfg.amp and self.device.type == "cuda"
-        t0, seen, total = time.time(), 0, 0.0
-        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False,
+        t0, seen, skipped = time.time(), 0, 0
+        total = torch.zeros((), device=self.device)  # summed on the device: no sync per step
+        bar = tqdm(self.loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not cfg.progress or self.rank != 0)
         self.optimizer.zero_grad(set_to_none=True)
-        for i, (x, y) in enumerate(bar):
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        for i, (x, y, bad) in enumerate(bar):
+            x, y = self.normalize(x), y.to(self.device, non_blocking=True)
             if self.mixup is not None:
                 x, y = self.mixup(x, y)
-            elif cfg.label_smoothing > 0:  # timm's Mixup applies it otherwise
+            elif y.ndim == 1 and cfg.label_smoothing > 0:  # timm's Mixup applies it otherwise
                 y = mixup_target(y, self.L + self.K, 1.0, cfg.label_smoothing)
             last_micro = (i + 1) % cfg.accum_steps == 0
             sync = self.world_size == 1 or last_micro
@@ -262,18 +316,26 @@ class Trainer:
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scheduler.step()
-            total += loss.item() * cfg.accum_steps * len(x)
+            total += loss.detach().float() * (cfg.accum_steps * len(x))
             seen += len(x)
-            bar.set_postfix(loss=f"{total / seen:.3f}")
+            skipped += bad
+            if not bar.disable and (i + 1) % LOG_EVERY == 0:
+                bar.set_postfix(loss=f"{total.item() / seen:.3f}")
+        sums = torch.stack([total, torch.tensor(float(seen), device=self.device),
+                            torch.tensor(float(skipped), device=self.device)])
+        if self.world_size > 1:
+            dist.all_reduce(sums)
+        total, seen, skipped = sums.tolist()  # the epoch's one host-device sync
         dt = time.time() - t0
-        return {"loss": total / max(seen, 1), "lr": self.scheduler.get_last_lr()[0],
-                "images_per_s": seen * self.world_size / dt, "seconds": dt}
+        return {"loss": total / max(seen, 1), "lr": self.scheduler.get_last_lr()[-1],
+                "images_per_s": seen / dt, "seconds": dt, "skipped_images": int(skipped)}
 
-    def val_metrics(self) -> dict:
-        """Many/Medium/Few/Overall on the val split (test when there is none), direct classifier."""
+    def val_metrics(self) -> dict | None:
+        """Many/Medium/Few/Overall on the val split (test when there is none), direct classifier (rank 0)."""
         split = self.data.val if self.data.val is not None else self.data.test
         return evaluate.evaluate(self.model, split, self.data.train_counts, self.L, self.eval_tf,
-                                 many=self.cfg.many, few=self.cfg.few, device=self.device)
+                                 many=self.cfg.many, few=self.cfg.few, device=self.device,
+                                 num_workers=self.cfg.num_workers, shard=self.world_size > 1)
 
     def fit(self, stop_after: int | None = None) -> "Trainer":
         """Train to cfg.epochs, resuming from the last checkpoint; writes config and metrics.
@@ -281,26 +343,34 @@ class Trainer:
         `stop_after` ends the call after that many epochs in all (an interruption, for tests).
         """
         cfg = self.cfg
+        resumed = self.resume()  # refuses other settings before config.yaml is touched
         if self.rank == 0:
             atomic_write_text(cfg.run_dir / "config.yaml", config_yaml(cfg))
-        if self.resume() and self.rank == 0:
-            log.info("resumed %s at epoch %d", cfg.run_dir, self.epoch)
+            if resumed:
+                log.info("resumed %s at epoch %d", cfg.run_dir, self.epoch)
         while self.epoch < min(cfg.epochs, stop_after or cfg.epochs):
             row = {"epoch": self.epoch + 1, **self.train_epoch()}
+            if row["skipped_images"]:
+                log.warning("epoch %d: %d files failed to decode and were replaced", row["epoch"], row["skipped_images"])
             self.epoch += 1
-            if self.rank == 0 and cfg.eval_every and (self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs):
-                m = self.val_metrics()
-                row.update({f"val_{k}": m[k] for k in ("overall", "many", "medium", "few")})
+            if cfg.eval_every and (self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs):
+                m = self.val_metrics()  # every rank extracts its share; rank 0 gets the metrics
+                if m is not None:
+                    row.update({f"val_{k}": m[k] for k in ("overall", "many", "medium", "few")})
             self.save()
             if self.rank == 0:
                 append_jsonl(cfg.run_dir / "metrics.jsonl", row)
         return self
 
-    def evaluate(self) -> dict:
-        """Test metrics with cfg.classifier; writes results.json (rank 0)."""
+    def evaluate(self) -> dict | None:
+        """Test metrics with cfg.classifier; writes results.json. Under DDP every rank extracts its
+        share of the features and rank 0 gets the results (None elsewhere)."""
         res = evaluate.evaluate(self.model, self.data.test, self.data.train_counts, self.L, self.eval_tf,
                                 classifier=self.cfg.classifier, train=self.data.train, many=self.cfg.many,
-                                few=self.cfg.few, device=self.device)
+                                few=self.cfg.few, device=self.device, num_workers=self.cfg.num_workers,
+                                shard=self.world_size > 1)
+        if res is None:
+            return None
         res["num_aux_classes"] = int(self.K)
         res["num_aux_images"] = int(len(self.aux_images)) if self.K else 0
         if self.rank == 0:
@@ -308,8 +378,8 @@ class Trainer:
         return res
 
 
-def train(cfg: Config) -> dict:
-    """Fit (resuming if possible) and evaluate one run; returns the test results."""
+def train(cfg: Config) -> dict | None:
+    """Fit (resuming if possible) and evaluate one run; returns the test results (None on ranks > 0)."""
     t = Trainer(cfg).fit()
     res = t.evaluate()
     if dist.is_initialized():

@@ -62,3 +62,94 @@ def test_prototypes_are_class_means():
     for c in (0, 1, 2, 4):
         np.testing.assert_allclose(p[c], f[y == c].mean(0), rtol=1e-5, atol=1e-6)
     assert np.isnan(p[3]).all() and np.isnan(p[5]).all() and p.dtype == np.float32
+
+
+# ---------------------------------------------------------------------------------------------
+# the optimiser
+
+
+def test_layer_decay_groups_match_timm():
+    """Every parameter gets the lr and weight decay of timm's own param_groups_layer_decay."""
+    from timm.optim import param_groups_layer_decay
+
+    from ltkit.models import create_model
+    from ltkit.train import build_optimizer, learning_rate, load_config
+
+    cfg = load_config(None, ["model=test_vit", "blr=1e-3", "batch_size=64", "accum_steps=2", "layer_decay=0.75",
+                             "weight_decay=0.05"])
+    assert learning_rate(cfg) == pytest.approx(1e-3 * 128 / 256)
+    torch.manual_seed(0)
+    model = create_model("test_vit", 10, img_size=32)
+    opt = build_optimizer(cfg, model)
+    ours = {id(p): (g["lr"], g["weight_decay"]) for g in opt.param_groups for p in g["params"]}
+    theirs = {id(p): (learning_rate(cfg) * g["lr_scale"], g["weight_decay"])
+              for g in param_groups_layer_decay(model, weight_decay=0.05, layer_decay=0.75,
+                                                no_weight_decay_list=model.no_weight_decay())
+              for p in g["params"]}
+    assert ours.keys() == theirs.keys() == {id(p) for p in model.parameters()}
+    for k in ours:
+        assert ours[k] == pytest.approx(theirs[k])
+    lrs = sorted({round(v[0], 12) for v in ours.values()})
+    assert len(lrs) == 6 + 2 and lrs[-1] == pytest.approx(learning_rate(cfg))  # embed, 6 blocks, head
+    decay = {n: ours[id(p)][1] for n, p in model.named_parameters()}
+    assert decay["pos_embed"] == decay["blocks.0.norm1.weight"] == decay["head.bias"] == 0.0
+    assert decay["blocks.0.attn.qkv.weight"] == 0.05
+
+
+def test_lr_without_blr_and_drop_path(tmp_path):
+    from ltkit.train import build_model, learning_rate, load_config
+
+    assert learning_rate(load_config(None, ["lr=0.003", "batch_size=512"])) == 0.003
+    cfg = load_config(None, ["model=test_vit", "drop_path=0.2", "img_size=32"])
+    model = build_model(cfg, 5, None)
+    assert max(b.drop_path1.drop_prob for b in model.blocks if hasattr(b.drop_path1, "drop_prob")) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="drop_path"):
+        build_model(load_config(None, ["model=ltkit_cnn_tiny", "drop_path=0.1"]), 5, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# the input pipeline
+
+
+def tiny(tmp_path, **over):
+    from ltkit.train import load_config
+
+    base = {"out_dir": str(tmp_path / "runs"), "epochs": 2, "batch_size": 64, "eval_every": 0, "progress": False}
+    return load_config(ROOT / "configs" / "builtin-tiny.yaml", {**base, **over})
+
+
+def test_loader_is_built_once_per_run(tiny_world, tmp_path, monkeypatch):
+    from ltkit import train
+
+    built = []
+    real = train.build_loader
+    monkeypatch.setattr(train, "build_loader", lambda *a, **k: built.append(1) or real(*a, **k))
+    t = train.Trainer(tiny(tmp_path, name="once", num_workers=1))
+    assert t.loader.persistent_workers and t.loader.prefetch_factor >= 2
+    t.fit(stop_after=1)
+    workers = t.loader._iterator  # the worker processes of epoch 1
+    t.fit()
+    assert t.epoch == 2 and len(built) == 1
+    assert t.loader._iterator is workers  # epoch 2 ran on the same workers
+
+
+def test_undecodable_file_is_skipped_and_counted(tmp_path):
+    from PIL import Image
+
+    from ltkit.train import Trainer, load_config
+
+    root = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("val", 2), ("test", 2)):
+        for c in range(4):
+            (root / split / f"c{c}").mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(root / split / f"c{c}/{i}.png")
+    (root / "train" / "c2" / "3.png").write_bytes(b"not a PNG: truncated by the crawl")
+    cfg = load_config(None, {"dataset": "folders", "data_root": str(root), "model": "ltkit_cnn_tiny", "img_size": 16,
+                             "batch_size": 8, "epochs": 2, "eval_every": 0, "progress": False, "aux": "none",
+                             "out_dir": str(tmp_path / "runs"), "name": "corrupt"})
+    t = Trainer(cfg).fit()
+    rows = [json.loads(x) for x in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["skipped_images"] for r in rows] == [1, 1]  # all 24 images every epoch: the bad one once each
+    assert all(np.isfinite(r["loss"]) for r in rows) and t.epoch == 2
