@@ -53,9 +53,34 @@ class NeighbourConfig:
 
 @dataclass
 class CrawlConfig:
-    """Image search and download for the auxiliary categories (`python -m ltkit crawl`)."""
+    """Image search and download for the auxiliary categories (`python -m ltkit crawl`; docs/crawl.md)."""
 
-    workers: int = run_only(8)         # parallel downloads
+    engine: str = "pool"               # pool (the world's pool, or pool_dir) | ddgs (web image search)
+    out_dir: str | None = None         # crawl folder; default: the neighbour map's folder
+    per_class: int = 50                # search hits per auxiliary class
+    query: str = "{name}"              # search query; {name} is the auxiliary class name
+    pool_dir: str | None = None        # pool: a folder of images with captions.csv (path,caption[,label])
+    ddgs_backend: str = "duckduckgo"   # ddgs: pinned engine ("auto" picks DDG or Bing at random)
+    region: str = "us-en"              # ddgs
+    safesearch: str = "moderate"       # ddgs: on | moderate | off
+    license: str | None = None         # ddgs: Public | Share | ShareCommercially | Modify | ModifyCommercially
+    resize: int | None = None          # longest side of stored images (down only); None keeps the size
+    search_interval: float = run_only(1.5)  # ddgs: seconds between searches
+    search_retries: int = run_only(4)  # ddgs: retries with backoff per query
+    concurrency: int = run_only(64)    # requests in flight
+    per_host: int = run_only(2)        # connections per host
+    host_interval: float = run_only(0.2)  # seconds between request starts to one host
+    rate_limit: float = run_only(0.0)  # requests per second overall; 0 = no limit
+    connect_timeout: float = run_only(10.0)
+    read_timeout: float = run_only(20.0)
+    total_timeout: float = run_only(60.0)  # per request: ends slow drips
+    retries: int = run_only(2)         # on 429, 5xx and dropped connections (Retry-After honoured)
+    backoff: float = run_only(1.0)     # seconds, doubled per retry, when no Retry-After is sent
+    max_bytes: int = run_only(20_000_000)
+    max_pixels: int = run_only(40_000_000)  # decompression-bomb limit
+    max_redirects: int = run_only(5)
+    allow_loopback: bool = run_only(False)  # admit 127.0.0.0/8 (tests, local servers); private ranges never
+    progress: bool = run_only(True)
 
 
 @dataclass

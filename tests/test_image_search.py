@@ -187,3 +187,27 @@ def test_pool_crawl_through_the_real_downloader(tiny_world, tmp_path):
         if r["status"] == "ok":
             with Image.open(tmp_path / r["path"]) as im:
                 assert im.size == (32, 32) and r["path"] == f"images/{r['aux_id']:05d}/{r['sha256']}.jpg"
+
+
+def test_crawl_command_on_builtin_tiny(tiny_world, tmp_path, capsys):
+    """`python -m ltkit neighbours` then `python -m ltkit crawl` with the same config: the map's classes, crawled."""
+    from pathlib import Path
+
+    from ltkit.cli import main
+    from ltkit.crawl.neighbour_map import load_neighbour_map
+
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "builtin-tiny.yaml")
+    over = [f"neighbours.out_dir={tmp_path}", "k=2"]
+    assert main(["neighbours", "--config", config, *over]) == 0
+    assert main(["crawl", "--config", config, "--no-progress", "crawl.per_class=3", *over]) == 0
+    assert "kept" in capsys.readouterr().out
+    nmap = load_neighbour_map(tmp_path / "neighbours.csv", len(tiny_world.class_names))
+    rows = read_manifest(tmp_path)
+    assert len(rows) == 3 * nmap.num_aux and {r["aux_id"] for r in rows} == set(range(nmap.num_aux))
+    assert all(r["target_name"] == tiny_world.class_names[nmap.aux_parent[r["aux_id"]]] for r in rows)
+    for args in (["crawl.engine=bing"], ["--shard", "2/2"], ["crawl.query=photos"], ["crawl.per_host=0"]):
+        assert main(["crawl", "--config", config, *over, *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: "), err
+    assert main(["crawl", "--urls", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "x")]) == 2
+    assert "missing.csv" in capsys.readouterr().err

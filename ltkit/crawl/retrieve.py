@@ -179,7 +179,7 @@ def check_crawl_config(c):
         raise UserError(f"crawl.per_class={c.per_class}: must be >= 1")
     if "{name}" not in c.query:
         raise UserError(f"crawl.query={c.query!r}: must contain {{name}}, the auxiliary class name")
-    download_settings(c)  # the downloader's own checks (ValueError naming the field)
+    download_settings(c).check()  # the downloader's own checks (ValueError naming the field)
     return c
 
 
