@@ -23,6 +23,7 @@ STAGES = {
     "train": ("ltkit.train", "train a model from a config (target + auxiliary classes)"),
     "compare": ("ltkit.report", "the paper's method table (Tab. 2 / Tab. 6) on a preset, as markdown"),
     "filter": ("ltkit.crawl.filter_cli", "filter a crawl (caption, similarity window, test leaks); write the accepted set"),
+    "pilot": ("ltkit.pilot", "granularity pilot (Fig. 3): head-tail gap over superclasses x imbalance ratios"),
 }
 
 # What a user can cause and fix: wrong paths, settings or file contents. json.JSONDecodeError is a

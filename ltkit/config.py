@@ -113,6 +113,26 @@ class FilterConfig:
 class PilotConfig:
     """The pilot study: how granularity relates to accuracy (`python -m ltkit pilot`)."""
 
+    pool: str | None = None            # a world preset (builtin, ...), cifar100 or folders; None: the config's dataset
+    taxonomy: str | None = None        # folders: a Taxonomy JSON file, or "wordnet" for folders named by wnid
+    model: str | None = None           # frozen encoder (a timm name); None: the config's model
+    pretrained: str | None = None      # its weights: pool | hf | a file | none; None: the config's pretrained
+    img_size: int | None = None        # encoder input size; None: the config's img_size
+    num_classes: int = 48              # N classes per draw (the paper: 500)
+    superclasses: list[int] = field(default_factory=lambda: [4, 8, 16, 24])  # S (the paper: 20, 40, 60, 100)
+    ratios: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.1, 0.05, 0.01, 0.001])  # tail / head
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # a draw per (S, seed) (the paper: 5 runs)
+    level: str = "auto"                # taxonomy level of the superclasses (0 = coarsest); auto: coarsest that fits
+    head: int = 100                    # train images of the head class
+    test_per_class: int = 20           # the balanced test split
+    hidden: int = 0                    # classifier: 0 linear probe; > 0 one hidden layer of that width
+    steps: int = 300                   # AdamW steps per cell (the same for every cell, whatever its size)
+    batch_size: int = 256
+    lr: float = 0.01
+    weight_decay: float = 0.001
+    head_tail_frac: float = 1 / 3      # head / tail: the top / bottom fraction of classes by train count
+    out_dir: str | None = run_only(None)  # default: <out_dir>/pilot-<pool>
+
 
 SECTIONS = {"neighbours": NeighbourConfig, "crawl": CrawlConfig, "filter": FilterConfig, "pilot": PilotConfig}
 
@@ -137,6 +157,7 @@ class Config:
     imbalance: float = 100.0           # cifar100-lt
     many: int = 100                    # shot-group thresholds: many > 100 images, few < 20
     few: int = 20
+    val_holdout: int = 10              # without a val split: per-class images held out of train as val (data.holdout_val)
     # auxiliary data: none | neighbours (SD) | random (RD)
     aux: str = "none"
     neighbours_csv: str | None = None  # from `python -m ltkit neighbours`; default: neighbours.out_dir's
@@ -173,6 +194,8 @@ class Config:
     channels_last: bool = run_only(False)  # NHWC images and weights (faster convolutions on GPU)
     compile: bool = run_only(False)    # torch.compile the model
     num_workers: int = run_only(0)
+    threads: int | None = run_only(None)  # torch CPU threads (None: torch's default); numbers repeat bit for bit
+                                          # only at the same thread count
     device: str | None = run_only(None)  # default: cuda if available
     # evaluation: direct | crt | tau
     classifier: str = run_only("direct")

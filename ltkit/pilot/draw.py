@@ -71,9 +71,10 @@ def resolve_level(taxonomy: Taxonomy, num_classes: int, num_superclasses: int, l
     for lv in range(depth):
         if _shortfall(superclass_members(taxonomy, lv, classes), num_classes, num_superclasses) is None:
             return lv
-    counts = {lv: len(superclass_members(taxonomy, lv, classes)) for lv in range(depth)}
+    why = "; ".join(f"at level {lv} {_shortfall(superclass_members(taxonomy, lv, classes), num_classes, num_superclasses)}"
+                    for lv in range(depth))
     raise GranularityError(f"no taxonomy level can supply N={num_classes} classes over S={num_superclasses} "
-                           f"superclasses; superclasses per level: {counts}")
+                           f"superclasses: {why}")
 
 
 def _shortfall(members: dict[str, list[str]], n: int, s: int) -> str | None:
@@ -81,11 +82,11 @@ def _shortfall(members: dict[str, list[str]], n: int, s: int) -> str | None:
     if s < 1 or n < s:
         return f"need 1 <= S <= N, got N={n}, S={s}"
     if len(members) < s:
-        return f"it has only {len(members)} superclasses with classes, {s - len(members)} short of S={s}"
+        return f"there are only {len(members)} superclasses with classes, {s - len(members)} short of S={s}"
     sizes = sorted((len(v) for v in members.values()), reverse=True)
     if sum(sizes[:s]) < n:
         largest = ", ".join(f"{k} ({len(v)})" for k, v in sorted(members.items(), key=lambda kv: -len(kv[1]))[:min(s, 5)])
-        return (f"its {s} largest superclasses hold only {sum(sizes[:s])} classes, {n - sum(sizes[:s])} short of"
+        return (f"the {s} largest superclasses hold only {sum(sizes[:s])} classes, {n - sum(sizes[:s])} short of"
                 f" N={n} (largest: {largest})")
     return None
 

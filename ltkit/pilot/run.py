@@ -58,11 +58,11 @@ def build_pool(cfg, world=None) -> tuple[Pool, object]:
     if name in CIFAR_NAMES:
         return cifar100_pool(cfg.data_root), None
     if name == "folders":
-        if not p.taxonomy:
-            raise UserError("pilot pool 'folders' needs pilot.taxonomy= (a Taxonomy JSON file, or wordnet)")
         from ltkit.data import load_image_folder
 
         names, _ = load_image_folder(cfg.data_root)
+        if not p.taxonomy:
+            raise UserError("pilot pool 'folders' needs pilot.taxonomy= (a Taxonomy JSON file, or wordnet)")
         return folder_pool(cfg.data_root, load_taxonomy(p.taxonomy, names), p.test_per_class, cfg.seed), None
     raise UserError(f"unknown pilot pool {name!r}; expected a world preset ({', '.join(PRESETS)}), cifar100 or folders")
 
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     from ltkit.config import load_config
 
     ap = argparse.ArgumentParser(prog="python -m ltkit pilot", description=main.__doc__)
-    ap.add_argument("--config", required=True, help="YAML preset, e.g. configs/builtin.yaml")
+    ap.add_argument("--config", help="YAML preset, e.g. configs/builtin.yaml (default: the built-in defaults)")
     ap.add_argument("--cell", type=int, help="run only cell I of the grid (0-based; see --list)")
     ap.add_argument("--list", action="store_true", help="print the grid's cells and exit")
     ap.add_argument("--figures", help="folder for pilot_gap_<pool>.{pdf,png} (default: figures/)")
