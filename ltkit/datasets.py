@@ -4,14 +4,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from ltkit.config import Config
-from ltkit.data import (LTData, cifar100_lt, load_image_folders, load_imagenet_lt, load_inat, load_places_lt,
-                        world_data)
+from ltkit.data import (LTData, cifar100_lt, holdout_val, load_image_folders, load_imagenet_lt, load_inat,
+                        load_places_lt, world_data)
 from ltkit.errors import UserError
 from ltkit.world import PRESETS, World, load_world
 
 
 def build_target_data(cfg: Config) -> tuple[LTData, World | None]:
-    """The target dataset of `cfg.dataset` and, for the built-in world, the world itself (else None)."""
+    """The target dataset of `cfg.dataset` with a val split, and the built-in world (else None).
+
+    A dataset without a val split (iNat18, CIFAR-LT, folders without val/) gets one held out of
+    train (`holdout_val`: `cfg.val_holdout` per class, seeded by `cfg.seed`), so per-epoch
+    evaluation never sees test.
+    """
+    data, world = _load_target_data(cfg)
+    return holdout_val(data, cfg.val_holdout, cfg.seed), world
+
+
+def _load_target_data(cfg: Config) -> tuple[LTData, World | None]:
+    """The dataset as its files define it."""
     name = cfg.dataset
     if name.startswith("builtin"):
         if name not in PRESETS:

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from ltkit.io import write_json
-from ltkit.train import TrainConfig, Trainer, load_config, recipe
+from ltkit.train import TrainConfig, Trainer, load_config, recipe, val_split
 
 RECIPE_KEYS = ("aux", "loss", "classifier")
 AUX_LABELS = {"none": "none", "random": "random categories (RD)", "neighbours": "neighbour categories (SD)"}
@@ -79,7 +79,7 @@ def evaluate_trained(trainer: Trainer, classifiers: tuple[str, ...] = EVALUATED_
     for r in res.values():
         r.update(num_aux_classes=int(trainer.K), aux_names=list(trainer.aux_names),
                  num_aux_images=int(len(trainer.aux_images)) if trainer.K else 0,
-                 threads=torch.get_num_threads())  # float sums, hence the numbers, depend on it
+                 threads=torch.get_num_threads(), **val_split(trainer.data))  # threads: float sums depend on it
     return res
 
 

@@ -79,6 +79,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def make_deterministic(device: torch.device, threads: int | None) -> None:
+    """On the CPU: deterministic kernels where torch has them (a warning where not) and a fixed thread count.
+
+    A CPU run repeats bit for bit at a fixed thread count; another count changes the order of
+    float sums, which training amplifies (measured in docs/results.md). GPUs keep their fast kernels.
+    """
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def rng_state() -> dict:
     """Every RNG the training loop draws from (augmentations, mixup, dropout)."""
     s = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
@@ -199,6 +211,7 @@ class Trainer:
             raise UserError(f"batch_size={cfg.batch_size} must be divisible by 2 x {self.world_size} processes"
                             " (mixup pairs samples within a local batch)")
         seed_everything(cfg.seed)
+        make_deterministic(self.device, cfg.threads)
         self.data, self.world = build_target_data(cfg)
         L = self.L = self.data.num_classes
         self.aux_images, self.aux_parent, self.aux_names = build_aux(cfg, self.data, self.world)
@@ -331,9 +344,10 @@ class Trainer:
                 "images_per_s": seen / dt, "seconds": dt, "skipped_images": int(skipped)}
 
     def val_metrics(self) -> dict | None:
-        """Many/Medium/Few/Overall on the val split (test when there is none), direct classifier (rank 0)."""
-        split = self.data.val if self.data.val is not None else self.data.test
-        return evaluate.evaluate(self.model, split, self.data.train_counts, self.L, self.eval_tf,
+        """Many/Medium/Few/Overall on the val split, direct classifier (rank 0); None without one: test is for the end."""
+        if self.data.val is None or len(self.data.val) == 0:
+            return None
+        return evaluate.evaluate(self.model, self.data.val, self.data.train_counts, self.L, self.eval_tf,
                                  many=self.cfg.many, few=self.cfg.few, device=self.device,
                                  num_workers=self.cfg.num_workers, shard=self.world_size > 1)
 
@@ -373,9 +387,16 @@ class Trainer:
             return None
         res["num_aux_classes"] = int(self.K)
         res["num_aux_images"] = int(len(self.aux_images)) if self.K else 0
+        res.update(val_split(self.data), threads=torch.get_num_threads())
         if self.rank == 0:
             evaluate.write_results(self.cfg.run_dir, res, dataclasses.asdict(self.cfg))
         return res
+
+
+def val_split(data) -> dict:
+    """Where the run's val split came from, for its results and summary."""
+    n = len(data.val) if data.val is not None else 0
+    return {"val_source": data.val_source if n else "none", "val_images": n}
 
 
 def train(cfg: Config) -> dict | None:
@@ -398,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     res = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{cfg.name}: overall {res['overall']:.3f}  many {res['many']:.3f}  "
-              f"medium {res['medium']:.3f}  few {res['few']:.3f}  -> {cfg.run_dir / 'results.json'}")
+              f"medium {res['medium']:.3f}  few {res['few']:.3f}  (test; val: {res['val_images']} images,"
+              f" {res['val_source']})  -> {cfg.run_dir / 'results.json'}")
     if dist.is_initialized():
         dist.destroy_process_group()
     return 0
