@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -83,45 +84,55 @@ def build_encoder(cfg, world=None) -> Encoder:
     return Encoder(model, transform, weights_hash(model) + hashlib.sha256(repr(transform).encode()).hexdigest()[:6])
 
 
-def pilot_dir(cfg) -> Path:
-    """Where the grid goes: pilot.out_dir, else <out_dir>/pilot-<pool>."""
-    return Path(cfg.pilot.out_dir or Path(cfg.out_dir) / f"pilot-{_settings(cfg)[0]}")
-
-
 def cells_of(cfg) -> list[Cell]:
     """The grid's cells, in the order `--cell i` counts them."""
     p = cfg.pilot
     return grid_cells(p.superclasses, p.ratios, p.seeds)
 
 
-def run_pilot(cfg, only: int | None = None, world=None, progress: bool | None = None) -> list[dict]:
-    """Run the grid (every unfinished cell, or cell `only`); returns the results of all finished cells."""
+@dataclass
+class PilotRun:
+    """The finished cells of a grid (rows of results.csv) and the folder that holds them."""
+
+    rows: list[dict]
+    out_dir: Path
+
+
+def run_pilot(cfg, only: int | None = None, world=None, progress: bool | None = None) -> PilotRun:
+    """Run the grid (every unfinished cell, or cell `only`); returns the results of all its finished cells.
+
+    The grid lives in `pilot.out_dir`, else in `<out_dir>/pilot-<pool>-<hash>`, the hash naming the
+    pool, encoder weights and settings: the same recipe resumes, a new one (say, a re-trained
+    encoder) starts a grid of its own instead of mixing with the old cells.
+    """
     from ltkit.world import cache_root
 
     p = cfg.pilot
     pool, world = build_pool(cfg, world)
     enc = build_encoder(cfg, world)
     probe = dict(hidden=p.hidden, steps=p.steps, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay)
-    run_grid(pool, enc.extract, enc.key, cells_of(cfg), pilot_dir(cfg), num_classes=p.num_classes, head=p.head,
+    settings = [pool.key, enc.key, p.num_classes, str(p.level), p.head, p.test_per_class, probe, p.head_tail_frac]
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    out = Path(p.out_dir or Path(cfg.out_dir) / f"pilot-{_settings(cfg)[0]}-{digest}")
+    run_grid(pool, enc.extract, enc.key, cells_of(cfg), out, num_classes=p.num_classes, head=p.head,
              test=p.test_per_class, level=p.level, probe=probe, frac=p.head_tail_frac, only=only,
              cache_dir=cache_root() / "pilot-features", progress=cfg.progress if progress is None else progress)
     names = {c.name for c in cells_of(cfg)}  # the folder may hold cells of a larger grid of this recipe
-    return [r for r in collect(pilot_dir(cfg)) if r["cell"] in names]
+    return PilotRun([r for r in collect(out) if r["cell"] in names], out)
 
 
-def save_outputs(cfg, rows: list[dict], figures: str | Path | None = None) -> dict:
+def save_outputs(cfg, run: PilotRun, figures: str | Path | None = None) -> dict:
     """Write the gap table (markdown) beside results.csv and the figure; returns their paths and the summary."""
     from ltkit.io import atomic_write_text
     from ltkit.viz import save_figure
 
     pool = _settings(cfg)[0]
-    summary = summarise(rows)
+    summary = summarise(run.rows)
     table = markdown_table(summary)
-    out = pilot_dir(cfg)
-    atomic_write_text(out / "gap_table.md", f"<!-- head - tail accuracy (points), mean ± std over seeds -->\n{table}")
+    atomic_write_text(run.out_dir / "gap_table.md", f"<!-- head - tail accuracy (points), mean ± std over seeds -->\n{table}")
     stem = Path(figures or ROOT / "figures") / f"pilot_gap_{pool}"
     paths = save_figure(gap_figure(summary, f"{pool}, N = {cfg.pilot.num_classes}"), stem)
-    return {"summary": summary, "table": table, "figure": paths, "csv": out / "results.csv"}
+    return {"summary": summary, "table": table, "figure": paths, "csv": run.out_dir / "results.csv"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,13 +154,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{i}\t{c.name}")
             return 0
         t0 = time.time()
-        rows = run_pilot(cfg, args.cell)
+        run = run_pilot(cfg, args.cell)
     except (UserError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"[pilot] {len(rows)}/{len(cells)} cells finished in {pilot_dir(cfg)} ({time.time() - t0:.1f}s)")
-    if len(rows) == len(cells):  # array jobs: the last one to finish draws
-        out = save_outputs(cfg, rows, args.figures)
+    print(f"[pilot] {len(run.rows)}/{len(cells)} cells finished in {run.out_dir} ({time.time() - t0:.1f}s)")
+    if len(run.rows) == len(cells):  # array jobs: the last one to finish draws
+        out = save_outputs(cfg, run, args.figures)
         print(out["table"], end="")
         print(f"[pilot] {out['csv']}; figure: " + ", ".join(str(p) for p in out["figure"]))
     return 0
