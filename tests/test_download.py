@@ -119,6 +119,12 @@ def test_forbidden_addresses_are_refused_before_any_connection(tmp_path):
     assert rows[urls[-1]]["reason"] == "bad_scheme"
 
 
+def test_broken_urls_get_a_row_too(tmp_path):
+    urls = ["http://[bad", "http://", "http:///x.jpg"]
+    rows = crawl(tmp_path, {0: urls})
+    assert [(rows[u]["status"], rows[u]["reason"]) for u in urls] == [("failed", "bad_url")] * 3
+
+
 def test_address_policy():
     assert address_allowed("93.184.216.34") and address_allowed("2606:4700::1111")
     for ip in ("10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "224.0.0.1", "0.0.0.0", "100.64.0.1",

@@ -102,6 +102,7 @@ class _Retry(Exception):
     def __init__(self, reason: str, retry_after: float | None = None, http_status: int | None = None) -> None:
         super().__init__(reason)
         self.reason, self.retry_after, self.http_status = reason, retry_after, http_status
+        self.host: str | None = None  # the host that answered (set by `_fetch`): Retry-After applies to it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,8 +305,8 @@ class Downloader:
                 if attempts > s.retries or (r.retry_after or 0) > s.max_retry_after:
                     return self._record(job, stats, "failed", r.reason, attempts, r.http_status, t0=t0)
                 delay = r.retry_after if r.retry_after is not None else s.backoff * 2 ** (attempts - 1) * random.uniform(0.5, 1.5)
-                if r.retry_after is not None:  # the whole host waits, not just this URL
-                    self._hosts[URL(job.url).host.lower()].pacer.push_back(time.monotonic() + delay)
+                if r.retry_after is not None and r.host in self._hosts:  # the whole host waits, not just this URL
+                    self._hosts[r.host].pacer.push_back(time.monotonic() + delay)
                 await asyncio.sleep(delay)
         stats.bytes += len(body)
         try:
@@ -336,7 +337,10 @@ class Downloader:
                 try:
                     async with asyncio.timeout(s.total_timeout):
                         location, body, status = await self._hop(url)
-                except (Failure, _Retry):
+                except Failure:
+                    raise
+                except _Retry as r:
+                    r.host = u.host.lower()
                     raise
                 except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
                     if s.retry_timeouts:
@@ -348,6 +352,8 @@ class Downloader:
                     raise Failure("failed", "dns_error") from None
                 except (aiohttp.InvalidURL, ValueError):
                     raise Failure("failed", "bad_url") from None
+                except aiohttp.ClientSSLError:  # a bad certificate stays bad: no retry
+                    raise Failure("failed", "tls_error") from None
                 except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError):
                     raise _Retry("connection_error") from None
                 except aiohttp.ClientResponseError:
@@ -385,7 +391,10 @@ class Downloader:
                 http_status: int | None = None, nbytes: int = 0, stored: Stored | None = None, *, t0: float,
                 final_url: str | None = None) -> None:
         """Append the job's manifest row and count it."""
-        host = (URL(job.url).host or "") if job.url else ""
+        try:
+            host = URL(job.url).host or ""
+        except (ValueError, TypeError):  # a URL too broken to parse still gets its row
+            host = ""
         row = {**job.row, "key": job.key, "aux_id": job.aux_id, "url": job.url, "status": status, "reason": reason,
                "path": stored.path if stored and status == "ok" else None, "sha256": stored.sha256 if stored else None,
                "width": stored.width if stored else None, "height": stored.height if stored else None,
