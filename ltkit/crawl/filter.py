@@ -334,7 +334,9 @@ def training_overrides(crawl_dir: str | Path) -> dict:
     s = load_settings(root)
     if s is None:
         raise FileNotFoundError(f"{root / FILTER_JSON}: the crawl has no accepted set (run `python -m ltkit filter`)")
-    return {"aux_images": str(root / ACCEPTED), "neighbours_csv": str(root / ACCEPTED_MAP),
+    # the map the crawl searched (classes left without images drop out); else the accepted classes' own map
+    nmap = root / "neighbours.csv" if (root / "neighbours.csv").is_file() else root / ACCEPTED_MAP
+    return {"aux_images": str(root / ACCEPTED), "neighbours_csv": str(nmap),
             "filter": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(s).items() if k in DECISION_FIELDS}}
 
 
