@@ -15,7 +15,7 @@ from ltkit.crawl.download import DownloadSettings, Downloader, Job
 from ltkit.crawl.policy import address_allowed, retry_after, robots_forbid
 from ltkit.crawl.manifest import (ManifestWriter, hit_key, manifest_files, merge_manifests, read_manifest,
                                   resume_state)
-from ltkit.crawl.retrieve import run_crawl
+from ltkit.crawl.retrieve import read_url_list, run_crawl
 
 FAST = dict(allow_loopback=True, connect_timeout=0.5, read_timeout=0.5, total_timeout=1.0, retries=1, backoff=0.05,
             host_interval=0.0, max_bytes=100_000, max_pixels=10_000_000)
@@ -243,6 +243,8 @@ def test_kill_9_mid_crawl_then_rerun(tmp_path):
         assert "kept" in res.stdout
         refetched = {s.url(p) for s in hosts for p, _, _ in s.requests[before[id(s)]:]}
         assert not refetched & done  # nothing finished before the kill was requested again
+        names, batches = read_url_list(tmp_path / "urls.csv")  # the same crawl, never interrupted
+        run_crawl(tmp_path / "ref", batches, list(range(len(names))), DownloadSettings(**FAST), progress=False)
     finally:
         for s in hosts:
             s.close()
@@ -250,3 +252,5 @@ def test_kill_9_mid_crawl_then_rerun(tmp_path):
     assert len(rows) == 180 and all(r["status"] == "ok" for r in rows)
     assert_clean_folder(out, rows)
     assert {r["aux_id"] for r in rows} == set(range(5))
+    final = lambda rows: sorted((r["url"], r["aux_id"], r["status"], r["path"]) for r in rows)  # noqa: E731
+    assert final(rows) == final(read_manifest(tmp_path / "ref"))
