@@ -102,9 +102,16 @@ class ManifestWriter:
         self._f.seek(max(0, size - 1))
         if self._f.read(1) == b"\n":
             return
-        self._f.seek(0)
-        data = self._f.read()
-        self._f.truncate(data.rfind(b"\n") + 1)
+        cut, pos = 0, size
+        while pos > 0:  # the last newline, read backwards in blocks (manifests get large)
+            start = max(0, pos - 65536)
+            self._f.seek(start)
+            i = self._f.read(pos - start).rfind(b"\n")
+            if i >= 0:
+                cut = start + i + 1
+                break
+            pos = start
+        self._f.truncate(cut)
         self._f.seek(0, os.SEEK_END)
 
     def write(self, row: dict) -> None:
