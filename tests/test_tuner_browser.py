@@ -111,7 +111,7 @@ def test_tuner_in_jupyterlab(lab, tmp_path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM,
                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1300, "height": 1700})
         try:
             page.goto(url)
             page.wait_for_function(KERNEL_READY, timeout=90_000)

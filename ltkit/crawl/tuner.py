@@ -28,7 +28,7 @@ from ltkit.crawl.filter import CAPTION_MODES, Decisions, FilterScores, FilterCon
 SORTS = ("most affected", "fewest kept", "most leaks", "name")
 
 
-def _png(img: Image.Image, size: int = 64) -> str:
+def _png(img: Image.Image, size: int = 48) -> str:
     buf = io.BytesIO()
     img.resize((size, size), Image.Resampling.NEAREST).save(buf, "PNG")
     return base64.b64encode(buf.getvalue()).decode()
@@ -238,6 +238,7 @@ class Tuner:
         out = ["<div style='font-size:10px'>frame: <span style='color:#009E73'>solid green</span> caption names "
                "the class, <span style='color:#E69F00'>dashed orange</span> it does not; "
                "<b style='color:#D55E00'>LEAK</b>: near-duplicate of a val/test image</div>"]
+        cells_by_strip = []
         for title, sel in strips:
             cells = []
             for i in sel[:self.per_grid]:
@@ -245,9 +246,11 @@ class Tuner:
                 border = "3px solid #009E73" if ok else "3px dashed #E69F00"
                 badge = "<b style='color:#D55E00'>LEAK</b>" if leak else ""
                 tip = html.escape(self.scores.rows[i].get("caption") or "", quote=True)
-                cells.append(f"<div style='display:inline-block;text-align:center;margin:2px' title='{tip}'>"
-                             f"<img src='data:image/png;base64,{self._thumb(i)}' style='border:{border}'/><br>"
-                             f"{cos[i]:.3f} {badge}</div>")
+                cells.append(f"<div style='display:inline-block;text-align:center;margin:1px;font-size:10px' "
+                             f"title='{tip}'><img src='data:image/png;base64,{self._thumb(i)}' "
+                             f"style='border:{border}'/><br>{cos[i]:.3f} {badge}</div>")
             body = "".join(cells) or "<i>none</i>"
-            out.append(f"<div><b>{title}</b> ({len(sel)})<br>{body}</div>")
+            cells_by_strip.append(f"<div><b>{title}</b> ({len(sel)})<br>{body}</div>")
+        # a 2 x 2 grid: the gamma1 strips side by side, then the gamma2 strips
+        out.append("<div style='display:grid;grid-template-columns:1fr 1fr;gap:6px'>" + "".join(cells_by_strip) + "</div>")
         return "".join(out)
