@@ -38,6 +38,7 @@ class NeighbourConfig:
     """Neighbour category search (paper Sec. 3.1): `python -m ltkit neighbours`, and the map training reads."""
 
     backend: str = "taxonomy"          # taxonomy (offline) | openai (any OpenAI-compatible server) | manual
+                                       # | random (RD: random names from `file`, a vocabulary; the taxonomy's classes)
     model: str | None = None           # openai: model name, e.g. gpt-4o-mini or a local server's model
     base_url: str | None = None        # openai: endpoint, e.g. http://localhost:8000/v1 (default OPENAI_BASE_URL)
     template: str | None = None        # openai: prompt template file with {CLS} and optionally {K}; None: the paper's

@@ -1,5 +1,6 @@
 """RD on any dataset: random categories from a vocabulary, written as the same neighbours.csv SD writes."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +9,8 @@ from ltkit.crawl.neighbour_map import load_neighbour_map
 from ltkit.crawl.neighbours import search_neighbours
 from ltkit.crawl.random_categories import RandomBackend, read_vocabulary
 from ltkit.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TARGETS = ["tabby cat", "golden retriever", "red fox", "barn owl"]
 COUNTS = [500, 60, 12, 5]  # many, medium, few, few
@@ -60,3 +63,38 @@ def test_label_set_names_are_dropped_not_kept(tmp_path):
     res = search_neighbours(RandomBackend(["Tabby Cat", "red fox", "barn owl"]), TARGETS, COUNTS, tmp_path, k=2)
     assert not [r for r in res.rows if r.status == "kept"]
     assert {r.reason for r in res.rows} == {"in_label_set"}
+
+
+def test_cli_writes_the_random_map(tmp_path, capsys):
+    from ltkit.crawl.cli import main
+
+    vocab, classes = tmp_path / "names.txt", tmp_path / "classes.txt"
+    vocab.write_text("\n".join(vocabulary()))
+    classes.write_text("\n".join(f"{n},{c}" for n, c in zip(TARGETS, COUNTS)))
+    assert main(["--out", str(tmp_path / "rd"), "k=3", "neighbours.backend=random", f"neighbours.file={vocab}",
+                 f"neighbours.classes_file={classes}"]) == 0
+    nmap = load_neighbour_map(tmp_path / "rd" / "neighbours.csv", len(TARGETS))
+    assert nmap.num_aux > 0 and set(nmap.aux_names) <= set(vocabulary())
+    with pytest.raises(UserError, match="vocabulary file not found"):
+        main(["--out", str(tmp_path / "x"), "neighbours.backend=random", f"neighbours.file={tmp_path / 'no.txt'}",
+              f"neighbours.classes_file={classes}"])
+
+
+def test_trainer_reads_a_random_map_like_a_neighbour_map(tmp_path, tiny_world):
+    """On the world: random categories from its taxonomy, written by the search, trained on as aux=neighbours."""
+    from ltkit.auxiliary import build_aux
+    from ltkit.config import load_config
+    from ltkit.crawl.cli import search_config
+    from ltkit.datasets import build_target_data
+
+    cfg = load_config(ROOT / "configs" / "builtin-tiny.yaml",
+                      {"out_dir": str(tmp_path), "aux": "neighbours", "neighbours_csv": str(tmp_path / "rd" / "neighbours.csv"),
+                       "neighbours.backend": "random", "neighbours.out_dir": str(tmp_path / "rd")})
+    search_config(cfg)
+    data, world = build_target_data(cfg)
+    images, parent, names = build_aux(cfg, data, world)  # the trainer's auxiliary assembly
+    assert len(names) > 0 and len(images) > 0 and not set(names) & set(tiny_world.class_names)
+    assert set(names) <= set(tiny_world.all_names)
+    # not the neighbour search's choice: mostly outside each parent's shape family
+    family = {c.name: c.family for c in tiny_world.classes}
+    assert np.mean([family[a] == family[data.class_names[p]] for a, p in zip(names, parent)]) < 0.5

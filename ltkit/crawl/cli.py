@@ -3,6 +3,8 @@
     python -m ltkit neighbours --config configs/builtin.yaml                     # offline, the world's taxonomy
     python -m ltkit neighbours --config configs/imagenet-lt.yaml neighbours.backend=openai \\
         neighbours.model=gpt-4o-mini neighbours.base_url=http://localhost:8000/v1 aux_ratio=0:1:1
+    python -m ltkit neighbours --config configs/imagenet-lt.yaml neighbours.backend=random \\
+        neighbours.file=names.txt                                     # RD: random categories, the same CSV
 
 `k`, `aux_ratio`, `many`, `few` and `seed` are the config's shared keys, so the map has the budget the
 sampler applies; it goes to `neighbour_dir(cfg)`, where training looks for it.
@@ -57,7 +59,16 @@ def neighbour_backend(cfg: Config, taxonomy: Taxonomy | None) -> Backend:
         if taxonomy is None:
             raise UserError("neighbours.backend=taxonomy needs a taxonomy: neighbours.taxonomy_json=PATH")
         return TaxonomyBackend(taxonomy, seed=cfg.seed)
-    raise UserError(f"neighbours.backend={n.backend!r}: expected taxonomy, openai or manual")
+    if n.backend == "random":  # RD: random categories from a vocabulary, through the same filter and budget
+        from ltkit.crawl.random_categories import RandomBackend, read_vocabulary
+
+        if n.file:
+            return RandomBackend(read_vocabulary(n.file), seed=cfg.seed, source=n.file)
+        if taxonomy is None:
+            raise UserError("neighbours.backend=random needs a vocabulary: neighbours.file=names.txt (or .json, "
+                            "or wordnet)")
+        return RandomBackend(taxonomy.classes, seed=cfg.seed, source="taxonomy")
+    raise UserError(f"neighbours.backend={n.backend!r}: expected taxonomy, openai, manual or random")
 
 
 def search_config(cfg: Config, class_names: Sequence[str] | None = None, train_counts: Sequence[int] | None = None,
