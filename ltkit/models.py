@@ -288,8 +288,8 @@ def pool_settings(model_name: str = DEFAULT_WORLD_MODEL, epochs: int = 12, seed:
                   optimizer: str | None = None) -> dict:
     """Every setting that changes the pool encoder's weights (its cache key hashes them).
 
-    CNNs: SGD-Nesterov, one-cycle to lr 0.6. Sweeps on the builtin pool (nearest-prototype accuracy
-    on target val, 8 epochs of ltkit_cnn_small): lr 0.1 -> 0.31, 0.3 -> 0.68, 0.6 -> 0.82,
+    CNNs: SGD-Nesterov, one-cycle to lr 0.6. Sweeps on the builtin pool with recipe 1 (all classes'
+    labels; nearest-prototype accuracy on target val, 8 epochs of ltkit_cnn_small): lr 0.1 -> 0.31, 0.3 -> 0.68, 0.6 -> 0.82,
     1.0 -> 0.77; AdamW 4e-3 -> 0.58; 12 epochs at 0.6 -> 0.91 (random init: ~0.16). ViTs: AdamW 2e-3.
     """
     optimizer = optimizer or ("adamw" if is_vit(model_name) else "sgd")
