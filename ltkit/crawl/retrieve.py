@@ -138,15 +138,13 @@ def crawl_config(cfg, shard: tuple[int, int] = (0, 1), retry_failed: bool = Fals
                  progress: bool | None = None) -> tuple[CrawlReport, Path]:
     """The crawl of a config: its neighbour map, its engine, into `crawl_dir(cfg)`."""
     from ltkit import datasets
-    from ltkit.config import neighbour_dir
     from ltkit.crawl.neighbour_map import load_neighbour_map
     from ltkit.crawl.pool_server import PoolServer
 
     c = check_crawl_config(cfg.crawl)
     data, world = datasets.build_target_data(cfg)
     names = list(data.class_names)
-    map_path = Path(cfg.neighbours_csv) if cfg.neighbours_csv else neighbour_dir(cfg) / "neighbours.csv"
-    nmap = load_neighbour_map(map_path, len(names))
+    nmap = load_neighbour_map(neighbour_map_path(cfg), len(names))
     out = crawl_dir(cfg)
     progress = c.progress if progress is None else progress
     if c.engine == "ddgs":
@@ -185,9 +183,16 @@ def check_crawl_config(c):
 
 def crawl_dir(cfg) -> Path:
     """`crawl.out_dir`, else the neighbour map's folder (the crawl belongs to the map it searched)."""
+    if cfg.crawl.out_dir:
+        return Path(cfg.crawl.out_dir)
+    return neighbour_map_path(cfg).parent
+
+
+def neighbour_map_path(cfg) -> Path:
+    """`neighbours_csv`, else neighbours.csv in `neighbour_dir(cfg)` (where `python -m ltkit neighbours` writes)."""
     from ltkit.config import neighbour_dir
 
-    return Path(cfg.crawl.out_dir) if cfg.crawl.out_dir else neighbour_dir(cfg)
+    return Path(cfg.neighbours_csv) if cfg.neighbours_csv else neighbour_dir(cfg) / "neighbours.csv"
 
 
 def _parser() -> argparse.ArgumentParser:
