@@ -160,6 +160,17 @@ def test_per_host_limits_hold_at_the_server(tmp_path):
     assert starts[a][0] < starts[b][-1] and starts[b][0] < starts[a][-1]  # side by side, not one after the other
 
 
+def test_global_rate_limit_spaces_requests_across_hosts(tmp_path):
+    with FaultServer("127.0.0.2") as a, FaultServer("127.0.0.3") as b:
+        for srv in (a, b):
+            for j in range(6):
+                srv.routes[f"/{j}.jpg"] = Route(image_bytes(seed=j + 10 * (srv is b)))
+        crawl(tmp_path, {0: [a.url(f"/{j}.jpg") for j in range(6)], 1: [b.url(f"/{j}.jpg") for j in range(6)]},
+              rate_limit=25.0, per_host=4)
+        starts = sorted(t for srv in (a, b) for _, t, _ in srv.requests)
+    assert len(starts) == 12 and min(y - x for x, y in zip(starts, starts[1:])) >= 0.03  # 1/25 s, less jitter
+
+
 def test_resume_fetches_nothing_twice_and_retry_failed_retries(tmp_path):
     with FaultServer("127.0.0.2") as a:
         for j in range(6):
