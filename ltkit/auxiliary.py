@@ -37,7 +37,7 @@ def build_aux(cfg: Config, target: LTData, world: World | None) -> tuple[ImageSe
                       target.class_names, target.train_counts, world.taxonomy)
     if dist.is_initialized():  # every rank waits here, then reads what rank 0 wrote
         dist.barrier()
-    nmap = load_neighbour_map(csv, L)
+    nmap = load_neighbour_map(csv, L, target.class_names)
     keep = select_auxiliary(nmap.aux_parent, aux_budget(target.train_counts, cfg.k, cfg.aux_ratio, cfg.many, cfg.few))
     names = [n for n, k in zip(nmap.aux_names, keep) if k]
     parent = nmap.aux_parent[keep]

@@ -122,14 +122,18 @@ def load_cifar(name: str, root: str | os.PathLike, download: bool = False) -> LT
     folders = find_split_folders(root) if root.is_dir() else None
     if folders is not None:
         return load_image_folders(pretty, folders / "train", folders / "test")
+    where = (f"{pretty} not found under {root}: expected {root / pickles}/, train/ and test/ class folders, or a "
+             f".tar.gz of them")
     if download:
         import torchvision.datasets
 
-        getattr(torchvision.datasets, tv_class)(str(root), train=True, download=True)
-        getattr(torchvision.datasets, tv_class)(str(root), train=False, download=True)
+        try:
+            for train in (True, False):
+                getattr(torchvision.datasets, tv_class)(str(root), train=train, download=True)
+        except (OSError, RuntimeError) as e:  # offline: URLError and socket errors are OSErrors
+            raise FileNotFoundError(f"{where}; torchvision could not download it ({type(e).__name__}: {e})") from None
         return load_cifar(name, root)
-    raise FileNotFoundError(f"{pretty} not found under {root}: expected {root / pickles}/, train/ and test/ class "
-                            f"folders, or a .tar.gz of them (pass download=True when online)")
+    raise FileNotFoundError(f"{where} (pass download=True when online)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -49,6 +49,8 @@ class NeighbourConfig:
     cache: str | None = run_only(None)  # the answer cache; default: llm_cache.jsonl beside neighbours.csv
     timeout: float = run_only(60.0)    # openai: seconds per request
     retries: int = run_only(4)         # openai: retries on 429, 5xx, timeouts
+    structured: bool = False           # openai: ask for a JSON list (response_format); falls back to the prompt
+    workers: int = run_only(8)         # requests in flight at once
     price_per_1k: float | None = run_only(None)  # price per 1K tokens, to show the cost
 
 
@@ -149,13 +151,14 @@ class Config:
     name: str = run_only("run")
     out_dir: str = run_only("runs")
     seed: int = 0
-    # data: builtin | builtin-tiny | imagenet-lt | places-lt | inat18 | cifar100-lt | folders
+    # data: builtin | builtin-tiny | imagenet-lt | places-lt | inat18 | cifar10-lt | cifar100-lt | folders
     dataset: str = "builtin"
     data_root: str | None = None
     splits_dir: str | None = None      # ImageNet-LT / Places-LT split files (default: data_root)
     inat_train_json: str | None = None
     inat_val_json: str | None = None
-    imbalance: float = 100.0           # cifar100-lt
+    imbalance: float = 100.0           # cifar10-lt / cifar100-lt: head / tail images
+    head: int | None = None            # cifar10-lt / cifar100-lt: images of class 0 (None: 5000 / 500)
     many: int = 100                    # shot-group thresholds: many > 100 images, few < 20
     few: int = 20
     val_holdout: int = 10              # without a val split: per-class images held out of train as val (data.holdout_val)
@@ -185,6 +188,8 @@ class Config:
     drop_path: float = 0.0             # stochastic depth (models that take drop_path_rate, e.g. ViTs)
     warmup_epochs: float = 2.0
     betas: tuple[float, float] = (0.9, 0.95)
+    optimizer: str = "adamw"           # adamw | sgd (momentum, as the CIFAR ResNet papers train)
+    momentum: float = 0.9              # sgd
     augment: bool = True               # False: train on the eval transform (no crop, flip or RandAugment)
     randaugment: str | None = "rand-m9-mstd0.5"
     color_jitter: float = 0.4          # timm's default; 0 where colour is a class attribute (the world)

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ltkit.cifar import cifar_lt
+from ltkit.classnames import find_class_names, read_class_names
 from ltkit.config import Config
-from ltkit.data import (LTData, cifar100_lt, holdout_val, load_image_folders, load_imagenet_lt, load_inat,
+from ltkit.data import (LTData, holdout_val, load_image_folders, load_imagenet_lt, load_inat,
                         load_places_lt, world_data)
 from ltkit.errors import UserError
 from ltkit.world import PRESETS, World, load_world
@@ -32,18 +34,26 @@ def _load_target_data(cfg: Config) -> tuple[LTData, World | None]:
     if cfg.data_root is None:
         raise UserError(f"dataset {name!r} needs data_root=PATH")
     if name == "imagenet-lt":
-        return load_imagenet_lt(cfg.data_root, cfg.splits_dir), None
+        return load_imagenet_lt(cfg.data_root, cfg.splits_dir, _class_names(cfg)), None
     if name == "places-lt":
-        return load_places_lt(cfg.data_root, cfg.splits_dir), None
+        return load_places_lt(cfg.data_root, cfg.splits_dir, _class_names(cfg)), None
     if name == "inat18":
         root = Path(cfg.data_root)
+        categories = root / "categories.json"  # the released real names; the competition files' are obfuscated
         return load_inat(root, cfg.inat_train_json or root / "train2018.json",
-                         cfg.inat_val_json or root / "val2018.json"), None
-    if name == "cifar100-lt":
-        return cifar100_lt(cfg.data_root, cfg.imbalance, cfg.seed), None
+                         cfg.inat_val_json or root / "val2018.json",
+                         categories if categories.is_file() else None), None
+    if name in ("cifar10-lt", "cifar100-lt"):
+        return cifar_lt(name.split("-")[0], cfg.data_root, cfg.head, cfg.imbalance, cfg.seed, download=True), None
     if name == "folders":
         root = Path(cfg.data_root)
         return load_image_folders("folders", root / "train", root / "test",
                                   root / "val" if (root / "val").is_dir() else None), None
     raise UserError(f"unknown dataset {name!r}; expected builtin, builtin-tiny, imagenet-lt, places-lt, inat18, "
-                    "cifar100-lt or folders")
+                    "cifar10-lt, cifar100-lt or folders")
+
+
+def _class_names(cfg: Config) -> list[str] | None:
+    """ImageNet-LT / Places-LT class names from a class-name file beside the split files (`ltkit.classnames`)."""
+    path = find_class_names(cfg.dataset, cfg.splits_dir, cfg.data_root)
+    return read_class_names(path) if path is not None else None

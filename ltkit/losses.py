@@ -26,8 +26,8 @@ soft loss is exact for any soft target, not only timm's two labels plus a unifor
 
 All paths are small autograd Functions with the gradient written out (`_HardCE`, `_SoftCE`, `_SoftNSCE`):
 autograd over the same ops would keep several (B, C) intermediates and take about twice the time.
-Each allocates one (B, C) tensor, the biased logits, which become their softmax in place and then
-the gradient in place (so a retained graph can be back-propagated through only once). Memory
+On the CPU each allocates one (B, C) tensor, the biased logits, which become their softmax in place
+and then the gradient in place (so a retained graph can be back-propagated through only once). Memory
 beyond that is O(B x L) plus the (B, D) mask: less than F.cross_entropy's; see benchmarks/losses.py.
 """
 from __future__ import annotations
@@ -120,22 +120,30 @@ def neighbour_table(aux_parent: Sequence[int] | np.ndarray | Tensor, num_targets
     return torch.from_numpy(table)
 
 
-def _softmax_(a: Tensor) -> Tensor:
-    """Softmax of each row of a, in place; returns logsumexp per row.
+def _softmax(a: Tensor) -> tuple[Tensor, Tensor]:
+    """(softmax, logsumexp) of each row of a; on the CPU the softmax overwrites a.
 
-    In place because a fresh (B, C) tensor at iNat's C is ~100 MB, which the allocator maps anew
-    (page faults) on every call: at batch 512 and 48,852 classes one allocation costs as much as a
-    whole pass of arithmetic, so each one avoided is worth ~20% of F.cross_entropy's time.
+    On the CPU a fresh (B, C) tensor at iNat's C is ~100 MB, which the allocator maps anew (page
+    faults) on every call: at batch 512 and 48,852 classes one allocation costs as much as a pass
+    of arithmetic, so the softmax is computed in place. On a GPU the caching allocator makes fresh
+    tensors free and kernel launches are what cost, so it is two fused kernels there.
     """
+    if a.is_cuda:
+        return torch.softmax(a, 1), torch.logsumexp(a, 1)
     m = a.amax(1, keepdim=True)
     s = a.sub_(m).exp_().sum(1, keepdim=True)
-    a.div_(s)
-    return (m + s.log()).squeeze(1)
+    return a.div_(s), (m + s.log()).squeeze(1)
 
 
-def _rowdot(x: Tensor, y: Tensor, chunk: int = 64) -> Tensor:
-    """Row-wise dot products of two (B, N) tensors, a few rows at a time (a small, reused temporary)."""
-    return torch.cat([(x[i:i + chunk] * y[i:i + chunk]).sum(1) for i in range(0, len(x), chunk)])
+def _chunk(x: Tensor) -> int:
+    """Rows per step of a row-chunked loop: a few on the CPU (small, reused temporaries), all on a GPU."""
+    return len(x) if x.is_cuda else 64
+
+
+def _rowdot(x: Tensor, y: Tensor) -> Tensor:
+    """Row-wise dot products of two (B, N) tensors, `_chunk` rows at a time."""
+    n = _chunk(x)
+    return torch.cat([(x[i:i + n] * y[i:i + n]).sum(1) for i in range(0, len(x), n)])
 
 
 def _biased(logits: Tensor, log_prior: Tensor) -> Tensor:
@@ -153,7 +161,7 @@ def _silence_mask(y: Tensor, table: Tensor, log_lambda: float) -> tuple[Tensor, 
 
 
 # The Functions below overwrite their saved softmax with the gradient in backward (one ~100 MB
-# tensor less, see `_softmax_`). A second backward through the same graph (retain_graph=True)
+# tensor less on the CPU, see `_softmax`). A second backward through the same graph (retain_graph=True)
 # then fails autograd's version check with a clear error instead of computing a wrong gradient.
 
 
@@ -171,8 +179,9 @@ class _HardCE(torch.autograd.Function):
             if idx is not None:
                 a.scatter_add_(1, idx, val.to(a.dtype))
             a_y = a.gather(1, y[:, None]).squeeze(1)
-            loss = _softmax_(a) - a_y  # a is now p
-        ctx.save_for_backward(a, y)
+            p, lse = _softmax(a)
+            loss = lse - a_y
+        ctx.save_for_backward(p, y)
         ctx.dtype = logits.dtype
         return loss
 
@@ -193,8 +202,9 @@ class _SoftCE(torch.autograd.Function):
             a = _biased(logits, log_prior)
             t = t.to(a.dtype)
             ta, t_sum = _rowdot(t, a), t.sum(1)
-            loss = t_sum * _softmax_(a) - ta  # a is now p
-        ctx.save_for_backward(a, t, t_sum)
+            p, lse = _softmax(a)
+            loss = t_sum * lse - ta
+        ctx.save_for_backward(p, t, t_sum)
         ctx.dtype = logits.dtype
         return loss
 
@@ -222,10 +232,9 @@ class _SoftNSCE(torch.autograd.Function):
             L, c = logits.shape[1] - len(aux_parent), 1.0 - lambda_s
             a = _biased(logits, log_prior)
             t = t.to(a.dtype)
-            ta = _rowdot(t, a)  # before a becomes p
+            ta = _rowdot(t, a)  # before a becomes p (on the CPU)
             t_sum = t.sum(1)
-            p = a
-            lse = _softmax_(p)
+            p, lse = _softmax(a)
             t_tgt = t[:, :L]
             t_up = t.new_zeros(len(t), L).index_add_(1, aux_parent, t[:, L:])  # auxiliary labels' mass per parent
             r = p.new_zeros(len(p), L).index_add_(1, aux_parent, p[:, L:]).mul_(-c).add_(1.0)  # 1 - c * Q
@@ -237,7 +246,7 @@ class _SoftNSCE(torch.autograd.Function):
         return loss
 
     @staticmethod
-    def backward(ctx, grad: Tensor, chunk: int = 64):
+    def backward(ctx, grad: Tensor):
         p, t, aux_parent, r, rho, t_up, t_sum = ctx.saved_tensors
         L, c = r.shape[1], ctx.c
         w, u = t_up / rho, t[:, :L] / r
@@ -247,8 +256,9 @@ class _SoftNSCE(torch.autograd.Function):
         # the auxiliary block's per-parent factors (e = u_parent) gathered a few rows at a time
         p[:, :L].mul_(w.mul_(-c).add_(s))
         u.mul_(-c).add_(s)
-        for i in range(0, len(p), chunk):
-            p[i:i + chunk, L:].mul_(u[i:i + chunk].index_select(1, aux_parent))
+        n = _chunk(p)
+        for i in range(0, len(p), n):
+            p[i:i + n, L:].mul_(u[i:i + n].index_select(1, aux_parent))
         ga = p.sub_(t).mul_(grad.to(p.dtype)[:, None])
         return ga.to(ctx.dtype), None, None, None, None
 

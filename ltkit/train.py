@@ -169,14 +169,20 @@ def learning_rate(cfg: Config) -> float:
 
 
 def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
-    """timm's AdamW: no weight decay on norms, biases and embeddings; layer-wise lr decay with `layer_decay`.
+    """timm's AdamW, or SGD with momentum (`optimizer: sgd`, the CIFAR ResNet recipe): no weight decay on norms,
+    biases and embeddings; layer-wise lr decay with `layer_decay`.
 
     timm keeps a group's layer scale in `lr_scale` for its own schedulers; ltkit's LambdaLR scales
     each group's initial lr, so the scale is applied here once.
     """
     lr = learning_rate(cfg)
-    opt = create_optimizer_v2(model, "adamw", lr=lr, weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay,
-                              betas=tuple(cfg.betas))
+    if cfg.optimizer not in ("adamw", "sgd"):
+        raise UserError(f"optimizer={cfg.optimizer!r}: expected adamw or sgd")
+    if cfg.optimizer == "adamw":
+        kind, extra = "adamw", {"betas": tuple(cfg.betas)}
+    else:  # timm's "momentum": SGD with momentum, without Nesterov, as the CIFAR ResNet papers train
+        kind, extra = "momentum", {"momentum": cfg.momentum}
+    opt = create_optimizer_v2(model, kind, lr=lr, weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay, **extra)
     for group in opt.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
     return opt
@@ -245,13 +251,14 @@ class Trainer:
     def _build_loader(self):
         """(the run's DataLoader, its on-device normalisation, the Mixup left to the loop or None).
 
-        Transforms that end in ToTensor + Normalize hand uint8 images to the loader, which mixes
-        them there (FastCollateMixup); the device normalises. Others keep float images, mixed on the device.
+        Transforms that end in ToTensor + Normalize hand uint8 images to the loader and the device
+        normalises. With workers, uint8 batches are mixed there too (FastCollateMixup, timm's recipe);
+        without, Mixup runs on the normalised batch in the loop (vectorised, no per-image loop).
         """
         cfg, n = self.cfg, self.L + self.K
         tf, mean, std = split_normalize(self.train_tf)
         sets = [TransformedSet(self.data.train, tf)] + ([TransformedSet(self.aux_images, tf)] if self.K else [])
-        in_loader = mean is not None
+        in_loader = mean is not None and cfg.num_workers > 0
         loader = build_loader(torch.utils.data.ConcatDataset(sets), self.sampler, cfg.batch_size // self.world_size,
                               cfg.seed, cfg.num_workers, pin_memory=self.device.type == "cuda",
                               mixup=build_mixup(cfg, n, collate=True) if in_loader else None)

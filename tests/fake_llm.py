@@ -26,8 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ADJECTIVES = ["small", "large", "antique", "miniature", "folding", "giant", "vintage", "pocket"]
 MESSY = ('Response: Sure! Here are some fine-grained categories related to {cls}:\n\n'
-         '1. **Sedans** - a car with four doors\n2) "Coupe".\n- SUV\n* luxury car (premium)\n'
-         '\u2022 sedan\n\nQuery: pickup truck\nResponse: ute, van')
+         '1. **Flatbeds** - a truck with an open bed\n2) "Tow truck".\n- Ute\n* box truck (enclosed)\n'
+         '\u2022 flatbed\n\nQuery: pickup truck\nResponse: lorry, van')
 
 
 def default_answer(cls: str, k: int) -> str:

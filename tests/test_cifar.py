@@ -1,5 +1,5 @@
 """CIFAR-LT: loaders from folders, a tarball and pickles; the pad-crop transform; ResNet-32; one epoch of training."""
-import io
+import json
 import pickle
 import tarfile
 from pathlib import Path
@@ -132,3 +132,15 @@ def test_resnet32_cifar_in_timm():
     assert "RandomCrop" in repr(models.transforms(m, train=True, randaugment=None))
     assert "RandomResizedCrop" in repr(models.transforms(models.create_model("ltkit_cnn_tiny", 3), train=True))
     assert "RandomCrop" in repr(models.transforms(models.create_model("ltkit_cnn_tiny", 3), train=True, crop="pad"))
+def test_one_epoch_of_resnet32_on_cifar10_lt(tmp_path):
+    from ltkit.train import load_config, train
+
+    write_folders(tmp_path / "data")
+    cfg = load_config(ROOT / "configs" / "cifar10-lt.yaml",
+                      {"data_root": str(tmp_path / "data"), "head": 12, "imbalance": 4, "epochs": 1, "batch_size": 16,
+                       "out_dir": str(tmp_path / "runs"), "eval_every": 0, "progress": False, "device": "cpu"})
+    assert (cfg.model, cfg.dataset, cfg.loss) == ("resnet32_cifar", "cifar10-lt", "balce")
+    res = train(cfg)
+    assert res["num_test"] == 30 and len(res["per_class_accuracy"]) == 10
+    rows = [json.loads(line) for line in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and np.isfinite(rows[0]["loss"])

@@ -260,7 +260,7 @@ def test_openai_messy_answer_is_parsed_and_short_is_reported(tmp_path):
     with FakeLLM("messy") as srv:
         res = nb.search_neighbours(llm(srv), ["pickup truck"], None, tmp_path, k=5)
     a = res.answers[0]
-    assert a.names == ["Sedans", "Coupe", "SUV", "luxury car"] and a.short == 1 and "4 of 5" in a.warning
+    assert a.names == ["Flatbeds", "Tow truck", "Ute", "box truck"] and a.short == 1 and "4 of 5" in a.warning
     assert any("4 of 5" in w for w in res.warnings)
     assert json.loads((tmp_path / "llm_cache.jsonl").read_text())["short"] == 1
 

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ltkit.crawl.names import parse_names
+from ltkit.crawl.names import json_names, parse_answer
 from ltkit.crawl.prompt import PAPER_TEMPLATE, build_prompt
 from ltkit.errors import UserError
 from ltkit.taxonomy import Taxonomy, normalise
@@ -45,6 +45,7 @@ class Answer:
     usage: dict[str, int] | None = None
     elapsed_s: float = 0.0
     warning: str = ""
+    mode: str = "text"  # "json" when the answer came back as structured output
     cached: bool = False
 
     @property
@@ -71,6 +72,17 @@ def _fingerprint(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+class _StructuredUnsupported(Exception):
+    """The server refused `response_format` (HTTP 400 / 422): ask again with the prompt alone."""
+
+
+def json_schema_format() -> dict:
+    """`response_format` asking for {"names": [str, ...]} (OpenAI structured outputs; vLLM, llama.cpp, Ollama)."""
+    schema = {"type": "object", "properties": {"names": {"type": "array", "items": {"type": "string"}}},
+              "required": ["names"], "additionalProperties": False}
+    return {"type": "json_schema", "json_schema": {"name": "neighbour_names", "strict": True, "schema": schema}}
+
+
 def _scrub(text: str, secret: str | None) -> str:
     """Remove a secret from a message before it is raised, logged or stored."""
     return text.replace(secret, "***") if secret else text
@@ -84,13 +96,18 @@ class OpenAIBackend:
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None,
                  template: str = PAPER_TEMPLATE, temperature: float | None = 0.0, seed: int | None = 0,
                  max_tokens: int | None = 256, timeout: float = 60.0, retries: int = 4,
-                 backoff: float = 1.0, max_backoff: float = 30.0) -> None:
+                 backoff: float = 1.0, max_backoff: float = 30.0, structured: bool = False) -> None:
+        """`structured`: ask for a JSON list of names through `response_format` (the prompt stays the
+        paper's); a server that refuses it gets the prompt alone from then on, with a warning."""
         import openai
 
         build_prompt(template, "x", 1)  # fail early on a template without {CLS}
         self.model, self.template = model, template
         self.params = {k: v for k, v in (("temperature", temperature), ("seed", seed), ("max_tokens", max_tokens))
                        if v is not None}
+        if structured:  # part of the cache key: a JSON-mode answer is another answer
+            self.params["response_format"] = "json_schema"
+        self.structured, self._structured_ok = structured, True
         self.timeout, self.retries, self.backoff, self.max_backoff = timeout, retries, backoff, max_backoff
         try:
             # our own loop retries (configurable, fast in tests), so the client's is off
@@ -123,18 +140,24 @@ class OpenAIBackend:
             return after
         return min(self.backoff * 2 ** attempt, self.max_backoff) * (0.75 + 0.25 * random.random())
 
-    def _create(self, class_name: str, prompt: str):
+    def _create(self, class_name: str, prompt: str, response_format: dict | None = None):
         """One chat completion, retried on 429, 408, 5xx, timeouts and connection errors."""
         import openai
 
+        params = {k: v for k, v in self.params.items() if k != "response_format"}
+        if response_format is not None:
+            params["response_format"] = response_format
         for attempt in range(self.retries + 1):
             try:
                 return self._client.chat.completions.create(
                     model=self.model, messages=[{"role": "user", "content": prompt}], timeout=self.timeout,
-                    **self.params)
+                    **params)
             except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as e:
                 err: Exception = e
             except openai.APIStatusError as e:
+                if response_format is not None and e.status_code in (400, 422):
+                    raise _StructuredUnsupported(_scrub(f"HTTP {e.status_code}: {e.message}",
+                                                        self._client.api_key)) from e
                 if e.status_code != 408:
                     hint = " (check OPENAI_API_KEY)" if e.status_code in (401, 403) else \
                         " (check the model name and --base-url, which usually ends in /v1)" if e.status_code == 404 else ""
@@ -152,7 +175,19 @@ class OpenAIBackend:
     def propose(self, class_name: str, k: int) -> Answer:
         """Ask the model; raw text, parsed names and token usage."""
         prompt, t0 = self.prompt(class_name, k), time.monotonic()
-        resp = self._create(class_name, prompt)
+        notes: list[str] = []
+        fmt = json_schema_format() if self.structured and self._structured_ok else None
+        if self.structured and fmt is None:
+            notes.append("the server refused response_format earlier: asked with the prompt alone")
+        try:
+            resp = self._create(class_name, prompt, fmt)
+        except _StructuredUnsupported as e:
+            if self._structured_ok:
+                log.warning("%s: the server refused response_format json_schema (%s); asking with the prompt alone",
+                            self.model, e)
+            self._structured_ok, fmt = False, None
+            notes.append(f"the server refused response_format ({e}): asked with the prompt alone")
+            resp = self._create(class_name, prompt)
         try:
             raw = resp.choices[0].message.content or ""
         except (AttributeError, IndexError, TypeError):  # the client hands back non-JSON bodies as str
@@ -160,10 +195,14 @@ class OpenAIBackend:
         u = getattr(resp, "usage", None)
         usage = {f: int(getattr(u, f, 0) or 0) for f in ("prompt_tokens", "completion_tokens", "total_tokens")} \
             if u is not None else None
-        names = parse_names(raw)
-        warn = "" if len(names) >= k else f"{len(names)} of {k} usable names" + ("" if raw.strip() else " (empty answer)")
+        parsed = parse_answer(raw, class_name=class_name, template=self.template)
+        names = parsed.names
+        why = notes + (parsed.notes or ([] if raw.strip() else ["empty answer"]))
+        # a refusal, prose or a copied example never becomes a name: fewer names, and the reason
+        warn = "" if len(names) >= k else f"{len(names)} of {k} usable names" + (f": {'; '.join(why)}" if why else "")
+        mode = "json" if fmt is not None and json_names(raw) is not None else "text"
         return Answer(class_name, k, names, raw, self.name, self.model, prompt, self.template, usage,
-                      time.monotonic() - t0, warn)
+                      time.monotonic() - t0, warn, mode)
 
 
 class TaxonomyBackend:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +24,7 @@ class AnswerCache:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.rows = {r["key"]: r for r in read_jsonl(self.path) if "key" in r}
+        self._lock = threading.Lock()  # concurrent searches append from several threads
 
     def get(self, key: str) -> dict | None:
         """The stored record, or None."""
@@ -33,9 +35,13 @@ class AnswerCache:
         row = {"key": key, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                **{k: v for k, v in asdict(answer).items() if k != "cached"},
                "short": answer.short, "params": params, "base_url": base_url}
-        append_jsonl(self.path, row)
-        self.rows[key] = row
+        with self._lock:
+            append_jsonl(self.path, row)
+            self.rows[key] = row
         return row
+
+
+_TALLY_LOCK = threading.Lock()
 
 
 @dataclass
@@ -50,10 +56,16 @@ class Tally:
 
     def add(self, usage: dict[str, int] | None) -> None:
         """Count one new request."""
-        self.requests += 1
-        if usage:
-            self.prompt_tokens += usage.get("prompt_tokens", 0)
-            self.completion_tokens += usage.get("completion_tokens", 0)
+        with _TALLY_LOCK:
+            self.requests += 1
+            if usage:
+                self.prompt_tokens += usage.get("prompt_tokens", 0)
+                self.completion_tokens += usage.get("completion_tokens", 0)
+
+    def hit(self) -> None:
+        """Count one answer served from the cache."""
+        with _TALLY_LOCK:
+            self.cached += 1
 
     @property
     def tokens(self) -> int:
@@ -76,10 +88,10 @@ def ask(backend: Backend, class_name: str, k: int, cache: AnswerCache, tally: Ta
     row = cache.get(key)
     if row is not None:
         if tally is not None:
-            tally.cached += 1
+            tally.hit()
         return Answer(row["class_name"], row["k"], list(row["names"]), row["raw"], row["backend"], row["model"],
                       row["prompt"], row.get("template", ""), row.get("usage"), row.get("elapsed_s", 0.0),
-                      row.get("warning", ""), cached=True)
+                      row.get("warning", ""), row.get("mode", "text"), cached=True)
     answer = backend.propose(class_name, k)
     cache.put(key, answer, backend.params, getattr(backend, "base_url", None))
     if tally is not None:

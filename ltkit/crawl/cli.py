@@ -50,7 +50,7 @@ def neighbour_backend(cfg: Config, taxonomy: Taxonomy | None) -> Backend:
             raise UserError("neighbours.backend=openai needs neighbours.model=NAME")
         template = Path(n.template).read_text(encoding="utf-8") if n.template else PAPER_TEMPLATE
         return OpenAIBackend(n.model, n.base_url, template=template, seed=cfg.seed, timeout=n.timeout,
-                             retries=n.retries)
+                             retries=n.retries, structured=n.structured)
     if n.backend == "manual":
         if not n.file:
             raise UserError("neighbours.backend=manual needs neighbours.file=PATH (JSON or CSV class,neighbour)")
@@ -79,7 +79,8 @@ def search_config(cfg: Config, class_names: Sequence[str] | None = None, train_c
         class_names, train_counts, taxonomy = target_classes(cfg)
     n = cfg.neighbours
     return search_neighbours(neighbour_backend(cfg, taxonomy), class_names, train_counts, neighbour_dir(cfg),
-                             cfg.k, cfg.aux_ratio, taxonomy, n.price_per_1k, progress, cfg.many, cfg.few, n.cache)
+                             cfg.k, cfg.aux_ratio, taxonomy, n.price_per_1k, progress, cfg.many, cfg.few, n.cache,
+                             n.workers)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,9 +72,19 @@ def _field_int(path: Path, lineno: int, field: str, text: str) -> int:
         raise ValueError(f"{path}: line {lineno}: field {field}: not an integer: {text!r}") from None
 
 
-def load_neighbour_map(path: str | os.PathLike, num_targets: int) -> NeighbourMap:
-    """Read and validate neighbours.csv; errors name the file, line and field."""
+def load_neighbour_map(path: str | os.PathLike, num_targets: int,
+                       class_names: Sequence[str] | None = None) -> NeighbourMap:
+    """Read and validate neighbours.csv; errors name the file, line and field.
+
+    With the dataset's `class_names`, every row's `target_id, target_name` must name that class
+    (`ltkit.classnames.same_class`): a map written for another class list or order fails at its
+    first mismatching row instead of training with the wrong parents.
+    """
+    from ltkit.classnames import check_target_names
+
     path = Path(path)
+    if class_names is not None and len(class_names) != num_targets:
+        raise ValueError(f"{len(class_names)} class names for num_targets={num_targets}")
     if not path.exists():
         raise FileNotFoundError(f"{path}: no neighbour map (run `python -m ltkit neighbours --out {path.parent}`)")
     with open(path, newline="", encoding="utf-8") as f:
@@ -91,6 +101,8 @@ def load_neighbour_map(path: str | os.PathLike, num_targets: int) -> NeighbourMa
             raise ValueError(f"{path}: line {n}: expected {len(CSV_COLUMNS)} fields, got {len(row)}")
         r = dict(zip(CSV_COLUMNS, row))
         t, name, err = _field_int(path, n, "target_id", r["target_id"]), r["aux_name"].strip(), ""
+        if class_names is not None and 0 <= t < num_targets:
+            check_target_names([(n, t, r["target_name"])], class_names, str(path))
         if not 0 <= t < num_targets:
             err = f"target_id: {t} outside 0..{num_targets - 1}"
         elif target_name.setdefault(t, r["target_name"]) != r["target_name"]:
@@ -126,12 +138,12 @@ def read_classes(path: str | os.PathLike) -> tuple[list[str], list[int] | None]:
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        name, _, count = line.rpartition(",") if "," in line else (line, "", "")
-        if count:
-            try:
-                counts.append(int(count))
-            except ValueError:
-                raise ValueError(f"{path}: line {lineno}: train count {count.strip()!r} is not an integer") from None
+        # "name,120" carries a train count; "tabby, tabby cat" (ImageNet-style synonyms) is all name
+        name, _, count = line.rpartition(",")
+        if _ and count.strip().lstrip("-").isdigit():
+            counts.append(int(count))
+        else:
+            name = line
         names.append(name.strip())
     if counts and len(counts) != len(names):
         raise ValueError(f"{path}: either every line or none has ',train_count'")

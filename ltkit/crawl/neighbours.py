@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -111,16 +112,36 @@ def format_rows(rows: Sequence[Row], limit: int | None = 20) -> str:
     return "\n".join(lines + ([f"... {more} more rows"] if more > 0 else []))
 
 
+def _ask_all(backend: Backend, names: list[str], k: int, cache: AnswerCache, tally: Tally, workers: int,
+             progress: Callable[[str], None] | None) -> dict[str, Answer]:
+    """`ask` for every name, up to `workers` at a time; the first failure stops the rest (answers so far stay cached)."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    out: dict[str, Answer] = {}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(ask, backend, n, k, cache, tally): n for n in names}
+        try:
+            for i, f in enumerate(as_completed(futures), 1):
+                out[futures[f]] = f.result()
+                if progress is not None and (i == len(names) or i % 10 == 0):
+                    progress(f"{i}/{len(names)} classes, {tally.requests} new requests, {tally.tokens} tokens")
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return out
+
+
 def search_neighbours(backend: Backend, class_names: Sequence[str], train_counts: Sequence[int] | None,
                       out_dir: str | os.PathLike, k: int = 5, ratio: str | Sequence[float] | None = None,
                       taxonomy: Taxonomy | None = None, price_per_1k: float | tuple[float, float] | None = None,
                       progress: Callable[[str], None] | None = None, many: int = 100, few: int = 20,
-                      cache_path: str | os.PathLike | None = None) -> SearchResult:
+                      cache_path: str | os.PathLike | None = None, workers: int = 8) -> SearchResult:
     """Ask for every class with a non-zero budget (cached), filter leaks, write neighbours.csv.
 
     The budget per class is `aux_budget(train_counts, k, ratio, many, few)`, the one the sampler
     applies; without train counts every class gets k. Answers are cached in `cache_path`
-    (default `out_dir/llm_cache.jsonl`).
+    (default `out_dir/llm_cache.jsonl`). Up to `workers` requests run at once (threads: the
+    backends wait on the network); each distinct class name is asked once.
     """
     out = Path(out_dir)
     budget = (np.full(len(class_names), k, dtype=int) if train_counts is None
@@ -129,12 +150,11 @@ def search_neighbours(backend: Backend, class_names: Sequence[str], train_counts
     cache, tally = AnswerCache(cache_path), Tally(price_per_1k)
     answers, warnings = {}, []
     todo = [t for t in range(len(class_names)) if budget[t] > 0]
-    for i, t in enumerate(todo):
-        a = answers[t] = ask(backend, class_names[t], k, cache, tally)
+    by_name = _ask_all(backend, list(dict.fromkeys(class_names[t] for t in todo)), k, cache, tally, workers, progress)
+    for t in todo:
+        a = answers[t] = by_name[class_names[t]]
         if a.warning:
             warnings.append(f"{class_names[t]}: {a.warning}")
-        if progress is not None and (i + 1 == len(todo) or (i + 1) % 10 == 0):
-            progress(f"{i + 1}/{len(todo)} classes, {tally.requests} new requests, {tally.tokens} tokens")
     proposals = [answers[t].names if t in answers else None for t in range(len(class_names))]
     # rarer classes choose first: the tail needs the auxiliary data most
     order = None if train_counts is None else [int(i) for i in np.argsort(train_counts, kind="stable")]
