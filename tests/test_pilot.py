@@ -165,7 +165,7 @@ def test_grid_resumes_after_a_killed_process(tmp_path, world_cache):
     """A real process is killed mid-grid; the re-run computes only the missing cells."""
     tax = write_folder_pool(tmp_path)
     out = tmp_path / "grid"
-    args = ["--config", str(ROOT / "configs" / "builtin-tiny.yaml"),
+    args = ["--config", str(ROOT / "configs" / "builtin-tiny.yaml"), "--figures", str(tmp_path / "figures"),
             *tiny_overrides(str(out), **{"pilot.pool": "folders", "pilot.taxonomy": str(tax), "pilot.steps": 300,
                                          "data_root": str(tmp_path / "images")})]
     env = {**os.environ, "LTKIT_CACHE": str(world_cache), "OMP_NUM_THREADS": "1"}
@@ -191,6 +191,7 @@ def test_grid_resumes_after_a_killed_process(tmp_path, world_cache):
     mtime = cell_path(out, cells[4]).stat().st_mtime_ns
     assert main([*args, "--cell", "4"]) == 0 and cell_path(out, cells[4]).stat().st_mtime_ns == mtime
     assert main([*args, "pilot.head=5"]) == 2
+    assert (tmp_path / "figures" / "pilot_gap_folders.png").is_file() and (out / "gap_table.md").is_file()
 
 
 def test_cell_option_runs_one_cell(tmp_path, tiny_world, capsys):
