@@ -14,6 +14,7 @@ from ltkit.crawl.image_search import (POOL_HOST, DDGSEngine, Hit, PoolEngine, Se
 from ltkit.crawl.manifest import read_manifest
 from ltkit.crawl.pool_server import PoolServer
 from ltkit.crawl.retrieve import crawl_classes, search_jobs
+from ltkit.errors import UserError
 from ltkit.world import NOISE_KINDS
 
 
@@ -157,8 +158,11 @@ def test_folder_pool_search_and_server(tmp_path):
     assert [h.url.rsplit("/", 1)[1] for h in engine.search("red kite", 5)] == ["0.png"]
     (tmp_path / "labels.csv").write_text("path,caption,label\nimgs/0.png,nothing,red kite\n")
     assert len(PoolEngine.from_folder(tmp_path, tmp_path / "labels.csv").search("Red Kites", 5)) == 1
+    (tmp_path / "nocap.csv").write_text("path,label\nimgs/0.png,red kite\n")
+    with pytest.raises(UserError, match="nocap.csv: line 1: missing column"):
+        PoolEngine.from_folder(tmp_path, tmp_path / "nocap.csv")
     (tmp_path / "bad.csv").write_text("path,caption\nimgs/0.png,ok\n../secret.png,x\n")
-    with pytest.raises(ValueError, match="bad.csv: line 3: field path"):
+    with pytest.raises(UserError, match="bad.csv: line 3: field path"):
         PoolEngine.from_folder(tmp_path, tmp_path / "bad.csv")
     (tmp_path.parent / "secret.txt").write_text("secret")
     with PoolServer(folder=tmp_path) as server:
@@ -199,7 +203,7 @@ def test_crawl_command_on_builtin_tiny(tiny_world, tmp_path, capsys):
     config = str(Path(__file__).resolve().parents[1] / "configs" / "builtin-tiny.yaml")
     over = [f"neighbours.out_dir={tmp_path}", "k=2"]
     assert main(["neighbours", "--config", config, *over]) == 0
-    assert main(["crawl", "--config", config, "--no-progress", "crawl.per_class=3", *over]) == 0
+    assert main(["crawl", "crawl.per_class=3", "--config", config, *over, "--no-progress"]) == 0  # overrides anywhere
     assert "kept" in capsys.readouterr().out
     nmap = load_neighbour_map(tmp_path / "neighbours.csv", len(tiny_world.class_names))
     rows = read_manifest(tmp_path)

@@ -17,10 +17,11 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 from urllib.parse import quote
 
 from ltkit.crawl.names import name_key
+from ltkit.errors import UserError
 from ltkit.io import append_jsonl, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -214,17 +215,23 @@ class PoolEngine:
         if not csv_path.is_file():
             raise FileNotFoundError(f"{csv_path}: no captions CSV (columns path,caption and optionally label)")
         items = []
-        with open(csv_path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            missing = {"path", "caption"} - set(reader.fieldnames or [])
-            if missing:
-                raise ValueError(f"{csv_path}: line 1: missing column(s) {', '.join(sorted(missing))}")
-            for n, row in enumerate(reader, 2):
-                rel = (row["path"] or "").strip()
-                if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
-                    raise ValueError(f"{csv_path}: line {n}: field path: {rel!r} must be relative, inside the folder")
-                items.append(PoolItem("/files/" + quote(rel), row["caption"] or "", (row.get("label") or "").strip()))
+        for n, row in csv_rows(csv_path, ("path", "caption")):
+            rel = (row["path"] or "").strip()
+            if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+                raise UserError(f"{csv_path}: line {n}: field path: {rel!r} must be relative, inside the folder")
+            items.append(PoolItem("/files/" + quote(rel), row["caption"] or "", (row.get("label") or "").strip()))
         return cls(items, base_url, source=f"folder:{root.resolve()}")
+
+
+def csv_rows(path: str | os.PathLike, required: Sequence[str]) -> Iterator[tuple[int, dict]]:
+    """(line number, row) of a CSV with a header that has the `required` columns (else a UserError)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = set(required) - set(reader.fieldnames or [])
+        if missing:
+            raise UserError(f"{path}: line 1: missing column(s) {', '.join(sorted(missing))} "
+                            f"(need {','.join(required)})")
+        yield from enumerate(reader, 2)
 
 
 # ---------------------------------------------------------------------------------------------

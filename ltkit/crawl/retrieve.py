@@ -12,15 +12,15 @@ are resumable (search cache, manifest), so a killed crawl is simply started agai
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import os
+import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from ltkit.crawl.download import Downloader, DownloadSettings, Job, clean_partial
-from ltkit.crawl.image_search import DDGSEngine, Engine, PoolEngine, SearchCache, SearchError
+from ltkit.crawl.image_search import DDGSEngine, Engine, PoolEngine, SearchCache, SearchError, csv_rows
 from ltkit.crawl.manifest import (MANIFEST, CrawlReport, folder_counts, hit_key, manifest_files, merge_manifests,
                                   parse_shard, read_manifest, resume_state, shard_manifest, write_report)
 from ltkit.errors import UserError
@@ -70,21 +70,16 @@ def read_url_list(path: str | os.PathLike) -> tuple[list[str], list[list[Job]]]:
         raise UserError(f"URL list not found: {path}")
     names: dict[str, int] = {}
     batches: list[list[Job]] = []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = {"aux_name", "url"} - set(reader.fieldnames or [])
-        if missing:
-            raise UserError(f"{path}: line 1: missing column(s) {', '.join(sorted(missing))} (need aux_name,url)")
-        for n, row in enumerate(reader, 2):
-            name, url = (row["aux_name"] or "").strip(), (row["url"] or "").strip()
-            if not name or not url:
-                raise UserError(f"{path}: line {n}: field {'aux_name' if not name else 'url'}: empty")
-            a = names.setdefault(name, len(names))
-            if a == len(batches):
-                batches.append([])
-            meta = {"aux_name": name, "target_id": None, "target_name": None, "query": None, "engine": "urls",
-                    "rank": len(batches[a]), "caption": row.get("caption") or "", "source_page": str(path)}
-            batches[a].append(Job(hit_key(a, url), url, a, meta))
+    for n, row in csv_rows(path, ("aux_name", "url")):
+        name, url = (row["aux_name"] or "").strip(), (row["url"] or "").strip()
+        if not name or not url:
+            raise UserError(f"{path}: line {n}: field {'aux_name' if not name else 'url'}: empty")
+        a = names.setdefault(name, len(names))
+        if a == len(batches):
+            batches.append([])
+        meta = {"aux_name": name, "target_id": None, "target_name": None, "query": None, "engine": "urls",
+                "rank": len(batches[a]), "caption": row.get("caption") or "", "source_page": str(path)}
+        batches[a].append(Job(hit_key(a, url), url, a, meta))
     return list(names), batches
 
 
@@ -205,7 +200,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true", help="fetch URLs that failed before again")
     p.add_argument("--merge", action="store_true", help="join the shard manifests into manifest.jsonl and stop")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("overrides", nargs="*", help="e.g. crawl.engine=ddgs crawl.per_class=100 k=3")
+    p.add_argument("overrides", nargs="*", help="key=value anywhere, e.g. crawl.engine=ddgs crawl.per_class=100 k=3")
     return p
 
 
@@ -217,13 +212,16 @@ def _load(path: str | None, overrides: list[str]):
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m ltkit crawl [--config PRESET] [key=value | crawl.key=value ...]`."""
-    args = _parser().parse_args(argv)
+    from ltkit.config import split_overrides
+
+    options, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
+    args = _parser().parse_args(options)
     try:
         shard = parse_shard(args.shard)
     except ValueError as e:
         raise UserError(f"--{e}") from None
     if args.merge:
-        out = Path(args.out) if args.out else crawl_dir(_load(args.config, args.overrides))
+        out = Path(args.out) if args.out else crawl_dir(_load(args.config, overrides))
         res = merge_manifests(out)
         print(f"merged {res['shards_merged']} shard manifests into {out / MANIFEST}: {res['rows']} rows"
               + (f"; missing shards {res['missing_shards']}" if res["missing_shards"] else ""))
@@ -231,20 +229,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.urls:
         if not args.out:
             raise UserError("--urls needs --out FOLDER")
-        c = _load(args.config, args.overrides).crawl
+        c = _load(args.config, overrides).crawl
         names, batches = read_url_list(args.urls)
         out = Path(args.out)
         aux_ids = [a for a in range(len(names)) if a % shard[1] == shard[0]]
         report = run_crawl(out, [batches[a] for a in aux_ids], aux_ids, download_settings(c), shard,
                            args.retry_failed, not args.no_progress and c.progress)
     else:
-        cfg = _load(args.config, args.overrides + ([f"crawl.out_dir={args.out}"] if args.out else []))
+        cfg = _load(args.config, overrides + ([f"crawl.out_dir={args.out}"] if args.out else []))
         report, out = crawl_config(cfg, shard, args.retry_failed, False if args.no_progress else None)
     print(report.format())
     where = out / (MANIFEST if shard[1] == 1 else shard_manifest(*shard))
     print(f"manifest: {where}")
     if shard[1] > 1:
         again = " ".join(["python -m ltkit crawl", *(["--config", args.config] if args.config else []),
-                          *(["--out", args.out] if args.out else []), *args.overrides, "--merge"])
+                          *(["--out", args.out] if args.out else []), *overrides, "--merge"])
         print(f"when every shard is done: {again}")
     return 0
