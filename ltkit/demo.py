@@ -93,23 +93,50 @@ def prepare_shared_inputs(base, todo: list[tuple[dict, int]]) -> None:
         return
 
 
-def run_notebooks(params: dict, executed: Path, root: Path, jobs: list) -> tuple[list, list]:
+def filtered_trainings(base, params: dict) -> list[tuple[object, dict, int]]:
+    """Notebook 03's "filtered crawl" rows (+ SD, ours) when notebook 02 saved an accepted set for this dataset.
+
+    Mirrors notebook 03's filter cell (same crawl folder, same overrides), so its runs are ready
+    when it asks for them; (config, overrides, seed) of the ones not trained yet.
+    """
+    from ltkit import report
+    from ltkit.config import load_config
+    from ltkit.crawl.filter import FILTER_JSON, training_overrides
+    from ltkit.io import read_json
+    from ltkit.viz.runs import run_config
+
+    crawl = from_root(params.get("crawl", "crawl/builtin"))
+    path = crawl / FILTER_JSON
+    if not path.is_file() or read_json(path, "crawl filter settings").get("dataset") != base.dataset:
+        return []
+    filtered = load_config(from_root("configs") / f"{params['preset']}.yaml",
+                           {"out_dir": base.out_dir, "progress": False, **params.get("overrides", {}),
+                            **training_overrides(crawl)})
+    rows = [(report.METHODS[n], s) for n in ("+ SD", "+ Ours (NS-CE, direct)") for s in params.get("seeds", DEMO_SEEDS)]
+    return [(filtered, o, s) for o, s in rows
+            if not (run_config(filtered, o, s).run_dir / f"results_{o.get('classifier', 'direct')}.json").exists()]
+
+
+def run_notebooks(params: dict, executed: Path, root: Path, pool, base, jobs: list) -> tuple[list, list]:
     """Notebooks in order; those before FIRST_READER run while the trainings do, the rest after them."""
     ran, trained = [], []
     for nb_path in notebooks.numbered_notebooks():
-        if jobs and int(nb_path.name[:2]) >= FIRST_READER:
+        if jobs is not None and int(nb_path.name[:2]) >= FIRST_READER:
+            extra = filtered_trainings(base, params)  # notebook 02 has made the crawl they train on
+            jobs += [pool.apply_async(_train, job) for job in extra]
+            print(f"[demo] {len(extra)} filtered-crawl trainings queued", flush=True)
             t = time.time()
             for job in jobs:
                 trained.append(job.get())
                 log.info("trained %s in %.0fs", trained[-1]["run"], trained[-1]["seconds"])
-            jobs = []
+            jobs = None
             print(f"[demo] waited {time.time() - t:.0f}s for the last trainings", flush=True)
         t = time.time()
         log.info("notebook %s ...", nb_path.name)
         notebooks.execute(nb_path, executed / nb_path.name, params, root)
         ran.append({"notebook": nb_path.name, "seconds": round(time.time() - t, 1)})
         print(f"[demo] {nb_path.name} done in {ran[-1]['seconds']:.0f}s", flush=True)
-    for job in jobs:
+    for job in jobs or []:
         trained.append(job.get())
     return ran, trained
 
@@ -170,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         # leaving the block terminates the workers: a failed notebook does not wait for the trainings
         with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
             jobs = [pool.apply_async(_train, (base, o, s)) for o, s in todo]
-            ran, trained = run_notebooks(params, executed, root, jobs)
+            ran, trained = run_notebooks(params, executed, root, pool, base, jobs)
     catalogue.write_readme(figs, intro=README_INTRO.format(preset=args.preset))
     summary = {"preset": args.preset, "world": world.summary(), "world_seconds": round(t_world, 1),
                "trainings": trained, "training_workers": args.workers,
