@@ -69,11 +69,15 @@ class TrainSet(torch.utils.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, key: tuple[int, int]):
+        return self.__getitems__([key])[0]
+
+    def __getitems__(self, keys: list[tuple[int, int]]) -> list:
+        """A batch of items (the DataLoader calls this once per batch)."""
         if torch.utils.data.get_worker_info() is not None:
-            return self._load(*key)
+            return [self._load(*k) for k in keys]
         saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
         try:  # num_workers=0: the main process's streams (Mixup, dropout) must not see the per-sample seeds
-            return self._load(*key)
+            return [self._load(*k) for k in keys]
         finally:
             random.setstate(saved[0])
             np.random.set_state(saved[1])
@@ -92,12 +96,25 @@ class TrainSet(torch.utils.data.Dataset):
         raise RuntimeError(f"{MAX_RETRIES} consecutive images from index {i} failed to decode; is the data readable?")
 
 
+_M64 = (1 << 64) - 1
+
+
+def mix64(*keys: int) -> int:
+    """A 64-bit hash of integers (splitmix64 rounds): independent-looking seeds for nearby keys."""
+    h = 0x9E3779B97F4A7C15
+    for k in keys:
+        h = (h ^ (int(k) & _M64)) * 0xBF58476D1CE4E5B9 & _M64
+        h = (h ^ (h >> 31)) * 0x94D049BB133111EB & _M64
+        h ^= h >> 29
+    return h
+
+
 def seed_all(*keys: int) -> None:
-    """Seed python, numpy and torch's CPU generator (this process or worker) from integers."""
-    s = np.random.SeedSequence([int(k) for k in keys]).generate_state(2)
-    random.seed(int(s[0]))
-    np.random.seed(int(s[1]))
-    torch.default_generator.manual_seed(int(s[0]) << 32 | int(s[1]))  # the CPU one only: CUDA streams stay
+    """Seed python, numpy and torch's CPU generator (this process or worker) from integers (~25 us)."""
+    h = mix64(*keys)
+    random.seed(h)
+    np.random.seed(h & 0xFFFFFFFF)
+    torch.default_generator.manual_seed(h)  # the CPU one only: CUDA streams stay
 
 
 class Collate:
