@@ -284,7 +284,9 @@ def test_cli_filters_a_folder_dataset(toy, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LTKIT_CACHE", str(tmp_path / "cache"))
     args = ["filter", "--crawl", str(root), "dataset=folders", f"data_root={data}",
             f"filter.encoder=timm:ltkit_cnn_tiny@{weights}", "filter.gamma1=0.1", "filter.gamma2=0.9999"]
-    assert cli.main(args) == 0
+    assert cli.main(args + ["--quality", "--sweep", "sweep", "--figures", str(tmp_path / "figs")]) == 0
+    assert (tmp_path / "figs" / "sweep.png").stat().st_size > 1000 and (tmp_path / "figs" / "sweep.pdf").exists()
+    assert "| all three |" in json.loads((tmp_path / "figs" / "catalogue.json").read_text())["sweep"]["numbers"]
     prov = json.loads((root / flt.FILTER_JSON).read_text())
     assert prov["settings"]["gamma1"] == 0.1 and prov["dataset"] == "folders"
     assert f"kept {prov['kept']} of 18" in capsys.readouterr().out

@@ -57,6 +57,11 @@ def run(cfg, crawl: str | Path | None = None, quality: bool = False, sweep: str 
             g1, g2 = q.default_grid(scores)
             fig = q.sweep_figure(q.sweep(scores, settings, g1, g2), g1, g2, settings)
             print("wrote", ", ".join(str(p) for p in save_figure(fig, sweep, figures)))
+            from ltkit.viz.catalogue import record
+
+            record(figures, sweep, "Precision, recall and kept images of the combined filters over a γ1 x γ2 grid "
+                   f"(caption {settings.caption_mode}, leak check on), × at γ1={settings.gamma1}, γ2={settings.gamma2}.",
+                   numbers=q.markdown_quality(rows, counts), source="`python -m ltkit filter --quality --sweep`")
     return prov
 
 
