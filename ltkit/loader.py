@@ -23,6 +23,8 @@ import torch
 import torchvision.transforms as T
 from timm.data.transforms import MaybePILToTensor, MaybeToTensor
 
+from ltkit.rng import seed_all
+
 log = logging.getLogger(__name__)
 
 MAX_RETRIES = 16  # consecutive undecodable files before the loader gives up
@@ -94,27 +96,6 @@ class TrainSet(torch.utils.data.Dataset):
                 continue
             return x, y, skipped
         raise RuntimeError(f"{MAX_RETRIES} consecutive images from index {i} failed to decode; is the data readable?")
-
-
-_M64 = (1 << 64) - 1
-
-
-def mix64(*keys: int) -> int:
-    """A 64-bit hash of integers (splitmix64 rounds): independent-looking seeds for nearby keys."""
-    h = 0x9E3779B97F4A7C15
-    for k in keys:
-        h = (h ^ (int(k) & _M64)) * 0xBF58476D1CE4E5B9 & _M64
-        h = (h ^ (h >> 31)) * 0x94D049BB133111EB & _M64
-        h ^= h >> 29
-    return h
-
-
-def seed_all(*keys: int) -> None:
-    """Seed python, numpy and torch's CPU generator (this process or worker) from integers (~25 us)."""
-    h = mix64(*keys)
-    random.seed(h)
-    np.random.seed(h & 0xFFFFFFFF)
-    torch.default_generator.manual_seed(h)  # the CPU one only: CUDA streams stay
 
 
 class Collate:

@@ -16,7 +16,6 @@ import dataclasses
 import logging
 import math
 import os
-import random
 import sys
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ from ltkit.errors import ConfigError, UserError
 from ltkit.io import append_jsonl, atomic_save, atomic_write_text
 from ltkit.loader import Normalize, build_loader, split_normalize
 from ltkit.losses import build_loss
+from ltkit.rng import rng_state, seed_everything, set_rng_state
 from ltkit.sampling import EpochSampler, class_counts
 from ltkit.world import World
 
@@ -72,13 +72,6 @@ def _dist_setup(cfg: Config) -> tuple[int, int, torch.device]:
     return rank, world_size, device
 
 
-def seed_everything(seed: int) -> None:
-    """Python, numpy and torch RNGs from one seed."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def make_deterministic(device: torch.device, threads: int | None) -> None:
     """On the CPU: deterministic kernels where torch has them (a warning where not) and a fixed thread count.
 
@@ -89,23 +82,6 @@ def make_deterministic(device: torch.device, threads: int | None) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
     if threads:
         torch.set_num_threads(threads)
-
-
-def rng_state() -> dict:
-    """Every RNG the training loop draws from (augmentations, mixup, dropout)."""
-    s = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        s["cuda"] = torch.cuda.get_rng_state_all()
-    return s
-
-
-def set_rng_state(s: dict) -> None:
-    """Restore what `rng_state` saved."""
-    random.setstate(s["python"])
-    np.random.set_state(s["numpy"])
-    torch.set_rng_state(s["torch"])
-    if "cuda" in s and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
 
 
 def lr_lambda(total_steps: int, warmup_steps: int):
