@@ -1,5 +1,6 @@
 """The downloader against misbehaving servers on 127.0.0.x: every URL ends in the manifest with the right
 reason, nothing partial is left, per-host limits hold at the server, and a kill -9 resumes cleanly."""
+import hashlib
 import json
 import os
 import signal
@@ -7,12 +8,14 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from fault_server import FaultServer, Route, bomb_png, drip, fail_then, free_port_nobody_listens, hang, image_bytes
 from ltkit.crawl.download import DownloadSettings, Downloader, Job
-from ltkit.crawl.policy import address_allowed, retry_after, robots_forbid
+from ltkit.crawl.policy import Failure, address_allowed, retry_after, robots_forbid
+from ltkit.crawl.store import store_image
 from ltkit.crawl.manifest import (ManifestWriter, hit_key, manifest_files, merge_manifests, read_manifest,
                                   resume_state)
 from ltkit.crawl.retrieve import read_url_list, run_crawl
@@ -125,6 +128,16 @@ def test_broken_urls_get_a_row_too(tmp_path):
     assert [(rows[u]["status"], rows[u]["reason"]) for u in urls] == [("failed", "bad_url")] * 3
 
 
+def test_store_resizes_down_only_and_names_files_by_content(tmp_path):
+    big, small = image_bytes("PNG", size=48, seed=1), image_bytes("PNG", size=12, seed=2)
+    a = store_image(big, tmp_path, 3, max_pixels=10_000, resize=32)
+    b = store_image(small, tmp_path, 3, max_pixels=10_000, resize=32)
+    assert (a.width, a.height, b.width, b.height) == (32, 32, 12, 12)
+    assert a.path == f"images/00003/{a.sha256}.jpg" and hashlib.sha256((tmp_path / a.path).read_bytes()).hexdigest() == a.sha256
+    with pytest.raises(Failure, match="decompression_bomb"):
+        store_image(big, tmp_path, 3, max_pixels=48 * 48 - 1)
+
+
 def test_address_policy():
     assert address_allowed("93.184.216.34") and address_allowed("2606:4700::1111")
     for ip in ("10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "224.0.0.1", "0.0.0.0", "100.64.0.1",
@@ -146,17 +159,18 @@ def test_per_host_limits_hold_at_the_server(tmp_path):
     with FaultServer("127.0.0.2") as a, FaultServer("127.0.0.3") as b:
         urls = {}
         for i, srv in enumerate((a, b)):
-            for j in range(16):
-                srv.routes[f"/{j}.jpg"] = Route(image_bytes(seed=100 * i + j), delay=0.12)
-            urls[i] = [srv.url(f"/{j}.jpg") for j in range(16)]
-        rows = crawl(tmp_path, urls, per_host=2, host_interval=0.05, concurrency=64)
+            for j in range(12):
+                srv.routes[f"/{j}.jpg"] = Route(image_bytes(seed=100 * i + j), delay=0.2)
+            urls[i] = [srv.url(f"/{j}.jpg") for j in range(12)]
+        rows = crawl(tmp_path, urls, per_host=2, host_interval=0.08, concurrency=64)
         starts = {}
         for srv in (a, b):
             assert srv.max_connections == 2  # the limit, reached but never exceeded
             starts[srv] = sorted(t for _, t, _ in srv.requests)
-            # host_interval measured at the server (less a few ms of thread scheduling)
-            assert min(y - x for x, y in zip(starts[srv], starts[srv][1:])) >= 0.04
-    assert sum(r["status"] == "ok" for r in rows.values()) == 32
+            gaps = np.diff(starts[srv])
+            # host_interval measured at the server, where thread scheduling on a busy machine adds jitter
+            assert np.median(gaps) >= 0.075 and gaps.min() >= 0.05, gaps
+    assert sum(r["status"] == "ok" for r in rows.values()) == 24
     assert starts[a][0] < starts[b][-1] and starts[b][0] < starts[a][-1]  # side by side, not one after the other
 
 
@@ -168,7 +182,8 @@ def test_global_rate_limit_spaces_requests_across_hosts(tmp_path):
         crawl(tmp_path, {0: [a.url(f"/{j}.jpg") for j in range(6)], 1: [b.url(f"/{j}.jpg") for j in range(6)]},
               rate_limit=25.0, per_host=4)
         starts = sorted(t for srv in (a, b) for _, t, _ in srv.requests)
-    assert len(starts) == 12 and min(y - x for x, y in zip(starts, starts[1:])) >= 0.03  # 1/25 s, less jitter
+    gaps = np.diff(starts)  # 1/25 s apart at the client; the servers' thread scheduling adds jitter
+    assert len(starts) == 12 and np.median(gaps) >= 0.035 and gaps.min() >= 0.02, gaps
 
 
 def test_resume_fetches_nothing_twice_and_retry_failed_retries(tmp_path):

@@ -15,27 +15,23 @@ to RGB and re-encoded, so the stored file is a plain JPEG named by its hash, nev
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import os
 import random
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from hashlib import sha256
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import aiohttp
-from PIL import Image, UnidentifiedImageError
 from yarl import URL
 
 import ltkit
-from ltkit.crawl.manifest import ManifestWriter, ResumeState, image_path
+from ltkit.crawl.manifest import ManifestWriter, ResumeState
 from ltkit.crawl.policy import (AddressRefused, Failure, GuardedResolver, check_url, retry_after, robots_forbid,
                                 split_hostport)
-from ltkit.io import atomic_write_bytes
+from ltkit.crawl.store import Stored, store_image
 
 log = logging.getLogger(__name__)
 
@@ -103,68 +99,6 @@ class _Retry(Exception):
         super().__init__(reason)
         self.reason, self.retry_after, self.http_status = reason, retry_after, http_status
         self.host: str | None = None  # the host that answered (set by `_fetch`): Retry-After applies to it
-
-
-# ---------------------------------------------------------------------------------------------
-# decode, verify, store
-
-
-@dataclass
-class Stored:
-    sha256: str
-    path: str
-    width: int
-    height: int
-
-
-def store_image(body: bytes, crawl_dir: Path, aux_id: int, s: DownloadSettings) -> Stored:
-    """Decode under the pixel limit, RGB (transparency on white), resize, re-encode as JPEG, write atomically."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(body)) as im:
-                if im.width * im.height > s.max_pixels:  # checked on the header, before decoding
-                    raise Failure("failed", "decompression_bomb")
-                im.load()
-                rgb = _to_rgb(im)
-    except Failure:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise Failure("failed", "decompression_bomb") from None
-    except UnidentifiedImageError:
-        raise Failure("failed", "not_an_image") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as e:
-        raise Failure("failed", "truncated_image" if "truncated" in str(e).lower() else "decode_error") from None
-    if s.resize and max(rgb.size) > s.resize:
-        rgb.thumbnail((s.resize, s.resize), Image.Resampling.BICUBIC)
-    buf = io.BytesIO()
-    rgb.save(buf, "JPEG", quality=s.jpeg_quality)
-    data = buf.getvalue()
-    digest = sha256(data).hexdigest()
-    rel = image_path(aux_id, digest)
-    if not (crawl_dir / rel).exists():  # same hash, same bytes: an identical file is already there
-        atomic_write_bytes(crawl_dir / rel, data)
-    return Stored(digest, rel, rgb.width, rgb.height)
-
-
-def _to_rgb(im: Image.Image) -> Image.Image:
-    """RGB; transparent pixels become white rather than whatever colour hides under alpha 0."""
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        out = Image.new("RGB", rgba.size, (255, 255, 255))
-        out.paste(rgba, mask=rgba.getchannel("A"))
-        return out
-    return im.convert("RGB")
-
-
-def clean_partial(crawl_dir: Path, aux_ids: Iterable[int]) -> int:
-    """Remove temporary files a killed run left in these classes' folders (atomic writes leave no other)."""
-    n = 0
-    for a in aux_ids:
-        for p in (crawl_dir / "images" / f"{a:05d}").glob(".*.tmp"):
-            p.unlink(missing_ok=True)
-            n += 1
-    return n
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,8 +244,8 @@ class Downloader:
                 await asyncio.sleep(delay)
         stats.bytes += len(body)
         try:
-            stored = await asyncio.get_running_loop().run_in_executor(self._pool, store_image, body, self.dir,
-                                                                      job.aux_id, s)
+            stored = await asyncio.get_running_loop().run_in_executor(
+                self._pool, store_image, body, self.dir, job.aux_id, s.max_pixels, s.resize, s.jpeg_quality)
         except Failure as f:
             return self._record(job, stats, f.status, f.reason, attempts, http_status, len(body), t0=t0)
         kept = self._state.kept[job.aux_id]

@@ -19,7 +19,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from ltkit.crawl.download import Downloader, DownloadSettings, Job, clean_partial
+from ltkit.crawl.download import Downloader, DownloadSettings, Job
+from ltkit.crawl.store import clean_partial
 from ltkit.crawl.image_search import DDGSEngine, Engine, PoolEngine, SearchCache, SearchError, csv_rows
 from ltkit.crawl.manifest import (MANIFEST, CrawlReport, folder_counts, hit_key, manifest_files, merge_manifests,
                                   parse_shard, read_manifest, resume_state, shard_manifest, write_report)
