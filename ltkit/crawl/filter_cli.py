@@ -15,10 +15,11 @@ import sys
 import time
 from pathlib import Path
 
+from ltkit.config import FilterConfig
 from ltkit.errors import UserError
 
 
-def settings_of(cfg) -> "FilterConfig":  # noqa: F821 (ltkit.config, imported lazily)
+def settings_of(cfg) -> FilterConfig:
     """The filter settings of a config, checked."""
     return cfg.filter.check()
 
