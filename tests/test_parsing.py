@@ -38,6 +38,7 @@ ANSWERS = [
     ('["beacon tower", "lightships", "lightship"]', ["beacon tower", "lightships"], None),
     ("St. Bernard, Bernese mountain dog, Newfoundland", ["St. Bernard", "Bernese mountain dog", "Newfoundland"], None),
     ("Certainly.\n- can opener\n- post-it note", ["can opener", "post-it note"], "prose"),
+    ("Go, shogi, xiangqi", ["Go", "shogi", "xiangqi"], None),
 ]
 
 

@@ -91,7 +91,7 @@ _PROSE_STRONG = frozenset(
     "here following categories examples provided".split())
 _PROSE_WEAK = frozenset("this it its be been being am can could would should will include includes including "
                         "related given note let me class classes category our their all".split())
-_FILLER = frozenset("sure certainly of course okay ok yes no none n/a here you go".split())
+_FILLER = frozenset(("sure", "certainly", "of course", "okay", "ok", "yes", "none", "n/a", "here you go"))
 _JSON_KEYS = ("names", "categories", "classes", "items")
 _LABELS = frozenset("answer answers categories classes names output result results list neighbours neighbors".split())
 _COMMENT = re.compile(r"(?i)^[\W_]*(?:notes?|nb|disclaimer|explanation|caveat|remarks?)[\W_]*:")
