@@ -13,7 +13,6 @@ several array jobs, extract every class once.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import numpy as np
 
 from ltkit.data import ArrayImages, FileImages, ImageSet, load_cifar100, load_image_folder
 from ltkit.errors import UserError
-from ltkit.io import atomic_write_bytes
+from ltkit.io import atomic_save
 from ltkit.taxonomy import Taxonomy
 
 PILOT_STREAM = 7  # RNG stream of pilot images, apart from the world's own splits (0..4)
@@ -129,9 +128,16 @@ def cifar100_pool(root: str | os.PathLike) -> Pool:
                 np.array([len(i) for i in by_te]))
 
 
-def folder_pool(root: str | os.PathLike, taxonomy: Taxonomy, test_per_class: int, seed: int = 0) -> Pool:
-    """`root/<class>/<image>` classes found in the taxonomy; each holds out `test_per_class` images as test."""
+def folder_pool(root: str | os.PathLike, taxonomy: Taxonomy | str | None, test_per_class: int, seed: int = 0) -> Pool:
+    """`root/<class>/<image>` classes found in the taxonomy; each holds out `test_per_class` images as test.
+
+    `taxonomy`: a Taxonomy, a Taxonomy JSON file, or "wordnet" for folders named by ImageNet wnids.
+    """
     names, files = load_image_folder(root)
+    if taxonomy is None:
+        raise UserError("a folder pool needs a taxonomy (pilot.taxonomy=: a Taxonomy JSON file, or wordnet)")
+    if isinstance(taxonomy, str):
+        taxonomy = load_taxonomy(taxonomy, names)
     missing = [n for n in names if n not in taxonomy]
     if missing:
         raise ValueError(f"{root}: {len(missing)} class folders are not in the taxonomy (e.g. {missing[:3]})")
@@ -164,8 +170,7 @@ def load_taxonomy(spec: str, class_names: Sequence[str]) -> Taxonomy:
 
 
 def class_features(pool: Pool, classes: Sequence[int], extract: Callable[[ImageSet], np.ndarray], encoder_key: str,
-                   train: int, test: int, cache_dir: str | os.PathLike | None = None,
-                   progress: Callable[[int], None] | None = None) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+                   train: int, test: int, cache_dir: str | os.PathLike | None = None) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Class -> (first `train` train features, first `test` test features), cached as one .npz per class."""
     out = {}
     for c in classes:
@@ -178,12 +183,8 @@ def class_features(pool: Pool, classes: Sequence[int], extract: Callable[[ImageS
         tr, te = pool.images(int(c), "train"), pool.images(int(c), "test")
         ftr, fte = extract(tr.subset(np.arange(min(train, len(tr))))), extract(te.subset(np.arange(min(test, len(te)))))
         if path is not None:
-            buf = io.BytesIO()
-            np.savez(buf, train=ftr, test=fte)
-            atomic_write_bytes(path, buf.getvalue())
+            atomic_save(path, lambda f: np.savez(f, train=ftr, test=fte))
         out[c] = (ftr, fte)
-        if progress is not None:
-            progress(1)
     return out
 
 

@@ -30,11 +30,6 @@ def ratio_counts(num_classes: int, head: int, ratio: float) -> np.ndarray:
     return exp_profile(num_classes, head, 1.0 / ratio)
 
 
-def subsample(labels: np.ndarray, counts: Sequence[int], order: Sequence[int], seed: int) -> np.ndarray:
-    """Indices keeping counts[r] random samples of class order[r]."""
-    return subsample_indices(labels, counts, seed, order)
-
-
 def head_tail_classes(counts: np.ndarray, order: np.ndarray, frac: float = 1 / 3) -> tuple[np.ndarray, np.ndarray]:
     """Head and tail classes: the first and last ceil(N * frac) classes of `order` (counts non-increasing)."""
     k = max(1, math.ceil(len(order) * frac))
@@ -98,7 +93,7 @@ def run_cell(train_feats: Sequence[np.ndarray], test_feats: Sequence[np.ndarray]
     order = np.random.default_rng([seed, 17]).permutation(n)
     x_all = np.concatenate(train_feats)
     y_all = np.concatenate([np.full(len(f), c) for c, f in enumerate(train_feats)])
-    keep = subsample(y_all, counts, order, seed)
+    keep = subsample_indices(y_all, counts, seed, order)  # counts[r] random samples of class order[r]
     x, y = x_all[keep], y_all[keep]
     class_counts = np.bincount(y, minlength=n)
     model = train_probe(x, y, class_counts, seed=seed, **probe)

@@ -16,11 +16,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ltkit.errors import UserError
 from ltkit.pilot.grid import Cell, collect, gap_figure, grid_cells, markdown_table, run_grid, summarise
-from ltkit.pilot.pools import Pool, cifar100_pool, folder_pool, load_taxonomy, world_pool
+from ltkit.pilot.pools import Pool, cifar100_pool, folder_pool, world_pool
 
 ROOT = Path(__file__).resolve().parents[2]
 CIFAR_NAMES = ("cifar100", "cifar100-lt")
@@ -34,7 +35,7 @@ class Encoder:
     transform: object
     key: str
 
-    def extract(self, images) -> "object":
+    def extract(self, images) -> np.ndarray:
         from ltkit.features import extract_features
 
         return extract_features(self.model, images, self.transform, batch_size=256)
@@ -59,12 +60,7 @@ def build_pool(cfg, world=None) -> tuple[Pool, object]:
     if name in CIFAR_NAMES:
         return cifar100_pool(cfg.data_root), None
     if name == "folders":
-        from ltkit.data import load_image_folder
-
-        names, _ = load_image_folder(cfg.data_root)
-        if not p.taxonomy:
-            raise UserError("pilot pool 'folders' needs pilot.taxonomy= (a Taxonomy JSON file, or wordnet)")
-        return folder_pool(cfg.data_root, load_taxonomy(p.taxonomy, names), p.test_per_class, cfg.seed), None
+        return folder_pool(cfg.data_root, p.taxonomy, p.test_per_class, cfg.seed), None
     raise UserError(f"unknown pilot pool {name!r}; expected a world preset ({', '.join(PRESETS)}), cifar100 or folders")
 
 
