@@ -2,9 +2,10 @@
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py MODE OUT_DIR [key=value ...]
 
-MODE `eval`: every rank extracts features and evaluates (direct + cRT) its share of a small image set
-and records which images it read; rank 0 saves what it gathered. MODE `resume`: the trainer runs
-2 epochs straight, then 1 epoch, a restart with scrambled RNGs, and 1 more; rank 0 saves both weights.
+MODE `eval` (into OUT_DIR/eval): every rank extracts features and evaluates (direct + cRT) its
+share of a small image set and records which images it read; rank 0 saves what it gathered.
+MODE `resume` (into OUT_DIR/resume): the trainer runs 2 epochs straight, then 1 epoch, a restart
+with scrambled RNGs, and 1 more; each rank saves both weights. MODE `all`: both, in one start-up.
 """
 from __future__ import annotations
 
@@ -80,11 +81,13 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     mode, out = sys.argv[1], Path(sys.argv[2])
     dist.init_process_group("gloo")
-    if mode == "eval":
-        run_eval(out)
-    elif mode == "resume":
-        run_resume(out, sys.argv[3:])
-    else:
+    if mode not in ("eval", "resume", "all"):
         raise SystemExit(f"error: unknown mode {mode!r}")
+    if mode in ("eval", "all"):  # "all": one start-up of two processes for both tests
+        (out / "eval").mkdir(exist_ok=True)
+        run_eval(out / "eval")
+    if mode in ("resume", "all"):
+        (out / "resume").mkdir(exist_ok=True)
+        run_resume(out / "resume", sys.argv[3:])
     dist.barrier()
     dist.destroy_process_group()
