@@ -16,7 +16,7 @@ from PIL import Image
 from ltkit import notebooks
 from ltkit.config import load_config
 from ltkit.pilot import (GranularityError, collect, draw_classes, grid_cells, head_tail_classes, ratio_counts,
-                         run_cell, run_pilot, superclass_members, world_pool)
+                         run_cell, run_pilot, sibling_errors, superclass_members, world_pool)
 from ltkit.pilot.grid import cell_path
 from ltkit.taxonomy import Taxonomy
 from ltkit.world import FAMILIES, world_taxonomy
@@ -74,7 +74,8 @@ def test_impossible_draws_name_what_is_missing(tmp_path):
         draw_classes(tax, 10, 2, level=1, pool_name="toy")
     with pytest.raises(GranularityError, match=r"level 2 does not exist: levels run 0\.\.1"):
         draw_classes(tax, 4, 2, level=2)
-    with pytest.raises(GranularityError, match=r"no taxonomy level can supply N=17 classes over S=2 superclasses: at level 0 the 2 largest"):
+    with pytest.raises(GranularityError, match=r"no taxonomy level can supply N=17 classes over S=2 superclasses: "
+                                               r"at level 0 the 2 largest"):
         draw_classes(tax, 17, 2)
     with pytest.raises(GranularityError, match="only 28 superclasses"):
         draw_classes(world_taxonomy(), 48, 30, level=1)
@@ -96,7 +97,8 @@ def test_subsampled_counts_follow_each_ratio(ratio):
     # every class got the count of its profile rank; which class is head is a seeded permutation
     assert sorted(res["counts"], reverse=True) == want.tolist() and res["train_images"] == want.sum()
     assert res["head_count"] == head and res["tail_count"] == want[-1]
-    assert res["head_classes"] == res["tail_classes"] == 4 and res["gap"] == pytest.approx(res["head_acc"] - res["tail_acc"], abs=1e-2)
+    assert res["head_classes"] == res["tail_classes"] == 4
+    assert res["gap"] == pytest.approx(res["head_acc"] - res["tail_acc"], abs=1e-2)
     if ratio < 1:
         order = np.random.default_rng([1, 17]).permutation(n)
         assert res["counts"][order[0]] == head  # the permutation, not class 0, holds the head
@@ -111,6 +113,16 @@ def test_head_and_tail_are_the_top_and_bottom_thirds():
     assert h.tolist() == [3, 1, 4, 0] and t.tolist() == [2, 6, 8, 7]
     with pytest.raises(ValueError, match="overlaps"):
         head_tail_classes(counts, order, frac=0.6)
+
+
+def test_sibling_errors_count_tail_errors_inside_the_superclass():
+    groups = ["a", "a", "a", "b", "b", "c"]            # classes 0-2 in a, 3-4 in b, 5 in c
+    labels = np.array([0, 0, 3, 3, 5, 5, 1])
+    pred = np.array([1, 4, 4, 0, 0, 5, 1])            # tail = {0, 3, 5}: errors 0->1 (sib), 0->4, 3->4 (sib), 3->0, 5->0
+    share, chance = sibling_errors(pred, labels, np.array([0, 3, 5]), groups)
+    assert share == pytest.approx(100 * 2 / 5)
+    assert chance == pytest.approx(100 * np.mean([2 / 5, 2 / 5, 1 / 5, 1 / 5, 0]))
+    assert np.isnan(sibling_errors(labels, labels, np.array([0]), groups)[0])
 
 
 def test_balanced_softmax_probe_learns_separable_features():
@@ -204,6 +216,7 @@ def test_cell_option_runs_one_cell(tmp_path, tiny_world, capsys):
     assert [f.name for f in files] == [f"{grid_cells([2, 3], [1.0, 0.5, 0.1], [0, 1])[3].name}.json"]
     cell = json.loads(files[0].read_text())
     assert len(set(cell["superclass_of"])) == 2 and len(cell["classes"]) == 6
+    assert cell["row"]["head_classes"] == 2 and "tail_sibling_errors" in cell["row"]  # NaN when the tail has no error
     assert main(["--config", str(ROOT / "configs" / "builtin-tiny.yaml"), "--cell", "99", *tiny_overrides(str(out))]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: --cell 99")
 

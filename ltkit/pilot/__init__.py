@@ -8,11 +8,11 @@ from ltkit.pilot.draw import Draw, GranularityError, draw_classes, resolve_level
 from ltkit.pilot.grid import (Cell, collect, gap_figure, granularity_effect, grid_cells, markdown_table, read_results,
                               run_grid, summarise)
 from ltkit.pilot.pools import Pool, cifar100_pool, class_features, folder_pool, unseen_specs, world_pool
-from ltkit.pilot.probe import head_tail_classes, ratio_counts, run_cell, train_probe
+from ltkit.pilot.probe import head_tail_classes, ratio_counts, run_cell, sibling_errors, train_probe
 from ltkit.pilot.run import PilotRun, build_encoder, build_pool, cells_of, main, run_pilot, save_outputs
 
 __all__ = ["Draw", "GranularityError", "draw_classes", "resolve_level", "superclass_members", "Cell", "collect",
-           "gap_figure", "granularity_effect", "grid_cells", "markdown_table", "read_results", "run_grid", "summarise", "Pool",
-           "cifar100_pool", "class_features", "folder_pool", "unseen_specs", "world_pool", "head_tail_classes",
-           "ratio_counts", "run_cell", "train_probe", "build_encoder", "build_pool", "cells_of", "main", "PilotRun",
-           "run_pilot", "save_outputs"]
+           "gap_figure", "granularity_effect", "grid_cells", "markdown_table", "read_results", "run_grid", "summarise",
+           "Pool", "cifar100_pool", "class_features", "folder_pool", "unseen_specs", "world_pool", "head_tail_classes",
+           "ratio_counts", "run_cell", "sibling_errors", "train_probe", "build_encoder", "build_pool", "cells_of", "main",
+           "PilotRun", "run_pilot", "save_outputs"]

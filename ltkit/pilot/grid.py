@@ -26,7 +26,9 @@ from ltkit.pilot.pools import Pool, class_features
 from ltkit.pilot.probe import run_cell
 
 COLUMNS = ["cell", "pool", "num_classes", "superclasses", "level", "ratio", "seed", "head_acc", "tail_acc", "gap",
-           "overall_acc", "train_images", "head_count", "tail_count", "head_classes", "tail_classes", "seconds"]
+           "overall_acc", "tail_sibling_errors", "tail_sibling_chance", "train_images", "head_count", "tail_count",
+           "head_classes", "tail_classes", "seconds"]
+RESULTS_VERSION = 2  # bump when a cell's row changes: a new version is a new recipe, so old cells are not mixed in
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,8 @@ def run_grid(pool: Pool, extract: Callable, encoder_key: str, cells: Sequence[Ce
     eligible = pool.eligible(head, test)
     # one level for the whole grid, from its largest S, so that --cell i jobs agree on it
     level = resolve_level(pool.taxonomy, num_classes, max(c.superclasses for c in cells), level, eligible)
-    recipe = {"pool": pool.name, "pool_key": pool.key, "encoder": encoder_key, "num_classes": num_classes,
-              "level": level, "head": head, "test": test, "probe": probe, "frac": frac}
+    recipe = {"version": RESULTS_VERSION, "pool": pool.name, "pool_key": pool.key, "encoder": encoder_key,
+              "num_classes": num_classes, "level": level, "head": head, "test": test, "probe": probe, "frac": frac}
     rhash = _open_grid(out_dir, recipe)
     if only is not None:
         if not 0 <= only < len(cells):
@@ -94,9 +96,10 @@ def run_grid(pool: Pool, extract: Callable, encoder_key: str, cells: Sequence[Ce
         draw = draw_classes(pool.taxonomy, num_classes, cell.superclasses, cell.seed, level, eligible, pool.name)
         idx = pool.index(draw.classes)
         feats = class_features(pool, idx, extract, encoder_key, head, test, cache_dir)
-        res = run_cell([feats[c][0] for c in idx], [feats[c][1] for c in idx], head, cell.ratio, cell.seed, frac, **probe)
-        row = {"cell": cell.name, "pool": pool.name, "num_classes": num_classes, "superclasses": cell.superclasses, "level": level,
-               "ratio": cell.ratio, "seed": cell.seed, **res, "seconds": round(time.perf_counter() - t0, 2)}
+        res = run_cell([feats[c][0] for c in idx], [feats[c][1] for c in idx], head, cell.ratio, cell.seed, frac,
+                       groups=draw.superclasses, **probe)
+        row = {"cell": cell.name, "pool": pool.name, "num_classes": num_classes, "superclasses": cell.superclasses,
+               "level": level, "ratio": cell.ratio, "seed": cell.seed, **res, "seconds": round(time.perf_counter() - t0, 2)}
         write_json(cell_path(out_dir, cell), {"recipe_hash": rhash, "cell": cell.name, "row": row,
                                               "classes": list(draw.classes), "superclass_of": list(draw.superclasses)})
         done.append(cell)
@@ -148,8 +151,11 @@ def _num(v: str):
             return v
 
 
-def summarise(rows: Sequence[dict], metrics: Sequence[str] = ("gap", "head_acc", "tail_acc", "overall_acc")) -> list[dict]:
-    """Mean and sample std over seeds of each metric, per (S, ratio)."""
+METRICS = ("gap", "head_acc", "tail_acc", "overall_acc", "tail_sibling_errors", "tail_sibling_chance")
+
+
+def summarise(rows: Sequence[dict], metrics: Sequence[str] = METRICS) -> list[dict]:
+    """Mean and sample std over seeds of each metric, per (S, ratio); seeds without a value (NaN) are left out."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((int(r["superclasses"]), float(r["ratio"])), []).append(r)
@@ -157,10 +163,17 @@ def summarise(rows: Sequence[dict], metrics: Sequence[str] = ("gap", "head_acc",
     for (s, ratio), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
         row = {"superclasses": s, "ratio": ratio, "seeds": len(rs)}
         for m in metrics:
-            v = np.array([float(r[m]) for r in rs])
-            row[m], row[f"{m}_std"] = float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+            v = np.array([_float(r.get(m)) for r in rs])
+            v = v[~np.isnan(v)]
+            row[m] = float(v.mean()) if len(v) else math.nan
+            row[f"{m}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
         out.append(row)
     return out
+
+
+def _float(v) -> float:
+    """A CSV or JSON value as a float; missing or empty is NaN (rows written before a metric existed)."""
+    return math.nan if v is None or v == "" else float(v)
 
 
 def markdown_table(summary: Sequence[dict], metric: str = "gap") -> str:

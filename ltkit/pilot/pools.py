@@ -170,7 +170,8 @@ def load_taxonomy(spec: str, class_names: Sequence[str]) -> Taxonomy:
 
 
 def class_features(pool: Pool, classes: Sequence[int], extract: Callable[[ImageSet], np.ndarray], encoder_key: str,
-                   train: int, test: int, cache_dir: str | os.PathLike | None = None) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+                   train: int, test: int,
+                   cache_dir: str | os.PathLike | None = None) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Class -> (first `train` train features, first `test` test features), cached as one .npz per class."""
     out = {}
     for c in classes:

@@ -81,12 +81,29 @@ class Standardise(nn.Module):
         return (x - self.mean) / self.std
 
 
+def sibling_errors(pred: np.ndarray, labels: np.ndarray, classes: np.ndarray, groups: np.ndarray) -> tuple[float, float]:
+    """Share (%) of the errors on `classes` that land in the true class's superclass, and that share by chance.
+
+    Chance: a wrong guess uniform over the other N-1 classes hits a sibling with probability
+    (superclass size - 1) / (N - 1), averaged over the errors' true classes.
+    """
+    _, gid = np.unique(np.asarray(groups), return_inverse=True)
+    wrong = np.isin(labels, classes) & (pred != labels)
+    if not wrong.any():
+        return float("nan"), float("nan")
+    same = gid[pred[wrong]] == gid[labels[wrong]]
+    size = np.bincount(gid)[gid]  # the superclass size of each class
+    chance = (size[labels[wrong]] - 1) / (len(gid) - 1)
+    return float(100 * same.mean()), float(100 * chance.mean())
+
+
 def run_cell(train_feats: Sequence[np.ndarray], test_feats: Sequence[np.ndarray], head: int, ratio: float, seed: int,
-             frac: float = 1 / 3, **probe) -> dict:
+             frac: float = 1 / 3, groups: Sequence | None = None, **probe) -> dict:
     """Subsample N classes' train features to `ratio`, train the probe, and score head, tail and gap (points).
 
     `train_feats[c]` / `test_feats[c]` are class c's features (c = 0..N-1 in draw order); which class
     gets the head count is a seeded permutation, so head and tail are unrelated to superclasses.
+    With `groups` (each class's superclass), also the share of tail errors that go to a sibling.
     """
     n = len(train_feats)
     counts = ratio_counts(n, head, ratio)
@@ -104,7 +121,11 @@ def run_cell(train_feats: Sequence[np.ndarray], test_feats: Sequence[np.ndarray]
     acc = per_class_accuracy(pred, yt, n)
     head_c, tail_c = head_tail_classes(counts, order, frac)
     h, t = 100 * acc[head_c].mean(), 100 * acc[tail_c].mean()
-    return {"head_acc": round(float(h), 3), "tail_acc": round(float(t), 3), "gap": round(float(h - t), 3),
-            "overall_acc": round(float(100 * acc.mean()), 3), "train_images": int(len(y)),
-            "head_count": int(counts[0]), "tail_count": int(counts[-1]), "head_classes": len(head_c),
-            "tail_classes": len(tail_c), "counts": class_counts.tolist()}
+    out = {"head_acc": round(float(h), 3), "tail_acc": round(float(t), 3), "gap": round(float(h - t), 3),
+           "overall_acc": round(float(100 * acc.mean()), 3), "train_images": int(len(y)),
+           "head_count": int(counts[0]), "tail_count": int(counts[-1]), "head_classes": len(head_c),
+           "tail_classes": len(tail_c), "counts": class_counts.tolist()}
+    if groups is not None:
+        sib, chance = sibling_errors(pred, yt, tail_c, np.asarray(groups))
+        out.update(tail_sibling_errors=round(sib, 3), tail_sibling_chance=round(chance, 3))
+    return out

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ltkit.errors import UserError
-from ltkit.pilot.grid import Cell, collect, gap_figure, grid_cells, markdown_table, run_grid, summarise
+from ltkit.pilot.grid import RESULTS_VERSION, Cell, collect, gap_figure, grid_cells, markdown_table, run_grid, summarise
 from ltkit.pilot.pools import Pool, cifar100_pool, folder_pool, world_pool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +56,8 @@ def build_pool(cfg, world=None) -> tuple[Pool, object]:
         world = world if world is not None else load_world(PRESETS[name])
         return world_pool(world, p.head, p.test_per_class), world
     if not cfg.data_root:
-        raise UserError(f"pilot pool {name!r} needs data_root= (known pools: {', '.join([*PRESETS, *CIFAR_NAMES, 'folders'])})")
+        known = ", ".join([*PRESETS, *CIFAR_NAMES, "folders"])
+        raise UserError(f"pilot pool {name!r} needs data_root= (known pools: {known})")
     if name in CIFAR_NAMES:
         return cifar100_pool(cfg.data_root), None
     if name == "folders":
@@ -107,7 +108,8 @@ def run_pilot(cfg, only: int | None = None, world=None, progress: bool | None = 
     pool, world = build_pool(cfg, world)
     enc = build_encoder(cfg, world)
     probe = dict(hidden=p.hidden, steps=p.steps, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay)
-    settings = [pool.key, enc.key, p.num_classes, str(p.level), p.head, p.test_per_class, probe, p.head_tail_frac]
+    settings = [RESULTS_VERSION, pool.key, enc.key, p.num_classes, str(p.level), p.head, p.test_per_class, probe,
+                p.head_tail_frac]
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     out = Path(p.out_dir or Path(cfg.out_dir) / f"pilot-{_settings(cfg)[0]}-{digest}")
     run_grid(pool, enc.extract, enc.key, cells_of(cfg), out, num_classes=p.num_classes, head=p.head,
@@ -125,7 +127,8 @@ def save_outputs(cfg, run: PilotRun, figures: str | Path | None = None) -> dict:
     pool = _settings(cfg)[0]
     summary = summarise(run.rows)
     table = markdown_table(summary)
-    atomic_write_text(run.out_dir / "gap_table.md", f"<!-- head - tail accuracy (points), mean ± std over seeds -->\n{table}")
+    note = "<!-- head - tail accuracy (points), mean ± std over seeds -->"
+    atomic_write_text(run.out_dir / "gap_table.md", f"{note}\n{table}")
     stem = Path(figures or ROOT / "figures") / f"pilot_gap_{pool}"
     paths = save_figure(gap_figure(summary, f"{pool}, N = {cfg.pilot.num_classes}"), stem)
     return {"summary": summary, "table": table, "figure": paths, "csv": run.out_dir / "results.csv"}
