@@ -68,7 +68,8 @@ def timm_loop(args, batches, classes: int, dev: torch.device) -> float:
     from timm.scheduler import CosineLRScheduler
 
     torch.manual_seed(0)
-    model = timm.create_model(args.model, num_classes=classes, drop_path_rate=0.1, img_size=args.img).to(dev)
+    small = {"patch_size": max(1, args.img // 8)} if args.img <= 64 else {}  # ltkit's 8x8 grid for small images
+    model = timm.create_model(args.model, num_classes=classes, drop_path_rate=0.1, img_size=args.img, **small).to(dev)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = create_optimizer_v2(model, "adamw", lr=args.lr, weight_decay=0.05, layer_decay=0.75, betas=(0.9, 0.95))
@@ -87,7 +88,7 @@ def timm_loop(args, batches, classes: int, dev: torch.device) -> float:
             if args.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = y.to(dev, non_blocking=True)
-            with torch.autocast(dev.type, dtype=torch.bfloat16):
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):  # as ltkit's amp
                 loss = loss_fn(fwd(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -164,6 +165,7 @@ def loss_rows(args, dev: torch.device) -> list[dict]:
 
     from ltkit.losses import build_loss
 
+    torch.use_deterministic_algorithms(False)  # the Trainer turns them on for CPU runs; both losses get the same
     L, k, B, D = args.targets, 5, args.loss_batch, 768
     C = L + k * L
     parent = np.repeat(np.arange(L), k)

@@ -298,7 +298,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         for i, (x, y, bad) in enumerate(bar):
             x, y = self.normalize(x), y.to(self.device, non_blocking=True)
-            if self.mixup is not None:
+            if y.ndim == 1 and self.mixup is not None:  # soft targets: mixed in the loader already
                 x, y = self.mixup(x, y)
             elif y.ndim == 1 and cfg.label_smoothing > 0:  # timm's Mixup applies it otherwise
                 y = mixup_target(y, self.L + self.K, 1.0, cfg.label_smoothing)
