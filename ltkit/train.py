@@ -323,7 +323,7 @@ class Trainer:
             dist.all_reduce(sums)
         total, seen, skipped = sums.tolist()  # the epoch's one host-device sync
         dt = time.time() - t0
-        return {"loss": total / max(seen, 1), "lr": self.scheduler.get_last_lr()[-1],
+        return {"loss": total / max(seen, 1), "lr": max(self.scheduler.get_last_lr()),
                 "images_per_s": seen / dt, "seconds": dt, "skipped_images": int(skipped)}
 
     def val_metrics(self) -> dict | None:

@@ -118,3 +118,24 @@ def test_undecodable_file_is_skipped_and_counted(tmp_path):
     rows = [json.loads(x) for x in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["skipped_images"] for r in rows] == [1, 1]  # all 24 images every epoch: the bad one once each
     assert all(np.isfinite(r["loss"]) for r in rows) and t.epoch == 2
+
+
+def test_ranks_split_every_global_batch():
+    """EpochSampler as the trainer runs it: whole steps only, each global batch shared by the ranks."""
+    from ltkit.sampling import EpochSampler
+
+    labels = np.repeat(np.arange(10, 16), [3, 9, 1, 12, 5, 7])
+    B, accum = 8, 2
+    one = EpochSampler(37, labels, cap=4, seed=3, drop_last=True, multiple_of=B * accum)
+    ranks = [EpochSampler(37, labels, cap=4, seed=3, rank=r, world_size=2, drop_last=True, multiple_of=B * accum)
+             for r in (0, 1)]
+    for epoch in (0, 1):
+        for s in (one, *ranks):
+            s.set_epoch(epoch)
+        order = list(one)
+        assert len(order) % (B * accum) == 0 and len(order) > len(one.indices()) - B * accum
+        local = [list(s) for s in ranks]
+        assert len(local[0]) == len(local[1]) == len(order) // 2 == len(ranks[0])
+        for k in range(len(order) // B):  # global batch k == the union of the ranks' local batch k
+            mine = local[0][k * B // 2:(k + 1) * B // 2] + local[1][k * B // 2:(k + 1) * B // 2]
+            assert sorted(mine) == sorted(order[k * B:(k + 1) * B])
