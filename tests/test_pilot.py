@@ -17,6 +17,7 @@ from ltkit import notebooks
 from ltkit.config import load_config
 from ltkit.pilot import (GranularityError, collect, draw_classes, grid_cells, head_tail_classes, ratio_counts,
                          run_cell, run_pilot, sibling_errors, superclass_members, world_pool)
+from ltkit.pilot.draw import grid_level
 from ltkit.pilot.grid import cell_path
 from ltkit.taxonomy import Taxonomy
 from ltkit.world import FAMILIES, world_taxonomy
@@ -79,6 +80,10 @@ def test_impossible_draws_name_what_is_missing(tmp_path):
         draw_classes(tax, 17, 2)
     with pytest.raises(GranularityError, match="only 28 superclasses"):
         draw_classes(world_taxonomy(), 48, 30, level=1)
+    # a grid is checked whole: S=2 fits at the level S=6 picks, yet cannot hold N=10 there
+    with pytest.raises(GranularityError, match=r"N=10 classes over S=2 superclasses at level 1 of toy: the 2 largest"):
+        grid_level(tax, 10, [6, 2], pool_name="toy")
+    assert grid_level(tax, 6, [6, 2, 3]) == 1
 
 
 # ---------------------------------------------------------------------------------------------

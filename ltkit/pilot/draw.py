@@ -77,6 +77,19 @@ def resolve_level(taxonomy: Taxonomy, num_classes: int, num_superclasses: int, l
                            f"superclasses: {why}")
 
 
+def grid_level(taxonomy: Taxonomy, num_classes: int, sizes: Sequence[int], level: int | str = "auto",
+               classes: Sequence[str] | None = None, pool_name: str = "pool") -> int:
+    """The one level of a grid (from its largest S), after checking that every S of the grid can be drawn there."""
+    level = resolve_level(taxonomy, num_classes, max(sizes), level, classes)
+    members = superclass_members(taxonomy, level, classes)
+    for s in sorted(set(sizes)):
+        why = _shortfall(members, num_classes, s)
+        if why is not None:
+            raise GranularityError(f"cannot draw N={num_classes} classes over S={s} superclasses at level {level} of"
+                                   f" {pool_name}: {why}")
+    return level
+
+
 def _shortfall(members: dict[str, list[str]], n: int, s: int) -> str | None:
     """Why N classes over S superclasses cannot be drawn from `members`, or None if they can."""
     if s < 1 or n < s:

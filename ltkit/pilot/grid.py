@@ -21,7 +21,7 @@ import numpy as np
 
 from ltkit.errors import UserError
 from ltkit.io import atomic_write_text, read_json, write_json
-from ltkit.pilot.draw import draw_classes, resolve_level
+from ltkit.pilot.draw import draw_classes, grid_level
 from ltkit.pilot.pools import Pool, class_features
 from ltkit.pilot.probe import run_cell
 
@@ -80,7 +80,7 @@ def run_grid(pool: Pool, extract: Callable, encoder_key: str, cells: Sequence[Ce
     out_dir, probe = Path(out_dir), dict(probe or {})
     eligible = pool.eligible(head, test)
     # one level for the whole grid, from its largest S, so that --cell i jobs agree on it
-    level = resolve_level(pool.taxonomy, num_classes, max(c.superclasses for c in cells), level, eligible)
+    level = grid_level(pool.taxonomy, num_classes, [c.superclasses for c in cells], level, eligible, pool.name)
     recipe = {"version": RESULTS_VERSION, "pool": pool.name, "pool_key": pool.key, "encoder": encoder_key,
               "num_classes": num_classes, "level": level, "head": head, "test": test, "probe": probe, "frac": frac}
     rhash = _open_grid(out_dir, recipe)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ltkit.errors import UserError
+from ltkit.pilot.draw import grid_level
 from ltkit.pilot.grid import RESULTS_VERSION, Cell, collect, gap_figure, grid_cells, markdown_table, run_grid, summarise
 from ltkit.pilot.pools import Pool, cifar100_pool, folder_pool, world_pool
 
@@ -106,6 +107,8 @@ def run_pilot(cfg, only: int | None = None, world=None, progress: bool | None = 
 
     p = cfg.pilot
     pool, world = build_pool(cfg, world)
+    # an impossible grid fails now, not after the encoder is built (it may train for minutes)
+    grid_level(pool.taxonomy, p.num_classes, p.superclasses, p.level, pool.eligible(p.head, p.test_per_class), pool.name)
     enc = build_encoder(cfg, world)
     probe = dict(hidden=p.hidden, steps=p.steps, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay)
     settings = [RESULTS_VERSION, pool.key, enc.key, p.num_classes, str(p.level), p.head, p.test_per_class, probe,
