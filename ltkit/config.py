@@ -134,7 +134,7 @@ class PilotConfig:
     lr: float = 0.01
     weight_decay: float = 0.001
     head_tail_frac: float = 1 / 3      # head / tail: the top / bottom fraction of classes by train count
-    out_dir: str | None = run_only(None)  # default: <out_dir>/pilot-<pool>
+    out_dir: str | None = run_only(None)  # default: <out_dir>/pilot-<pool>-<recipe hash>
 
 
 SECTIONS = {"neighbours": NeighbourConfig, "crawl": CrawlConfig, "filter": FilterConfig, "pilot": PilotConfig}
