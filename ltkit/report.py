@@ -200,12 +200,13 @@ def ablation_figure(ablations: dict[str, dict]):
     return fig
 
 
-def tables(base: TrainConfig, seeds: list[int], config: str = "", cmd: str = "", seconds: float = 0.0) -> str:
+def tables(base: TrainConfig, seeds: list[int], config: str = "", cmd: str = "", start: float | None = None) -> str:
     """Tab. 2, Tab. 6, both classifiers per training and the RD/SD overlap, as markdown (trains what is missing)."""
     components = compare(base, COMPONENTS, seeds)  # Tab. 2's rows are among these runs
     methods = {name: components[next(n for n, o in COMPONENTS.items() if o == over)] for name, over in METHODS.items()}
     overlap = rd_sd_overlap(components)
     threads = sorted({r.get("threads") for rows in components.values() for r in rows}, key=str)
+    seconds = time.time() - (start if start is not None else time.time())
     return (f"Command: `{cmd}`  \nPreset: `{config}` ({base.dataset}, {base.model}, {base.epochs} epochs), "
             f"seeds {seeds}, torch threads {threads}; accuracy in %, mean ± sample std over seeds; "
             f"{seconds:.0f} s so far (runs already in `{base.out_dir}/` are reused).\n\n"
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     t = time.time()
     cmd = "python -m ltkit compare " + " ".join(argv)
     for i in range(len(args.seeds)):  # the tables of the seeds done so far, rewritten after each seed
-        text = tables(base, args.seeds[:i + 1], args.config, cmd, time.time() - t)
+        text = tables(base, args.seeds[:i + 1], args.config, cmd, t)
         if args.out:
             from ltkit.io import atomic_write_text
 
