@@ -123,7 +123,9 @@ def cifar100_pool(root: str | os.PathLike) -> Pool:
     def images(c: int, split: str) -> ImageSet:
         return tr.subset(by_tr[c]) if split == "train" else te.subset(by_te[c])
 
-    key = _digest(["cifar100", str(Path(root).resolve()), [len(i) for i in by_tr], [len(i) for i in by_te]])
+    # the pickles' size and mtime stand in for their bytes: a replaced file gets new features
+    files = [Path(root) / "cifar-100-python" / f for f in ("train", "test")]
+    key = _digest(["cifar100", [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]])
     return Pool("CIFAR-100", key, data.class_names, data.taxonomy, images, np.array([len(i) for i in by_tr]),
                 np.array([len(i) for i in by_te]))
 
