@@ -129,7 +129,7 @@ def draw_panels(panels: list[Panel], class_names: Sequence[str], targets: Sequen
             ax.set_xticks([]), ax.set_yticks([])
             ax.set_xlabel(f"silhouette {p.numbers['silhouette']:.2f}\nratio {p.numbers['ratio']:.2f}")
         handles = {h.get_label(): h for ax in axes[0] for h in ax.collections}
-        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(4, len(handles)),
+        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(3, len(handles)),
                    bbox_to_anchor=(0.5, -0.02), markerscale=2)
         fig.subplots_adjust(bottom=0.32, wspace=0.08)
     return fig
