@@ -16,7 +16,7 @@ from fault_server import FaultServer, Route, bomb_png, drip, fail_then, free_por
 from ltkit.crawl.download import DownloadSettings, Downloader, Job
 from ltkit.crawl.policy import Failure, address_allowed, retry_after, robots_forbid
 from ltkit.crawl.store import store_image
-from ltkit.crawl.manifest import (ManifestWriter, hit_key, manifest_files, merge_manifests, read_manifest,
+from ltkit.crawl.manifest import (ManifestBusy, ManifestWriter, hit_key, manifest_files, merge_manifests, read_manifest,
                                   resume_state)
 from ltkit.crawl.retrieve import read_url_list, run_crawl
 
@@ -25,7 +25,7 @@ FAST = dict(allow_loopback=True, connect_timeout=0.5, read_timeout=0.5, total_ti
 
 
 def jobs_for(urls, aux_id=0):
-    return [Job(hit_key(aux_id, u), u, aux_id, {"aux_name": f"class {aux_id}"}) for u in urls]
+    return [Job(u, aux_id, {"aux_name": f"class {aux_id}"}) for u in urls]
 
 
 def crawl(out, urls_by_class, **settings):
@@ -95,7 +95,7 @@ def test_every_fault_ends_with_its_reason(tmp_path):
         rows = crawl(tmp_path, {0: urls})
         assert a.count("/500") == 2 and a.count("/429") == 2  # retried once each
         assert a.count("/chain/5") == 1 and a.count("/chain/6") == 0  # max_redirects=5: 6 hops at most
-    assert set(rows) == set(urls)
+    assert set(rows) == set(urls) and all(r["key"] == hit_key(0, u) for u, r in rows.items())
     for path, (status, reason) in expect.items():
         r = rows[a.url(path)]
         assert r["status"] == status, (path, r)
@@ -217,6 +217,9 @@ def test_shards_and_merge_give_the_unsharded_result(tmp_path):
             ids = [c for c in by_class if c % 2 == i]
             run_crawl(tmp_path / "sharded", [jobs_for(by_class[c], c) for c in ids], ids, s, shard=(i, 2),
                       progress=False)
+    with ManifestWriter(tmp_path / "sharded" / "manifest.shard-1-of-2.jsonl"):  # shard 1 still crawling
+        with pytest.raises(ManifestBusy, match="shard-1-of-2"):
+            merge_manifests(tmp_path / "sharded")
     assert [p.name for p in manifest_files(tmp_path / "sharded")] == [
         "manifest.shard-0-of-2.jsonl", "manifest.shard-1-of-2.jsonl"]
     merged = merge_manifests(tmp_path / "sharded")

@@ -21,6 +21,7 @@ import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -28,7 +29,7 @@ import aiohttp
 from yarl import URL
 
 import ltkit
-from ltkit.crawl.manifest import ManifestWriter, ResumeState
+from ltkit.crawl.manifest import ManifestWriter, ResumeState, hit_key
 from ltkit.crawl.policy import (AddressRefused, Failure, GuardedResolver, check_url, retry_after, robots_forbid,
                                 split_hostport)
 from ltkit.crawl.store import Stored, store_image
@@ -86,10 +87,14 @@ class DownloadSettings:
 class Job:
     """One URL to fetch for one auxiliary class; `row` carries the search fields into the manifest."""
 
-    key: str
     url: str
     aux_id: int
     row: dict = field(default_factory=dict)
+
+    @cached_property
+    def key(self) -> str:
+        """The hit's manifest key, derived so that it can never disagree with the class and URL."""
+        return hit_key(self.aux_id, self.url)
 
 
 class _Retry(Exception):
@@ -200,7 +205,7 @@ class Downloader:
                                 continue
                             if host not in self._hosts:
                                 h = self._hosts[host] = _Host(s)
-                                workers += [asyncio.create_task(self._worker(h, host, stats)) for _ in range(s.per_host)]
+                                workers += [asyncio.create_task(self._worker(h, stats)) for _ in range(s.per_host)]
                             self._hosts[host].queue.put_nowait(job)
                         self._bar.refresh()
                     for h in self._hosts.values():
@@ -216,7 +221,8 @@ class Downloader:
         stats.seconds = time.monotonic() - t0
         return stats
 
-    async def _worker(self, host: _Host, name: str, stats: RunStats) -> None:
+    async def _worker(self, host: _Host, stats: RunStats) -> None:
+        """Serve one host's queue until its end marker (None)."""
         while (job := await host.queue.get()) is not None:
             t0 = time.monotonic()
             try:

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import io
 import json
 import os
 import time
 from collections import Counter, defaultdict
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from ltkit.io import atomic_write_text, read_jsonl, write_json
+from ltkit.errors import UserError
+from ltkit.io import _last_line_start, atomic_write_text, read_jsonl, write_json
 
 MANIFEST = "manifest.jsonl"
 # every row has these; `truth` only on hits of the built-in world's pool (for measuring filters)
@@ -28,6 +29,10 @@ FIELDS = ("key", "aux_id", "aux_name", "target_id", "target_name", "query", "eng
           "source_page", "status", "reason", "path", "sha256", "width", "height", "bytes", "host",
           "http_status", "attempts", "seconds", "finished")
 STATUSES = ("ok", "failed", "duplicate", "refused")
+
+
+class ManifestBusy(UserError, RuntimeError):
+    """Another process holds a manifest's lock: a crawl (or a merge) is still writing it."""
 
 
 def hit_key(aux_id: int, url: str) -> str:
@@ -90,7 +95,7 @@ class ManifestWriter:
             fcntl.flock(self._f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._f.close()
-            raise RuntimeError(f"{self.path}: another crawl is writing this manifest (one process per shard)") from None
+            raise ManifestBusy(f"{self.path}: another crawl is writing this manifest (one process per shard)") from None
         self._cut_torn_tail()
         self.sync_every, self._synced = sync_every, time.monotonic()
 
@@ -102,16 +107,7 @@ class ManifestWriter:
         self._f.seek(max(0, size - 1))
         if self._f.read(1) == b"\n":
             return
-        cut, pos = 0, size
-        while pos > 0:  # the last newline, read backwards in blocks (manifests get large)
-            start = max(0, pos - 65536)
-            self._f.seek(start)
-            i = self._f.read(pos - start).rfind(b"\n")
-            if i >= 0:
-                cut = start + i + 1
-                break
-            pos = start
-        self._f.truncate(cut)
+        self._f.truncate(_last_line_start(self._f, size))
         self._f.seek(0, os.SEEK_END)
 
     def write(self, row: dict) -> None:
@@ -164,21 +160,21 @@ def resume_state(crawl_dir: str | os.PathLike, retry_failed: bool = False) -> Re
 def merge_manifests(crawl_dir: str | os.PathLike) -> dict:
     """Join manifest.jsonl and every shard manifest into manifest.jsonl (final row per key), then remove the shards."""
     d = Path(crawl_dir)
-    shards = [p for p in manifest_files(d) if p.name != MANIFEST]
-    seen_n = {p.name.split("-of-")[1].split(".")[0] for p in shards}
-    if len(seen_n) > 1:
-        raise ValueError(f"{d}: shard manifests of different splits ({', '.join(sorted(seen_n))}); merge one split at a time")
-    missing = []
-    if shards:
-        n = int(next(iter(seen_n)))
-        missing = [i for i in range(n) if not (d / shard_manifest(i, n)).exists()]
-    rows = read_manifest(d)
-    buf = io.StringIO()
-    for row in rows:
-        buf.write(json.dumps(row, ensure_ascii=False) + "\n")
-    atomic_write_text(d / MANIFEST, buf.getvalue())
-    for p in shards:
-        p.unlink()
+    with ExitStack() as locks:
+        for p in manifest_files(d):  # a shard still crawling raises ManifestBusy: its rows would go to a removed file
+            locks.enter_context(ManifestWriter(p))
+        shards = [p for p in manifest_files(d) if p.name != MANIFEST]
+        seen_n = {p.name.split("-of-")[1].split(".")[0] for p in shards}
+        if len(seen_n) > 1:
+            raise ValueError(f"{d}: shard manifests of different splits ({', '.join(sorted(seen_n))}); merge one split at a time")
+        missing = []
+        if shards:
+            n = int(next(iter(seen_n)))
+            missing = [i for i in range(n) if not (d / shard_manifest(i, n)).exists()]
+        rows = read_manifest(d)
+        atomic_write_text(d / MANIFEST, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        for p in shards:
+            p.unlink()
     return {"rows": len(rows), "shards_merged": len(shards), "missing_shards": missing}
 
 

@@ -98,12 +98,12 @@ def robots_forbid(values: list[str], directives: tuple[str, ...], token: str = "
     """X-Robots-Tag as img2dataset reads it: `noai`, or `<agent>: noai` for our agent token."""
     for value in values:
         agent, sep, rest = value.partition(":")
-        if sep and agent.strip().lower() != token:
-            if " " not in agent.strip():  # "otherbot: noai" is for another crawler
-                continue
-            rest = value
-        words = {w.strip().lower() for w in (rest if sep else value).split(",")}
-        if words & set(directives):
+        agent = agent.strip().lower()
+        if sep and " " not in agent:  # "<agent>: directives" ("a, b: c" is a list, not an agent)
+            if agent != token:
+                continue  # addressed to another crawler
+            value = rest
+        if {w.strip().lower() for w in value.split(",")} & set(directives):
             return True
     return False
 

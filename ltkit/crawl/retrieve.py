@@ -22,7 +22,7 @@ from typing import Iterable, Iterator, Sequence
 from ltkit.crawl.download import Downloader, DownloadSettings, Job
 from ltkit.crawl.store import clean_partial
 from ltkit.crawl.image_search import DDGSEngine, Engine, PoolEngine, SearchCache, SearchError, csv_rows
-from ltkit.crawl.manifest import (MANIFEST, CrawlReport, folder_counts, hit_key, manifest_files, merge_manifests,
+from ltkit.crawl.manifest import (MANIFEST, CrawlReport, folder_counts, manifest_files, merge_manifests,
                                   parse_shard, read_manifest, resume_state, shard_manifest, write_report)
 from ltkit.errors import UserError
 
@@ -60,7 +60,7 @@ def search_jobs(aux_names: Sequence[str], aux_parent: Sequence[int], target_name
                    "query": q, "engine": h.engine, "rank": rank, "caption": h.caption, "source_page": h.source_page}
             if h.truth is not None:
                 row["truth"] = h.truth
-            batch.append(Job(hit_key(a, h.url), h.url, a, row))
+            batch.append(Job(h.url, a, row))
         yield batch
 
 
@@ -80,7 +80,7 @@ def read_url_list(path: str | os.PathLike) -> tuple[list[str], list[list[Job]]]:
             batches.append([])
         meta = {"aux_name": name, "target_id": None, "target_name": None, "query": None, "engine": "urls",
                 "rank": len(batches[a]), "caption": row.get("caption") or "", "source_page": str(path)}
-        batches[a].append(Job(hit_key(a, url), url, a, meta))
+        batches[a].append(Job(url, a, meta))
     return list(names), batches
 
 
@@ -205,15 +205,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load(path: str | None, overrides: list[str]):
-    from ltkit.config import load_config
-
-    return load_config(path, overrides)
-
-
 def main(argv: list[str] | None = None) -> int:
     """`python -m ltkit crawl [--config PRESET] [key=value | crawl.key=value ...]`."""
-    from ltkit.config import split_overrides
+    from ltkit.config import load_config, split_overrides
 
     options, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
     args = _parser().parse_args(options)
@@ -222,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         raise UserError(f"--{e}") from None
     if args.merge:
-        out = Path(args.out) if args.out else crawl_dir(_load(args.config, overrides))
+        out = Path(args.out) if args.out else crawl_dir(load_config(args.config, overrides))
         res = merge_manifests(out)
         print(f"merged {res['shards_merged']} shard manifests into {out / MANIFEST}: {res['rows']} rows"
               + (f"; missing shards {res['missing_shards']}" if res["missing_shards"] else ""))
@@ -230,14 +224,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.urls:
         if not args.out:
             raise UserError("--urls needs --out FOLDER")
-        c = _load(args.config, overrides).crawl
+        c = load_config(args.config, overrides).crawl
         names, batches = read_url_list(args.urls)
         out = Path(args.out)
         aux_ids = [a for a in range(len(names)) if a % shard[1] == shard[0]]
         report = run_crawl(out, [batches[a] for a in aux_ids], aux_ids, download_settings(c), shard,
                            args.retry_failed, not args.no_progress and c.progress)
     else:
-        cfg = _load(args.config, overrides + ([f"crawl.out_dir={args.out}"] if args.out else []))
+        cfg = load_config(args.config, overrides + ([f"crawl.out_dir={args.out}"] if args.out else []))
         report, out = crawl_config(cfg, shard, args.retry_failed, False if args.no_progress else None)
     print(report.format())
     where = out / (MANIFEST if shard[1] == 1 else shard_manifest(*shard))
