@@ -186,6 +186,23 @@ def test_global_rate_limit_spaces_requests_across_hosts(tmp_path):
     assert len(starts) == 12 and np.median(gaps) >= 0.035 and gaps.min() >= 0.02, gaps
 
 
+def test_a_host_told_to_wait_leaves_the_global_slots_to_the_others(tmp_path):
+    """While one host's Retry-After runs, its queued URLs hold no global slot: another host goes on."""
+    with FaultServer("127.0.0.2") as a, FaultServer("127.0.0.3") as b:
+        a.routes["/0.jpg"] = Route(handler=fail_then(Route(status=429, headers={"Retry-After": "3"}),
+                                                     Route(image_bytes(seed=0))))
+        for j in range(1, 4):  # the other worker of host a goes on to these and must wait out the 3 s
+            a.routes[f"/{j}.jpg"] = Route(image_bytes(seed=j))
+        for j in range(4):
+            b.routes[f"/{j}.jpg"] = Route(image_bytes(seed=10 + j), delay=0.05)
+        rows = crawl(tmp_path, {0: [a.url(f"/{j}.jpg") for j in range(4)], 1: [b.url(f"/{j}.jpg") for j in range(4)]},
+                     concurrency=1, per_host=2)
+        told = min(t for p, t, _ in a.requests if p == "/0.jpg")
+        b_done = max(t1 for _, _, t1 in b.requests)
+    assert all(r["status"] == "ok" for r in rows.values())
+    assert b_done - told < 1.5  # long before host a may be asked again
+
+
 def test_resume_fetches_nothing_twice_and_retry_failed_retries(tmp_path):
     with FaultServer("127.0.0.2") as a:
         for j in range(6):

@@ -111,19 +111,38 @@ class _Retry(Exception):
 
 
 class _Pacer:
-    """Request starts at least `interval` apart; `push_back` honours a server's Retry-After."""
+    """Request starts at least `interval` apart; `push_back` honours a server's Retry-After.
+
+    `wait` sleeps and claims (the global rate); a host uses `ready`, then `claim` once it holds a
+    global slot, so that a host told to wait does so without holding a slot other hosts could use.
+    """
 
     def __init__(self, interval: float) -> None:
         self.interval, self.next, self.lock = interval, 0.0, asyncio.Lock()
 
     async def wait(self) -> None:
+        """Sleep until a start is due and claim it (callers queue on the lock)."""
         async with self.lock:
             delay = self.next - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             self.next = max(self.next, time.monotonic()) + self.interval
 
+    async def ready(self) -> None:
+        """Sleep until a start is due, claiming nothing (so a long Retry-After is waited out holding nothing)."""
+        while (delay := self.next - time.monotonic()) > 0:
+            await asyncio.sleep(delay)
+
+    def claim(self) -> bool:
+        """Take the next start if it is due now (no await in between: atomic within the event loop)."""
+        now = time.monotonic()
+        if self.next > now:
+            return False
+        self.next = now + self.interval
+        return True
+
     def push_back(self, until: float) -> None:
+        """No start before `until` (a server's Retry-After)."""
         self.next = max(self.next, until)
 
 
@@ -270,38 +289,51 @@ class Downloader:
                 raise Failure("failed", "redirect_loop")
             visited.add(url)
             host = self._hosts.get(u.host.lower()) or self._hosts.setdefault(u.host.lower(), _Host(s))
-            async with host.sem, self._inflight:
-                await host.pacer.wait()
-                if self._rate is not None:
-                    await self._rate.wait()
-                try:
-                    async with asyncio.timeout(s.total_timeout):
-                        location, body, status = await self._hop(url)
-                except Failure:
-                    raise
-                except _Retry as r:
-                    r.host = u.host.lower()
-                    raise
-                except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-                    if s.retry_timeouts:
-                        raise _Retry("timeout") from None
-                    raise Failure("failed", "timeout") from None
-                except aiohttp.ClientConnectorDNSError as e:
-                    if isinstance(e.os_error, AddressRefused):
-                        raise Failure("refused", "disallowed_address") from None
-                    raise Failure("failed", "dns_error") from None
-                except (aiohttp.InvalidURL, ValueError):
-                    raise Failure("failed", "bad_url") from None
-                except aiohttp.ClientSSLError:  # a bad certificate stays bad: no retry
-                    raise Failure("failed", "tls_error") from None
-                except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError):
-                    raise _Retry("connection_error") from None
-                except aiohttp.ClientResponseError:
-                    raise Failure("failed", "bad_response") from None
+            location, body, status = await self._paced_hop(host, url, u.host.lower())
             if location is None:
                 return url, body, status
             url = location
         raise Failure("failed", "too_many_redirects")
+
+    async def _paced_hop(self, host: _Host, url: str, name: str) -> tuple[str | None, bytes, int]:
+        """One hop when the host is due and a global slot is free; a host that is not due holds no slot."""
+        async with host.sem:
+            while True:
+                await host.pacer.ready()
+                async with self._inflight:
+                    if self._rate is not None:
+                        await self._rate.wait()
+                    # another start, or a Retry-After, may have come while this one waited for the slot
+                    if host.pacer.claim():
+                        return await self._checked_hop(url, name)
+
+    async def _checked_hop(self, url: str, host: str) -> tuple[str | None, bytes, int]:
+        """`_hop` under the total timeout, its errors mapped to a Failure (final) or a _Retry (transient)."""
+        s = self.s
+        try:
+            async with asyncio.timeout(s.total_timeout):
+                return await self._hop(url)
+        except Failure:
+            raise
+        except _Retry as r:
+            r.host = host
+            raise
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+            if s.retry_timeouts:
+                raise _Retry("timeout") from None
+            raise Failure("failed", "timeout") from None
+        except aiohttp.ClientConnectorDNSError as e:
+            if isinstance(e.os_error, AddressRefused):
+                raise Failure("refused", "disallowed_address") from None
+            raise Failure("failed", "dns_error") from None
+        except (aiohttp.InvalidURL, ValueError):
+            raise Failure("failed", "bad_url") from None
+        except aiohttp.ClientSSLError:  # a bad certificate stays bad: no retry
+            raise Failure("failed", "tls_error") from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError):
+            raise _Retry("connection_error") from None
+        except aiohttp.ClientResponseError:
+            raise Failure("failed", "bad_response") from None
 
     async def _hop(self, url: str) -> tuple[str | None, bytes, int]:
         """One request: (redirect target, b"", status) or (None, body, 200)."""
