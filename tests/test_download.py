@@ -145,6 +145,11 @@ def test_address_policy():
         assert not address_allowed(ip, allow_loopback=True), ip
     assert not address_allowed("127.0.0.5") and address_allowed("127.0.0.5", allow_loopback=True)
     assert not address_allowed("::ffff:127.0.0.1") and address_allowed("::1", allow_loopback=True)
+    # IPv6 that carries a private IPv4 (NAT64, 6to4, IPv4-compatible), local-use NAT64, site-local
+    for ip in ("64:ff9b::a00:1", "2002:c0a8:1::1", "::10.0.0.1", "64:ff9b:1::5db8:d822", "fec0::1", "::"):
+        assert not address_allowed(ip, allow_loopback=True), ip
+    assert address_allowed("64:ff9b::5db8:d822") and address_allowed("2002:5db8:d822::1")
+    assert not address_allowed("::127.0.0.1") and address_allowed("::127.0.0.1", allow_loopback=True)
 
 
 def test_header_parsing():

@@ -36,11 +36,20 @@ def split_hostport(text: str) -> tuple[str, int] | None:
         return None
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known NAT64 prefix: the last 32 bits are an IPv4 address
+_COMPAT = ipaddress.ip_network("::/96")        # deprecated IPv4-compatible addresses
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # local-use NAT64 (RFC 8215): a private network by definition
+
+
 def address_allowed(ip: str, allow_loopback: bool = False) -> bool:
-    """Public unicast only; loopback if allowed. IPv4-mapped IPv6 is judged as the IPv4 it maps."""
+    """Public unicast only; loopback if allowed. An IPv6 address that carries an IPv4 one (mapped, NAT64,
+    6to4, IPv4-compatible) is judged as that IPv4 address: a translator or relay may connect to it."""
     a = ipaddress.ip_address(ip.split("%")[0])
-    if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
-        a = a.ipv4_mapped
+    if isinstance(a, ipaddress.IPv6Address) and not a.is_loopback:
+        if a in _NAT64_LOCAL or a.is_site_local:
+            return False
+        embedded = ipaddress.IPv4Address(int(a) & 0xFFFF_FFFF) if a in _NAT64 or a in _COMPAT else None
+        a = a.ipv4_mapped or a.sixtofour or embedded or a
     if a.is_loopback:
         return allow_loopback
     return a.is_global and not a.is_multicast
