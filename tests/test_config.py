@@ -17,13 +17,13 @@ def test_every_preset_loads_into_one_config():
 
 def test_sections_from_yaml_and_dotted_overrides(tmp_path):
     p = tmp_path / "c.yaml"
-    p.write_text("k: 3\naux_ratio: 1:1:3\nneighbours: {backend: openai, model: m}\ncrawl:\n  workers: 2\n")
-    cfg = load_config(p, ["neighbours.model=gpt-4o-mini", "crawl.workers=4", "many=50"])
+    p.write_text("k: 3\naux_ratio: 1:1:3\nneighbours: {backend: openai, model: m}\ncrawl:\n  concurrency: 2\n")
+    cfg = load_config(p, ["neighbours.model=gpt-4o-mini", "crawl.concurrency=4", "many=50"])
     assert (cfg.k, cfg.aux_ratio, cfg.many) == (3, "1:1:3", 50)
-    assert cfg.neighbours.backend == "openai" and cfg.neighbours.model == "gpt-4o-mini" and cfg.crawl.workers == 4
+    assert cfg.neighbours.backend == "openai" and cfg.neighbours.model == "gpt-4o-mini" and cfg.crawl.concurrency == 4
     # dict overrides: dotted or nested; a string field keeps a number-looking value as text
-    cfg = load_config(None, {"neighbours.model": "m2", "crawl": {"workers": 1}})
-    assert cfg.neighbours.model == "m2" and cfg.crawl.workers == 1
+    cfg = load_config(None, {"neighbours.model": "m2", "crawl": {"concurrency": 1}})
+    assert cfg.neighbours.model == "m2" and cfg.crawl.concurrency == 1
     assert load_config(None, ["neighbours.model=001"]).neighbours.model == "001"
 
 
@@ -58,7 +58,7 @@ def test_bad_file_errors_name_the_file(tmp_path):
 
 
 def test_recipe_leaves_out_run_only_settings_and_reads_old_files():
-    a = load_config(None, ["name=a", "progress=false", "classifier=crt", "neighbours.timeout=5", "crawl.workers=1"])
+    a = load_config(None, ["name=a", "progress=false", "classifier=crt", "neighbours.timeout=5", "crawl.concurrency=1"])
     b = load_config(None, ["name=b"])
     assert recipe(a) == recipe(b) and "neighbours.backend" in recipe(a)
     assert recipe(load_config(None, ["loss=ce"])) != recipe(b)
