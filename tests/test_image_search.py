@@ -130,9 +130,12 @@ def test_failed_searches_are_recorded_and_a_blocked_engine_stops_the_search(tmp_
 
 
 def test_caption_mentions_uses_the_filter_normalisation():
-    assert caption_mentions("Teal_Striped Hexagons - stock", "teal striped hexagon")
-    assert not caption_mentions("teal hexagon striped", "teal striped hexagon")
-    assert not caption_mentions("anything", "")
+    from ltkit.crawl.filter import caption_match  # the pool search must find what the caption filter keeps
+
+    cases = [("Teal_Striped Hexagons - stock", "teal striped hexagon"), ("teal hexagon striped", "teal striped hexagon"),
+             ("anything", ""), ("Red-Kites!", "red kite"), ("a kite, red", "red kite")]
+    want = [True, False, False, True, False]
+    assert [caption_mentions(c, n) for c, n in cases] == [caption_match(c, n, "phrase") for c, n in cases] == want
 
 
 def test_world_pool_search(tiny_world):

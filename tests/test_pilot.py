@@ -196,9 +196,9 @@ def test_grid_resumes_after_a_killed_process(tmp_path, world_cache):
     before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / "cells").glob("*.json")}
     cells = grid_cells([2, 3], [1.0, 0.5, 0.1], [0, 1])
     assert 2 <= len(before) < len(cells), "the process should die part-way through the grid"
-    from ltkit.pilot import main
+    from ltkit.cli import main
 
-    assert main(args) == 0
+    assert main(["pilot", *args]) == 0
     after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / "cells").glob("*.json")}
     assert set(after) == {f"{c.name}.json" for c in cells}
     assert all(after[k] == v for k, v in before.items())  # finished cells were not recomputed
@@ -206,23 +206,23 @@ def test_grid_resumes_after_a_killed_process(tmp_path, world_cache):
     assert len(rows) == len(cells) and (out / "results.csv").read_text().count("\n") == len(cells) + 1
     # --cell i on a finished grid does nothing; a grid of another recipe in the same folder is refused
     mtime = cell_path(out, cells[4]).stat().st_mtime_ns
-    assert main([*args, "--cell", "4"]) == 0 and cell_path(out, cells[4]).stat().st_mtime_ns == mtime
-    assert main([*args, "pilot.head=5"]) == 2
+    assert main(["pilot", *args, "--cell", "4"]) == 0 and cell_path(out, cells[4]).stat().st_mtime_ns == mtime
+    assert main(["pilot", *args, "pilot.head=5"]) == 2
     assert (tmp_path / "figures" / "pilot_gap_folders.png").is_file() and (out / "gap_table.md").is_file()
 
 
 def test_cell_option_runs_one_cell(tmp_path, tiny_world, capsys):
-    from ltkit.pilot import main
+    from ltkit.cli import main
 
     out = tmp_path / "grid"
-    args = ["--config", str(ROOT / "configs" / "builtin-tiny.yaml"), "--cell", "3", *tiny_overrides(str(out))]
+    args = ["pilot", "--config", str(ROOT / "configs" / "builtin-tiny.yaml"), "--cell", "3", *tiny_overrides(str(out))]
     assert main(args) == 0
     files = list((out / "cells").glob("*.json"))
     assert [f.name for f in files] == [f"{grid_cells([2, 3], [1.0, 0.5, 0.1], [0, 1])[3].name}.json"]
     cell = json.loads(files[0].read_text())
     assert len(set(cell["superclass_of"])) == 2 and len(cell["classes"]) == 6
     assert cell["row"]["head_classes"] == 2 and "tail_sibling_errors" in cell["row"]  # NaN when the tail has no error
-    assert main(["--config", str(ROOT / "configs" / "builtin-tiny.yaml"), "--cell", "99", *tiny_overrides(str(out))]) == 2
+    assert main(["pilot", "--config", str(ROOT / "configs" / "builtin-tiny.yaml"), "--cell", "99", *tiny_overrides(str(out))]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: --cell 99")
 
 

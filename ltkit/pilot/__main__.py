@@ -1,6 +1,6 @@
 """`python -m ltkit.pilot ...` is `python -m ltkit pilot ...`."""
 import sys
 
-from ltkit.pilot.run import main
+from ltkit.cli import main
 
-sys.exit(main())
+sys.exit(main(["pilot", *sys.argv[1:]]))

@@ -49,7 +49,8 @@ def grid_cells(superclasses: Iterable[int], ratios: Iterable[float], seeds: Iter
     return [Cell(int(s), float(r), int(seed)) for s in superclasses for seed in seeds for r in ratios]
 
 
-def _hash(obj) -> str:
+def recipe_hash(obj) -> str:
+    """12 hex digits of sha256 over the canonical JSON (sorted keys) of a recipe."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -64,7 +65,7 @@ def _open_grid(out_dir: Path, recipe: dict) -> str:
                             " choose another out_dir or delete it")
     else:
         write_json(path, {"recipe": recipe})
-    return _hash(recipe)
+    return recipe_hash(recipe)
 
 
 def cell_path(out_dir: str | Path, cell: Cell) -> Path:

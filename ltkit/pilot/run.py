@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,8 @@ import torch
 
 from ltkit.errors import UserError
 from ltkit.pilot.draw import grid_level
-from ltkit.pilot.grid import RESULTS_VERSION, Cell, collect, gap_figure, grid_cells, markdown_table, run_grid, summarise
+from ltkit.pilot.grid import (RESULTS_VERSION, Cell, collect, gap_figure, grid_cells, markdown_table, recipe_hash, run_grid,
+                              summarise)
 from ltkit.pilot.pools import Pool, cifar100_pool, folder_pool, world_pool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,8 +112,7 @@ def run_pilot(cfg, only: int | None = None, world=None, progress: bool | None = 
     probe = dict(hidden=p.hidden, steps=p.steps, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay)
     settings = [RESULTS_VERSION, pool.key, enc.key, p.num_classes, str(p.level), p.head, p.test_per_class, probe,
                 p.head_tail_frac]
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-    out = Path(p.out_dir or Path(cfg.out_dir) / f"pilot-{_settings(cfg)[0]}-{digest}")
+    out = Path(p.out_dir or Path(cfg.out_dir) / f"pilot-{_settings(cfg)[0]}-{recipe_hash(settings)[:8]}")
     run_grid(pool, enc.extract, enc.key, cells_of(cfg), out, num_classes=p.num_classes, head=p.head,
              test=p.test_per_class, level=p.level, probe=probe, frac=p.head_tail_frac, only=only,
              cache_dir=cache_root() / "pilot-features", progress=cfg.progress if progress is None else progress)
@@ -138,7 +136,10 @@ def save_outputs(cfg, run: PilotRun, figures: str | Path | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the granularity pilot of a config; `--cell I` runs one cell (array jobs)."""
+    """Run the granularity pilot of a config; `--cell I` runs one cell (array jobs).
+
+    User errors raise; `python -m ltkit pilot` prints them as one `error:` line and exits with 2.
+    """
     from ltkit.config import load_config
 
     ap = argparse.ArgumentParser(prog="python -m ltkit pilot", description=main.__doc__)
@@ -148,18 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--figures", help="folder for pilot_gap_<pool>.{pdf,png} (default: figures/)")
     ap.add_argument("overrides", nargs="*", help="key=value or pilot.key=value")
     args = ap.parse_args(argv)
-    try:
-        cfg = load_config(args.config, args.overrides)
-        cells = cells_of(cfg)
-        if args.list:
-            for i, c in enumerate(cells):
-                print(f"{i}\t{c.name}")
-            return 0
-        t0 = time.time()
-        run = run_pilot(cfg, args.cell)
-    except (UserError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config, args.overrides)
+    cells = cells_of(cfg)
+    if args.list:
+        for i, c in enumerate(cells):
+            print(f"{i}\t{c.name}")
+        return 0
+    t0 = time.time()
+    run = run_pilot(cfg, args.cell)
     print(f"[pilot] {len(run.rows)}/{len(cells)} cells finished in {run.out_dir} ({time.time() - t0:.1f}s)")
     if len(run.rows) == len(cells):  # array jobs: the last one to finish draws
         out = save_outputs(cfg, run, args.figures)
