@@ -71,7 +71,7 @@ class DownloadSettings:
         for name in ("concurrency", "per_host", "max_bytes", "max_pixels", "threads", "jpeg_quality"):
             if getattr(self, name) < 1:
                 raise ValueError(f"crawl.{name}: must be >= 1, got {getattr(self, name)}")
-        for name in ("host_interval", "rate_limit", "backoff", "retries", "max_redirects"):
+        for name in ("host_interval", "rate_limit", "backoff", "retries", "max_redirects", "max_retry_after"):
             if getattr(self, name) < 0:
                 raise ValueError(f"crawl.{name}: must be >= 0, got {getattr(self, name)}")
         for name in ("connect_timeout", "read_timeout", "total_timeout"):
