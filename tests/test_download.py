@@ -263,6 +263,16 @@ def test_manifest_survives_a_torn_last_line(tmp_path):
     assert [r["key"] for r in read_manifest(tmp_path)] == ["a", "c"]
 
 
+def test_a_row_cut_inside_a_non_ascii_caption_is_a_torn_line(tmp_path):
+    path = tmp_path / "manifest.jsonl"
+    with ManifestWriter(path) as w:
+        for key in "ab":
+            w.write({"key": key, "caption": "東京 Zürich", "status": "ok", "finished": 1})
+    data = path.read_bytes()
+    path.write_bytes(data[:data.rindex(b'"caption"') + len('"caption": "') + 1])  # a kill one byte into the caption
+    assert [(r["key"], r["caption"]) for r in read_manifest(tmp_path)] == [("a", "東京 Zürich")]
+
+
 def test_kill_9_mid_crawl_then_rerun(tmp_path):
     """A real crawl process killed with SIGKILL; the re-run completes it and fetches nothing it had finished."""
     hosts = [FaultServer(f"127.0.0.{i}") for i in (2, 3, 4)]

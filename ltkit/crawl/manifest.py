@@ -112,7 +112,9 @@ class ManifestWriter:
 
     def write(self, row: dict) -> None:
         """Append one row and flush it to the OS."""
-        self._f.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
+        # ASCII (non-ASCII captions as \u escapes): a row cut by a kill can then never end inside a UTF-8
+        # character, which would make the whole file undecodable instead of leaving a torn last line
+        self._f.write((json.dumps(row) + "\n").encode("ascii"))
         self._f.flush()
         if time.monotonic() - self._synced > self.sync_every:
             os.fsync(self._f.fileno())
@@ -172,7 +174,7 @@ def merge_manifests(crawl_dir: str | os.PathLike) -> dict:
             n = int(next(iter(seen_n)))
             missing = [i for i in range(n) if not (d / shard_manifest(i, n)).exists()]
         rows = read_manifest(d)
-        atomic_write_text(d / MANIFEST, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        atomic_write_text(d / MANIFEST, "".join(json.dumps(row) + "\n" for row in rows))
         for p in shards:
             p.unlink()
     return {"rows": len(rows), "shards_merged": len(shards), "missing_shards": missing}
