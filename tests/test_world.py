@@ -375,3 +375,26 @@ def test_wide_preset_keeps_builtin_task_in_a_wider_world():
     assert all(len(tax.siblings(c.name)) == 71 for c in classes[:: 97])
     with pytest.raises(ValueError, match="colours_per_family"):
         all_classes(WorldConfig(colours_per_family=13))
+
+
+def test_wide_preset_has_five_open_classes_per_neighbour_category(tmp_path):
+    """The rule fixed before any run: open classes >= 5 x the neighbour categories the search keeps (k = 5)."""
+    from ltkit.budget import aux_budget
+    from ltkit.crawl.backends import TaxonomyBackend
+    from ltkit.crawl.neighbour_map import load_neighbour_map
+    from ltkit.crawl.neighbours import search_neighbours
+    from ltkit.sampling import select_auxiliary
+
+    def kept(cfg):
+        classes = all_classes(cfg)
+        names = [classes[t].name for t in choose_targets(cfg, classes)]
+        counts = profile_counts(cfg.profile, cfg.num_targets, cfg.head, cfg.imbalance)
+        out = tmp_path / cfg.key()
+        search_neighbours(TaxonomyBackend(world_taxonomy(classes), seed=0), names, counts, out, k=5)
+        nmap = load_neighbour_map(out / "neighbours.csv", len(names))
+        return len(classes) - len(names), int(select_auxiliary(nmap.aux_parent, aux_budget(counts, 5)).sum())
+
+    open_wide, used_wide = kept(PRESETS["builtin-wide"])
+    assert open_wide >= 5 * used_wide, (open_wide, used_wide)
+    open_base, used_base = kept(PRESETS["builtin"])
+    assert open_base < 2 * used_base  # why builtin cannot separate RD from SD
