@@ -154,10 +154,10 @@ def _world_figures(world, preset: str, figs: Path) -> list[Path]:
     catalogue.record(figs, "world_contact_sheet", "Train images of 16 target classes of the built-in world, from the "
                      "largest class to the smallest, with each class's train count.",
                      f"{s['targets']} target classes, {s['train']} train / {s['val']} val / {s['test']} test images.",
-                     src, order=0)
+                     src, order=-2)
     catalogue.record(figs, "class_counts", "Train images per target class, sorted, coloured by shot group: the long tail "
                      "the methods are compared on.", f"Head {s['head']}, tail {s['tail']} images; {s['many']} Many / "
-                     f"{s['medium']} Medium / {s['few']} Few classes (thresholds 100 and 20).", src, order=1)
+                     f"{s['medium']} Medium / {s['few']} Few classes (thresholds 100 and 20).", src, order=-1)
     return out
 
 
