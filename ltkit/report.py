@@ -152,8 +152,8 @@ def classifier_table(base: TrainConfig, seeds: list[int]) -> str:
     lines = ["| aux data / loss | Overall, direct | Overall, cRT | Few, direct | Few, cRT |", "|---|---|---|---|---|"]
     for (aux, loss), over in trainings.items():
         rows = {k: [run_method(base, {**over, "classifier": k}, s) for s in seeds] for k in EVALUATED_CLASSIFIERS}
-        cells = [f"{mean_std(rows[k], c)[0]:.1f} ± {mean_std(rows[k], c)[1]:.1f}" for c in ("overall", "few")
-                 for k in EVALUATED_CLASSIFIERS]
+        cells = [f"{mean_std(rows[k], c)[0]:.1f}" + (f" ± {mean_std(rows[k], c)[1]:.1f}" if len(seeds) > 1 else "")
+                 for c in ("overall", "few") for k in EVALUATED_CLASSIFIERS]
         lines.append(f"| {AUX_LABELS[aux]} / {loss} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
