@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -32,12 +31,11 @@ import numpy as np
 from ltkit.config import FilterConfig
 from ltkit.crawl.encode import Encoder, build_encoder, encode_cached
 from ltkit.crawl.leak import LeakScores, leak_scores, phash
-from ltkit.crawl.names import name_key
+from ltkit.crawl.names import CAPTION_MODES, caption_match, name_key
 from ltkit.data import FileImages, LTData
 from ltkit.features import prototypes
 from ltkit.io import atomic_write_text, write_json
 
-CAPTION_MODES = ("phrase", "words", "off")
 MANIFEST, FILTER_MANIFEST = "manifest.jsonl", "filter_manifest.jsonl"
 ACCEPTED, ACCEPTED_MAP, FILTER_JSON = "accepted.csv", "accepted_neighbours.csv", "filter.json"
 REQUIRED = ("key", "aux_id", "aux_name", "target_id", "target_name", "caption", "status", "path", "sha256")
@@ -47,26 +45,6 @@ NEIGHBOUR_COLUMNS = ("target_id", "target_name", "aux_name", "aux_id", "backend"
 
 # ---------------------------------------------------------------------------------------------
 # captions
-
-
-def caption_words(text: str) -> list[str]:
-    """Caption or name as comparison words: punctuation to spaces, then `name_key` on each word."""
-    return [name_key(w) for w in re.sub(r"[^\w\s]|_", " ", text).split()]
-
-
-def caption_match(caption: str, name: str, mode: str = "phrase") -> bool:
-    """Whether a caption names a class: the whole phrase in order, all its words anywhere, or always (off)."""
-    if mode == "off":
-        return True
-    words, want = caption_words(caption or ""), caption_words(name)
-    if not want:
-        return False
-    if mode == "words":
-        return set(want) <= set(words)
-    if mode == "phrase":
-        n = len(want)
-        return any(words[i:i + n] == want for i in range(len(words) - n + 1))
-    raise ValueError(f"caption mode {mode!r}: expected one of {', '.join(CAPTION_MODES)}")
 
 
 # ---------------------------------------------------------------------------------------------

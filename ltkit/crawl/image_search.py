@@ -13,14 +13,13 @@ import json
 import logging
 import os
 import random
-import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Protocol, Sequence
 from urllib.parse import quote
 
-from ltkit.crawl.names import name_key
+from ltkit.crawl.names import caption_match, name_key
 from ltkit.errors import UserError
 from ltkit.io import append_jsonl, read_jsonl
 
@@ -155,16 +154,9 @@ class PoolItem:
     truth: str | None = None
 
 
-def _words(text: str) -> list[str]:
-    """Punctuation to spaces, then `name_key` per word: the caption filter's normalisation."""
-    return [name_key(w) for w in re.sub(r"[^\w\s]|_", " ", text).split()]
-
-
 def caption_mentions(caption: str, name: str) -> bool:
-    """True if the caption contains the class name as a phrase of whole words."""
-    words, want = _words(caption or ""), _words(name)
-    n = len(want)
-    return bool(want) and any(words[i:i + n] == want for i in range(len(words) - n + 1))
+    """True if the caption contains the class name as a phrase of whole words (the caption filter's rule)."""
+    return caption_match(caption, name, "phrase")
 
 
 class PoolEngine:

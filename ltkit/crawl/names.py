@@ -64,6 +64,32 @@ def name_key(name: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# captions: the caption filter and the pool search match names the same way
+
+CAPTION_MODES = ("phrase", "words", "off")
+
+
+def caption_words(text: str) -> list[str]:
+    """Caption or name as comparison words: punctuation to spaces, then `name_key` on each word."""
+    return [name_key(w) for w in re.sub(r"[^\w\s]|_", " ", text).split()]
+
+
+def caption_match(caption: str, name: str, mode: str = "phrase") -> bool:
+    """Whether a caption names a class: the whole phrase in order, all its words anywhere, or always (off)."""
+    if mode == "off":
+        return True
+    words, want = caption_words(caption or ""), caption_words(name)
+    if not want:
+        return False
+    if mode == "words":
+        return set(want) <= set(words)
+    if mode == "phrase":
+        n = len(want)
+        return any(words[i:i + n] == want for i in range(len(words) - n + 1))
+    raise ValueError(f"caption mode {mode!r}: expected one of {', '.join(CAPTION_MODES)}")
+
+
+# ---------------------------------------------------------------------------------------------
 # reading answers
 
 _THINK = re.compile(r"(?is)<(think|thinking|reasoning|reflection)>.*?</\1>")
