@@ -23,8 +23,9 @@ import torch
 from PIL import Image
 
 from ltkit import models
-from ltkit.data import TransformedSet, load_image_folder
+from ltkit.data import TransformedSet
 from ltkit.loader import Normalize, build_loader, split_normalize
+from ltkit.readers import load_image_folder
 from ltkit.sampling import EpochSampler
 
 

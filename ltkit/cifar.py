@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ltkit.data import (ArrayImages, FileImages, ImageSet, LTData, _names, _unpickle, load_cifar100, load_image_folders,
-                        make_long_tailed)
+from ltkit.data import ArrayImages, FileImages, ImageSet, LTData, make_long_tailed
+from ltkit.readers import _names, _unpickle, load_cifar100, load_image_folders
 
 SETS = {  # name: (pretty name, pickle folder, torchvision class, default head)
     "cifar10": ("CIFAR-10", "cifar-10-batches-py", "CIFAR10", 5000),

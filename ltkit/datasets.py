@@ -1,4 +1,4 @@
-"""Dataset assembly: the config's `dataset` key to an `LTData` (the loaders themselves live in `ltkit.data`)."""
+"""Dataset assembly: the config's `dataset` key to an `LTData` (the readers of each format live in `ltkit.readers`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,9 +6,9 @@ from pathlib import Path
 from ltkit.cifar import cifar_lt
 from ltkit.classnames import find_class_names, read_class_names
 from ltkit.config import Config
-from ltkit.data import (LTData, holdout_val, load_image_folders, load_imagenet_lt, load_inat,
-                        load_places_lt, world_data)
+from ltkit.data import LTData, holdout_val, world_data
 from ltkit.errors import UserError
+from ltkit.readers import load_image_folders, load_imagenet_lt, load_inat, load_places_lt
 from ltkit.world import PRESETS, World, load_world
 
 

@@ -21,9 +21,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ltkit.data import ArrayImages, FileImages, ImageSet, load_cifar100, load_image_folder
+from ltkit.data import ArrayImages, FileImages, ImageSet
 from ltkit.errors import UserError
 from ltkit.io import atomic_save
+from ltkit.readers import load_cifar100, load_image_folder
 from ltkit.taxonomy import Taxonomy
 
 PILOT_STREAM = 7  # RNG stream of pilot images, apart from the world's own splits (0..4)
