@@ -14,7 +14,8 @@ from PIL import Image
 from ltkit.crawl import encode, filter as flt, quality
 from ltkit.crawl.leak import LeakScores, min_hamming, phash
 from ltkit.data import ArrayImages, FileImages, LTData
-from ltkit.world import all_classes, render
+from ltkit.render import render
+from ltkit.world import all_classes
 
 CLASSES = all_classes()
 

@@ -7,8 +7,9 @@ import pytest
 
 from ltkit import world as W
 from ltkit.data import exp_profile, profile_counts, shot_groups, world_data
+from ltkit.render import COLOURS
 from ltkit.taxonomy import normalise
-from ltkit.world import (COLOURS, FAMILIES, GROUPS, NOISE_KINDS, PRESETS, WorldConfig, all_classes,
+from ltkit.world import (FAMILIES, GROUPS, NOISE_KINDS, PRESETS, WorldConfig, all_classes,
                          choose_targets, generate, load_world, world_taxonomy)
 
 # small enough to render in about a second (the pool still covers all 336 classes)

@@ -59,7 +59,8 @@ class Pool:
 
 def unseen_specs(world, colours_per_family: int = 4, textures_per_family: int = 3) -> list:
     """Per family, adjacent colours x textures that the world never pairs with that family (4 x 3 = 12)."""
-    from ltkit.world import COLOURS, TEXTURES, ClassSpec
+    from ltkit.render import COLOURS
+    from ltkit.world import TEXTURES, ClassSpec
 
     colours = list(COLOURS)
     used: dict[str, tuple[set, set]] = {}
@@ -83,7 +84,8 @@ def unseen_specs(world, colours_per_family: int = 4, textures_per_family: int = 
 
 def world_pool(world, train_per_class: int, test_per_class: int) -> Pool:
     """The world's families with unseen colour x texture combinations, rendered on demand."""
-    from ltkit.world import GROUPS, render
+    from ltkit.render import render
+    from ltkit.world import GROUPS
 
     specs = unseen_specs(world)
     if not specs:
