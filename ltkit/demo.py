@@ -26,7 +26,6 @@ from ltkit.world import PRESETS, load_world
 
 log = logging.getLogger(__name__)
 
-ROOT = repo_root()  # old import path of notebooks written before ltkit.paths; new code: ltkit.paths.from_root
 
 # The main job's trainings, known up front: one seed, and each Fig. 5 setting at the preset's value
 # and one other (None is the preset's ratio 1 : ceil(Nh/Nm) : ceil(Nh/Nt)). The full grids and 3 seeds

@@ -182,24 +182,6 @@ def ablation(base: TrainConfig, key: str, values: list, seeds: list[int], method
     return {v: [run_method(base, over[v], s) for s in seeds] for v in values}
 
 
-def ablation_figure(ablations: dict[str, dict]):
-    """One panel per ablated setting: Overall / Many / Medium / Few against the setting's values."""
-    import matplotlib.pyplot as plt
-
-    from ltkit.viz import SHOT_COLOURS
-
-    fig, axes = plt.subplots(1, len(ablations), figsize=(4 * len(ablations), 3), squeeze=False)
-    for ax, (key, res) in zip(axes[0], ablations.items()):
-        xs = [str(v) for v in res]
-        for c, col in (("overall", "black"), *SHOT_COLOURS.items()):
-            ax.plot(xs, [mean_std(r, c)[0] for r in res.values()], "o-", color=col, label=c)
-        ax.set_xlabel(key)
-        ax.set_ylabel("accuracy (%)")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
 def tables(base: TrainConfig, seeds: list[int], config: str = "", cmd: str = "", start: float | None = None) -> str:
     """Tab. 2, Tab. 6, both classifiers per training and the RD/SD overlap, as markdown (trains what is missing)."""
     components = compare(base, COMPONENTS, seeds)  # Tab. 2's rows are among these runs

@@ -209,6 +209,8 @@ def test_grid_resumes_after_a_killed_process(tmp_path, world_cache):
     assert main(["pilot", *args, "--cell", "4"]) == 0 and cell_path(out, cells[4]).stat().st_mtime_ns == mtime
     assert main(["pilot", *args, "pilot.head=5"]) == 2
     assert (tmp_path / "figures" / "pilot_gap_folders.png").is_file() and (out / "gap_table.md").is_file()
+    entry = json.loads((tmp_path / "figures" / "catalogue.json").read_text())["pilot_gap_folders"]
+    assert "at ratio" in entry["sentence"] and "| S \\ ratio |" in entry["numbers"]  # catalogued with its numbers
 
 
 def test_cell_option_runs_one_cell(tmp_path, tiny_world, capsys):

@@ -18,12 +18,13 @@ import numpy as np
 import torch
 
 from ltkit.errors import UserError
+from ltkit.paths import from_root
 from ltkit.pilot.draw import grid_level
 from ltkit.pilot.grid import (RESULTS_VERSION, Cell, collect, gap_figure, grid_cells, markdown_table, recipe_hash, run_grid,
                               summarise)
 from ltkit.pilot.pools import Pool, cifar100_pool, folder_pool, world_pool
+from ltkit.viz import catalogue
 
-ROOT = Path(__file__).resolve().parents[2]
 CIFAR_NAMES = ("cifar100", "cifar100-lt")
 
 
@@ -130,9 +131,21 @@ def save_outputs(cfg, run: PilotRun, figures: str | Path | None = None) -> dict:
     table = markdown_table(summary)
     note = "<!-- head - tail accuracy (points), mean ± std over seeds -->"
     atomic_write_text(run.out_dir / "gap_table.md", f"{note}\n{table}")
-    stem = Path(figures or ROOT / "figures") / f"pilot_gap_{pool}"
-    paths = save_figure(gap_figure(summary, f"{pool}, N = {cfg.pilot.num_classes}"), stem)
+    folder = Path(figures) if figures else from_root("figures")
+    paths = save_figure(gap_figure(summary, f"{pool}, N = {cfg.pilot.num_classes}"), folder / f"pilot_gap_{pool}")
+    catalogue.record(folder, f"pilot_gap_{pool}", _gap_sentence(summary, cfg.pilot.num_classes),
+                     f"Head - tail accuracy (points), mean ± std over seeds {cfg.pilot.seeds}:\n\n{table}",
+                     f"notebooks/01_granularity_pilot.ipynb or `python -m ltkit pilot` ({pool})", order=-0.5)
     return {"summary": summary, "table": table, "figure": paths, "csv": run.out_dir / "results.csv"}
+
+
+def _gap_sentence(summary: list[dict], num_classes: int) -> str:
+    """What the gap figure shows, with the gap of each S at the most imbalanced ratio."""
+    worst = min(r["ratio"] for r in summary)
+    gaps = ", ".join(f"S = {r['superclasses']}: {r['gap']:.1f}" for r in
+                     sorted((r for r in summary if r["ratio"] == worst), key=lambda r: r["superclasses"]))
+    return (f"Granularity pilot: head-tail accuracy gap of a BalCE probe on {num_classes} classes drawn over S "
+            f"superclasses, against the imbalance ratio; at ratio {worst:g} the gaps are {gaps} points.")
 
 
 def main(argv: list[str] | None = None) -> int:
