@@ -139,3 +139,19 @@ def test_ranks_split_every_global_batch():
         for k in range(len(order) // B):  # global batch k == the union of the ranks' local batch k
             mine = local[0][k * B // 2:(k + 1) * B // 2] + local[1][k * B // 2:(k + 1) * B // 2]
             assert sorted(mine) == sorted(order[k * B:(k + 1) * B])
+
+
+def test_gpu_script_runs_end_to_end_in_smoke_mode(tmp_path):
+    """benchmarks/gpu.sh is ready for a lent GPU: its smoke mode (tiny ViT, CPU) prints both tables and a ratio."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "GPU_BENCH_SMOKE": "1", "OUT": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh")], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    log = (tmp_path / "gpu_bench.log").read_text()
+    assert log == r.stdout  # everything printed is kept for the README
+    ratio = float(log.split("ratio ltkit / timm:")[1].split()[0])
+    assert ratio > 0
+    rows = [line for line in log.splitlines() if line.startswith("| NS-CE |")]
+    assert len(rows) == 2 and all("x |" in row for row in rows)  # integer and soft targets, against CE
