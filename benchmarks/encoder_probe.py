@@ -5,7 +5,7 @@
 Three encoders of one backbone, each probed the same way (class means of target-train features,
 cosine nearest mean on target val, overall and per shot group):
   random init | pool, all classes (recipe 1: target-class labels included, the old stand-in) |
-  pool, open classes only (recipe 2, `ltkit.models.pool_pretrained` now).
+  pool, open classes only (recipe 2, `ltkit.pretrain.pool_pretrained` now).
 Recipe 1 is rebuilt here from `train_on_arrays`, with the same settings, for this comparison only.
 """
 from __future__ import annotations
@@ -18,7 +18,8 @@ import torch
 
 from ltkit.data import shot_groups, world_data
 from ltkit.features import extract_features, nearest_prototype_accuracy
-from ltkit.models import create_model, pool_pretrained, pool_settings, train_on_arrays, transforms
+from ltkit.models import create_model, transforms
+from ltkit.pretrain import pool_pretrained, pool_settings, train_on_arrays
 from ltkit.world import PRESETS, load_world
 
 

@@ -8,18 +8,13 @@ loaded and transformed alike. The small models are registered in timm's registry
 Weights (`pretrained=`): None/False is scratch; True fetches the timm weights from the Hugging Face
 cache (a clear RuntimeError when offline without them); a path loads a local file through timm's
 own loader (so pos_embed/patch_embed are resampled for a new img_size/patch_size); "pool" loads the
-built-in world's pool-pretrained encoder (the offline stand-in for DINOv2, see `pool_pretrained`).
+built-in world's pool-pretrained encoder (the offline stand-in for DINOv2, see `ltkit.pretrain`).
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 import os
-import time
 from pathlib import Path
 
-import numpy as np
 import timm
 import torch
 import torch.nn as nn
@@ -32,10 +27,7 @@ from ltkit.backbone import StemStagesNet
 
 # explicit: timm's register_model appends each registered model function to this list
 __all__ = ["DEFAULT_WORLD_MODEL", "WORLD_VIT", "SmallCNN", "is_vit", "create_model", "save_weights", "data_config",
-           "transforms", "pool_settings", "encoder_path", "train_on_arrays", "pretraining_set", "pool_pretrained",
-           "load_encoder"]
-
-_logger = logging.getLogger(__name__)
+           "transforms"]
 
 DEFAULT_WORLD_MODEL = "ltkit_cnn_small"
 WORLD_VIT = "test_vit"  # timm's 64-wide, 6-deep ViT; at img_size=32 it gets 4 px patches (8x8 grid)
@@ -194,6 +186,8 @@ def create_model(name: str, num_classes: int, img_size: int = 32, pretrained: bo
     if isinstance(pretrained, str) and pretrained == "pool":
         if world is None:
             raise ValueError("pretrained='pool' needs the world whose pool trains the encoder: pass world=...")
+        from ltkit.pretrain import pool_pretrained  # here, not at the top: pretrain builds its model with create_model
+
         pretrained = pool_pretrained(world, model_name=name)
     if pretrained is None or pretrained is False:
         return timm.create_model(name, pretrained=False, pretrained_cfg_overlay=overlay, **kwargs)
@@ -273,164 +267,3 @@ def transforms(model: nn.Module, train: bool, randaugment: str | None = "rand-m9
         scale = (0.35, 1.0) if size <= 64 else (0.08, 1.0)
     return timm.data.create_transform(**common, is_training=True, scale=scale, hflip=hflip, auto_augment=randaugment,
                                       re_prob=re_prob, **kwargs)
-
-
-# ---------------------------------------------------------------------------------------------
-# the built-in world's pool-pretrained encoder (offline stand-in for DINOv2)
-
-# bump when the training recipe below changes: it invalidates cached encoders.
-# 2: labels of the open classes only (no target-class label, no target image); 1 used every class.
-POOL_RECIPE_VERSION = 2
-
-
-def pool_settings(model_name: str = DEFAULT_WORLD_MODEL, epochs: int = 12, seed: int = 0, batch_size: int = 128,
-                  lr: float | None = None, weight_decay: float | None = None, label_smoothing: float = 0.1,
-                  optimizer: str | None = None) -> dict:
-    """Every setting that changes the pool encoder's weights (its cache key hashes them).
-
-    CNNs: SGD-Nesterov, one-cycle to lr 0.6. Sweeps on the builtin pool with recipe 1 (all classes'
-    labels; nearest-prototype accuracy on target val, 8 epochs of ltkit_cnn_small): lr 0.1 -> 0.31, 0.3 -> 0.68, 0.6 -> 0.82,
-    1.0 -> 0.77; AdamW 4e-3 -> 0.58; 12 epochs at 0.6 -> 0.91 (random init: ~0.16). ViTs: AdamW 2e-3.
-    """
-    optimizer = optimizer or ("adamw" if is_vit(model_name) else "sgd")
-    adamw = optimizer == "adamw"
-    return dict(model=model_name, epochs=epochs, seed=seed, batch_size=batch_size,
-                lr=lr if lr is not None else (2e-3 if adamw else 0.6),
-                weight_decay=weight_decay if weight_decay is not None else (0.05 if adamw else 5e-4),
-                label_smoothing=label_smoothing, optimizer=optimizer, labels="open-classes",
-                version=POOL_RECIPE_VERSION)
-
-
-def encoder_path(world, **settings) -> Path:
-    """Cache file of the pool encoder for a world and training settings."""
-    from ltkit.world import cache_root
-
-    s = pool_settings(**settings)
-    digest = hashlib.sha256(json.dumps(s, sort_keys=True).encode()).hexdigest()[:10]
-    return cache_root() / "encoders" / f"{world.config.key()}-{s['model']}-{digest}.pt"
-
-
-def _augment(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Batched random translation (reflect-padded crop) and horizontal flip of (B, C, H, W) images.
-
-    On whole uint8 batches rather than PIL images: per-image PIL transforms would cost as much CPU
-    as the small model's training step. No colour augmentation: colour is a class attribute here.
-    """
-    b, _, h, w = x.shape
-    xp = F.pad(x.float(), (pad, pad, pad, pad), mode="reflect")
-    dy, dx = torch.randint(0, 2 * pad + 1, (2, b), generator=g)
-    rows = (torch.arange(h)[None] + dy[:, None])[:, :, None]  # (B, H, 1)
-    cols = (torch.arange(w)[None] + dx[:, None])[:, None, :]  # (B, 1, W)
-    flip = torch.rand(b, generator=g) < 0.5
-    cols = torch.where(flip[:, None, None], 2 * pad + w - 1 - cols, cols)  # mirror inside the padded frame
-    out = xp[torch.arange(b)[:, None, None], :, rows, cols]  # (B, H, W, C)
-    return out.permute(0, 3, 1, 2)
-
-
-def _mean_std(model: nn.Module, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The data config's mean and std on the 0..255 scale, shaped (1, 3, 1, 1)."""
-    cfg = data_config(model)
-    return tuple(torch.tensor(cfg[k], device=device).view(1, 3, 1, 1) * 255 for k in ("mean", "std"))
-
-
-def train_on_arrays(model: nn.Module, images: np.ndarray, labels: np.ndarray, epochs: int, seed: int = 0,
-                    batch_size: int = 128, lr: float = 0.1, weight_decay: float = 5e-4, label_smoothing: float = 0.1,
-                    optimizer: str = "sgd", log_every: int = 0, device: str | torch.device = "cpu") -> list[float]:
-    """Supervised training on uint8 (N, H, W, 3) arrays; SGD (or AdamW) + one-cycle; returns per-epoch mean loss.
-
-    Seeded and self-contained (its own generator): deterministic on CPU for a fixed thread count.
-    """
-    g = torch.Generator().manual_seed(seed)
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # a view: (N, 3, H, W) uint8
-    y = torch.as_tensor(labels, dtype=torch.long)
-    model.to(device)
-    mean, std = _mean_std(model, device)
-    steps = epochs * (len(y) // batch_size)
-    if steps == 0:
-        raise ValueError(f"{len(y)} images are fewer than one batch of {batch_size}")
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]  # norms and biases
-    groups = [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
-    if optimizer == "sgd":
-        opt = torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
-    elif optimizer == "adamw":
-        opt = torch.optim.AdamW(groups, lr=lr)
-    else:
-        raise ValueError(f"unknown optimizer {optimizer!r}; expected 'sgd' or 'adamw'")
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
-    model.train()
-    # channels_last: measurably faster for small convnets on CPU (benchmarks/model_speed.py)
-    model.to(memory_format=torch.channels_last)
-    losses = []
-    for epoch in range(epochs):
-        perm, total = torch.randperm(len(y), generator=g), 0.0
-        for i in range(len(y) // batch_size):  # drop the last partial batch: BatchNorm and steady step time
-            idx = perm[i * batch_size:(i + 1) * batch_size]
-            xb = ((_augment(x[idx], g).to(device) - mean) / std).contiguous(memory_format=torch.channels_last)
-            loss = F.cross_entropy(model(xb), y[idx].to(device), label_smoothing=label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item()
-        losses.append(total / (len(y) // batch_size))
-        if log_every and (epoch + 1) % log_every == 0:
-            _logger.info("pool encoder epoch %d/%d: loss %.3f", epoch + 1, epochs, losses[-1])
-    model.to(memory_format=torch.contiguous_format)
-    return losses
-
-
-def pretraining_set(world) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The encoder's training data: (images, labels 0..C-1, world class id of each label).
-
-    Only pool items returned by a search for an *open* class (one outside the label set), each
-    labelled with its query class. No target-class label and no target val/test image reaches the
-    encoder, as no ImageNet-LT label reaches DINOv2 or CLIP. The pool's web noise stays, as in web
-    pre-training: an off-topic or mislabelled item may show a target class, a near-duplicate copies a
-    target *train* image, but each carries the open query's label.
-    """
-    is_target = np.zeros(len(world.classes), bool)
-    is_target[np.asarray(world.targets)] = True
-    keep = ~is_target[world.pool_query]
-    classes = np.flatnonzero(~is_target)
-    relabel = np.full(len(world.classes), -1, np.int64)
-    relabel[classes] = np.arange(len(classes))
-    return world.pool_images[keep], relabel[world.pool_query[keep]], classes
-
-
-def pool_pretrained(world, model_name: str = DEFAULT_WORLD_MODEL, epochs: int = 12, seed: int = 0,
-                    force: bool = False, device: str | torch.device = "cpu", **settings) -> Path:
-    """Train (once) the small model on the world's pool and return the cached weights file.
-
-    Supervised on the open classes only (`pretraining_set`): labels are each item's query class,
-    as noisy as web pre-training (off-topic, mislabelled and junk items keep their query's label),
-    and no target class is among them (docs/ARCHITECTURE.md says why). Cached under
-    `cache_root()/encoders/<world key>-<model>-<settings hash>.pt`; later calls load nothing and
-    return the path at once. `device` only changes where it trains, not the cache key.
-    """
-    path = encoder_path(world, model_name=model_name, epochs=epochs, seed=seed, **settings)
-    if path.is_file() and not force:
-        return path
-    s = pool_settings(model_name, epochs, seed, **settings)
-    t0 = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's global RNG
-        torch.manual_seed(seed)
-        images, labels, classes = pretraining_set(world)
-        model = create_model(model_name, len(classes), img_size=world.config.image_size)
-    losses = train_on_arrays(model, images, labels, epochs, seed, s["batch_size"], s["lr"],
-                             s["weight_decay"], s["label_smoothing"], s["optimizer"], log_every=1, device=device)
-    save_weights(model, path)
-    meta = dict(settings=s, world=world.config.key(), classes=len(classes), images=len(labels), losses=losses,
-                seconds=round(time.perf_counter() - t0, 1),
-                threads=torch.get_num_threads(), device=str(device))
-    from ltkit.io import write_json
-
-    write_json(path.with_suffix(".json"), meta)
-    _logger.info("pool encoder %s trained in %.1f s", path.name, meta["seconds"])
-    return path
-
-
-def load_encoder(world, model_name: str = DEFAULT_WORLD_MODEL, **settings) -> nn.Module:
-    """The world's pool-pretrained encoder as a feature extractor (no head, eval mode)."""
-    path = pool_pretrained(world, model_name=model_name, **settings)
-    return create_model(model_name, 0, img_size=world.config.image_size, pretrained=path).eval()

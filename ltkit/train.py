@@ -31,7 +31,7 @@ from timm.data.mixup import mixup_target
 from timm.optim import create_optimizer_v2
 from tqdm.auto import tqdm
 
-from ltkit import evaluate, models
+from ltkit import evaluate, models, pretrain
 from ltkit.auxiliary import build_aux, random_categories  # noqa: F401 (random_categories: old import path)
 from ltkit.config import Config, check_same_recipe, config_yaml, load_config, recipe, split_overrides  # noqa: F401
 from ltkit.data import TransformedSet
@@ -103,7 +103,7 @@ def build_model(cfg: Config, num_classes: int, world: World | None, rank: int = 
     pretrained = True if cfg.pretrained == "hf" else cfg.pretrained
     if pretrained == "pool" and world_size > 1:  # rank 0 trains the cached encoder once, the rest wait
         if rank == 0:
-            models.pool_pretrained(world, model_name=cfg.model)
+            pretrain.pool_pretrained(world, model_name=cfg.model)
         dist.barrier()
     extra = {"drop_path_rate": cfg.drop_path} if cfg.drop_path else {}
     try:

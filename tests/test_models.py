@@ -8,8 +8,8 @@ import torch
 from ltkit.data import world_data
 from ltkit.features import (cached_features, cosine_to, extract_features, extract_features_cached,
                             feature_cache_path, nearest_prototype_accuracy, patch_features, prototypes)
-from ltkit.models import (DEFAULT_WORLD_MODEL, WORLD_VIT, create_model, data_config, encoder_path, load_encoder,
-                          pool_pretrained, save_weights, transforms)
+from ltkit.models import DEFAULT_WORLD_MODEL, WORLD_VIT, create_model, data_config, save_weights, transforms
+from ltkit.pretrain import encoder_path, load_encoder, pool_pretrained
 
 VIT_B = ["vit_base_patch16_224", "vit_base_patch16_clip_224.openai", "vit_base_patch14_dinov2.lvd142m"]
 
@@ -140,9 +140,9 @@ def test_pool_encoder_caches_and_beats_random_init(tiny_world, monkeypatch):
     assert acc["pool"] > acc["scratch"] + 0.1, acc
 
     # pretrained="pool": the same backbone with a fresh L-way head
-    import ltkit.models
+    import ltkit.pretrain
 
-    monkeypatch.setattr(ltkit.models, "pool_pretrained", lambda world, model_name: path)
+    monkeypatch.setattr(ltkit.pretrain, "pool_pretrained", lambda world, model_name: path)
     m = create_model(DEFAULT_WORLD_MODEL, n, pretrained="pool", world=tiny_world).eval()
     assert m.get_classifier().out_features == n
     x = torch.randn(2, 3, 32, 32)
@@ -151,7 +151,7 @@ def test_pool_encoder_caches_and_beats_random_init(tiny_world, monkeypatch):
 
 
 def test_array_training_is_seeded_and_deterministic():
-    from ltkit.models import train_on_arrays
+    from ltkit.pretrain import train_on_arrays
 
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 256, (128, 32, 32, 3), dtype=np.uint8), rng.integers(0, 4, 128)

@@ -4,7 +4,7 @@ import hashlib
 import numpy as np
 import pytest
 
-import ltkit.models as M
+import ltkit.pretrain as P
 
 
 class Captured(Exception):
@@ -17,7 +17,7 @@ def _hashes(images: np.ndarray) -> set[bytes]:
 
 def test_pretraining_set_holds_open_classes_only(tiny_world):
     w = tiny_world
-    images, labels, classes = M.pretraining_set(w)
+    images, labels, classes = P.pretraining_set(w)
     assert not set(classes.tolist()) & set(w.targets.tolist())
     assert len(classes) == len(w.classes) - len(w.targets)
     assert labels.min() == 0 and labels.max() == len(classes) - 1
@@ -36,13 +36,13 @@ def test_pool_pretrained_trains_on_no_target_label_or_eval_image(tiny_world, mon
         seen.update(images=images, labels=np.asarray(labels), outputs=model.get_classifier().out_features)
         raise Captured
 
-    monkeypatch.setattr(M, "train_on_arrays", spy)
+    monkeypatch.setattr(P, "train_on_arrays", spy)
     with pytest.raises(Captured):
-        M.pool_pretrained(tiny_world, epochs=1)
+        P.pool_pretrained(tiny_world, epochs=1)
     w = tiny_world
     n_open = len(w.classes) - len(w.targets)
     assert seen["outputs"] == n_open  # no classifier row for any target class
-    _, _, classes = M.pretraining_set(w)
+    _, _, classes = P.pretraining_set(w)
     assert not np.isin(classes[seen["labels"]], w.targets).any()
     evaluation = _hashes(w.splits["val"][0]) | _hashes(w.splits["test"][0])
     assert not _hashes(seen["images"]) & evaluation
@@ -50,7 +50,7 @@ def test_pool_pretrained_trains_on_no_target_label_or_eval_image(tiny_world, mon
 
 def test_cache_key_names_the_recipe(tiny_world, monkeypatch):
     """An encoder cached by the old recipe (all classes' labels) is never reused."""
-    new = M.encoder_path(tiny_world)
-    assert M.pool_settings()["labels"] == "open-classes"
-    monkeypatch.setattr(M, "POOL_RECIPE_VERSION", 1)
-    assert M.encoder_path(tiny_world) != new
+    new = P.encoder_path(tiny_world)
+    assert P.pool_settings()["labels"] == "open-classes"
+    monkeypatch.setattr(P, "POOL_RECIPE_VERSION", 1)
+    assert P.encoder_path(tiny_world) != new

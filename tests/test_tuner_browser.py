@@ -62,7 +62,7 @@ def _free_port() -> int:
 def lab(tiny_world, world_cache, tmp_path):
     """JupyterLab serving a copy of notebook 02 set to builtin-tiny; yields (url, notebook folder, crawl folder)."""
     _browser_or_skip()
-    from ltkit.models import pool_pretrained
+    from ltkit.pretrain import pool_pretrained
 
     pool_pretrained(tiny_world, epochs=6)  # the tiny preset's filter encoder; shared with test_models' cache
     nb_dir, crawl = tmp_path / "nb", tmp_path / "crawl"

@@ -77,7 +77,8 @@ def build_encoder(spec: str = "pool", world=None, batch_size: int = 256, device:
     if kind == "pool":
         if world is None:
             raise ValueError("encoder 'pool' is the built-in world's pool-pretrained encoder: it needs the world")
-        from ltkit.models import load_encoder, transforms
+        from ltkit.models import transforms
+        from ltkit.pretrain import load_encoder
 
         model = load_encoder(world, **_pool_options(spec, rest))
         return Encoder(model, transforms(model, train=False), spec, batch_size, dev)
