@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ltkit.data import IMAGE_EXTENSIONS, ArrayImages, FileImages, LTData, make_long_tailed
+from ltkit.data import IMAGE_EXTENSIONS, ArrayImages, FileImages, LTData
 from ltkit.io import read_json
 from ltkit.taxonomy import Taxonomy
 
@@ -267,8 +267,3 @@ def load_cifar100(root: str | os.PathLike, download: bool = False) -> LTData:
         parent.setdefault(fine[y], coarse[c])
     tax = Taxonomy.from_parents({n: parent[n] for n in fine if n in parent})
     return LTData("CIFAR-100", list(fine), ArrayImages(xs, ys), None, ArrayImages(xt, yt), tax).check()
-
-
-def cifar100_lt(root: str | os.PathLike, imbalance: float = 100.0, seed: int = 0, download: bool = False) -> LTData:
-    """CIFAR-100-LT: exponential profile from 500 per class down to 500 / imbalance."""
-    return make_long_tailed(load_cifar100(root, download), "exp", 500, imbalance, seed)

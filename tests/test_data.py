@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ltkit.cifar import cifar100_lt
 from ltkit.data import (ArrayImages, FileImages, LTData, TransformedSet, exp_profile, make_long_tailed,
                         pareto_profile, profile_counts, shot_accuracy, shot_groups, subsample_indices)
 from ltkit.io import append_jsonl, atomic_write_bytes, atomic_write_text, read_jsonl, write_json
-from ltkit.readers import (cifar100_lt, load_cifar100, load_image_folder, load_image_folders, load_imagenet_lt,
+from ltkit.readers import (load_cifar100, load_image_folder, load_image_folders, load_imagenet_lt,
                            load_inat, load_places_lt, load_split_files, read_split_file)
 
 # ---------------------------------------------------------------------------------------------
@@ -504,7 +505,7 @@ def test_cifar100_bytes_keys(tmp_path):
 def test_cifar100_lt(tmp_path):
     write_cifar(tmp_path, per_class=(500, 500, 500, 500), test_per_class=3)
     d = cifar100_lt(tmp_path, imbalance=100, seed=0)
-    assert d.name == "CIFAR-100-LT-exp100"
+    assert d.name == "CIFAR-100-LT-100"
     assert d.train_counts.tolist() == exp_profile(4, 500, 100).tolist() == [500, 107, 23, 5]
     assert len(d.test) == 12 and d.class_names == FINE and d.taxonomy is not None
     full = load_cifar100(tmp_path)
@@ -515,7 +516,7 @@ def test_cifar100_lt(tmp_path):
     assert np.array_equal(again.train.images, d.train.images)
     assert not np.array_equal(other.train.images, d.train.images)
     d10 = cifar100_lt(tmp_path, imbalance=10)
-    assert d10.train_counts.tolist() == [500, 232, 107, 50] and d10.name == "CIFAR-100-LT-exp10"
+    assert d10.train_counts.tolist() == [500, 232, 107, 50] and d10.name == "CIFAR-100-LT-10"
 
 
 def test_make_long_tailed_options(tmp_path):
