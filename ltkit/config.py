@@ -330,10 +330,21 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | di
     return config_from_dict(merged, where)
 
 
-def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
-    """(options, key=value overrides) of a command line: overrides may come anywhere, even after an option's list."""
-    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+def split_overrides(argv: list[str], valued: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+    """(options, key=value overrides) of a command line: overrides may come anywhere, even after an option's list.
+
+    A `key=value` token right after one of the `valued` options (e.g. `--ablate k=1,5`) is that option's value.
+    """
+    overrides = [a for i, a in enumerate(argv)
+                 if "=" in a and not a.startswith("-") and (i == 0 or argv[i - 1] not in valued)]
     return [a for a in argv if a not in overrides], overrides
+
+
+def parse_value(key: str, text: str) -> Any:
+    """A top-level key's value as a `key=value` override would set it (checks that the key exists)."""
+    values: dict = {}
+    _set(values, key, text, "", parse=True)
+    return values[key]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+from ltkit.config import parse_value, split_overrides
+from ltkit.errors import ConfigError, UserError
 from ltkit.io import write_json
 from ltkit.train import TrainConfig, Trainer, load_config, recipe, val_split
 
@@ -202,22 +204,51 @@ def tables(base: TrainConfig, seeds: list[int], config: str = "", cmd: str = "",
                       for s, o in zip(seeds, overlap)))
 
 
+def parse_ablation(text: str) -> tuple[str, list]:
+    """`--ablate k=1,5` as (key, values); `auto` (or `null`) is the preset's rule, e.g. the paper's ratio."""
+    key, sep, values = text.partition("=")
+    if not sep or not values:
+        raise UserError(f"--ablate {text!r}: expected KEY=V1,V2 (e.g. k=1,5 or aux_ratio=0:1:3,auto)")
+    try:
+        return key, [None if v.strip() == "auto" else parse_value(key, v) for v in values.split(",")]
+    except ConfigError as e:
+        raise UserError(f"--ablate {text!r}: {e}") from None
+
+
+def ablation_tables(base: TrainConfig, grid: dict[str, list], seeds: list[int]) -> str:
+    """Fig. 5's numbers as markdown: one table per setting, each value against the preset's (trains what is missing)."""
+    out = []
+    for key, values in grid.items():
+        res = ablation(base, key, values, seeds)
+        label = {v: f"{key} = {'auto' if v is None else v}" + (" (preset)" if v == getattr(base, key) else "")
+                 for v in values}
+        preset = label.get(getattr(base, key))
+        out.append(f"**{key}**\n\n" + markdown_table({label[v]: rows for v, rows in res.items()}, baseline=preset))
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m ltkit compare`: Tab. 2 and Tab. 6 on a preset, mean ± std over seeds, as markdown."""
     p = argparse.ArgumentParser(prog="python -m ltkit compare", description=main.__doc__)
     p.add_argument("--config", default="configs/builtin.yaml")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--out", help="markdown file to write (default: print only)")
+    p.add_argument("--ablate", action="append", default=[], metavar="KEY=V1,V2",
+                   help="also Fig. 5: vary one setting of the full method (repeatable), "
+                        "e.g. --ablate k=1,5 --ablate aux_cap=10,50 --ablate aux_ratio=0:1:3,auto")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the preset")
     argv = sys.argv[1:] if argv is None else argv
-    # key=value overrides may come anywhere, even right after the --seeds list
-    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
-    args = p.parse_args([a for a in argv if a not in overrides])
+    options, overrides = split_overrides(list(argv), valued=("--ablate",))
+    args = p.parse_args(options)
     base = load_config(args.config, overrides)
+    grid = dict(parse_ablation(a) for a in args.ablate)
     t = time.time()
     cmd = "python -m ltkit compare " + " ".join(argv)
     for i in range(len(args.seeds)):  # the tables of the seeds done so far, rewritten after each seed
         text = tables(base, args.seeds[:i + 1], args.config, cmd, t)
+        if grid:
+            text += "\n### Fig. 5 layout: curation ablations of the full method (change against the preset's value)\n\n"
+            text += ablation_tables(base, grid, args.seeds[:i + 1])
         if args.out:
             from ltkit.io import atomic_write_text
 

@@ -102,3 +102,24 @@ def test_cli_writes_all_tables(fake, tmp_path, monkeypatch):
     text = out.read_text()
     for part in ("Tab. 2 layout", "Tab. 6 layout", "both classifiers", "Jaccard", "| 1 | 3 | 4 | 2 | 0.400 |"):
         assert part in text, part
+
+
+def test_cli_ablations_vary_one_setting_over_seeds(fake, tmp_path):
+    out = tmp_path / "tables.md"
+    argv = ["--config", str(ROOT / "configs" / "builtin-tiny.yaml"), "--seeds", "0", "1", "--ablate", "k=1,3",
+            f"out_dir={tmp_path}", "--ablate", "aux_ratio=0:1:3,auto", "--out", str(out)]
+    assert report.main(argv) == 0
+    text = out.read_text()
+    assert "Fig. 5 layout" in text and "| k = 3 (preset) |" in text and "| aux_ratio = auto (preset) |" in text
+    assert "| aux_ratio = 0:1:3 |" in text and "± 0.7" in text  # two seeds: a spread, not one run
+    # the preset's value reuses the method's runs: one extra training per other value and seed
+    ks = [c for c in FakeTrainer.built if c == ("neighbours", "nsce", 0)]
+    assert len(ks) == 3  # + Neighbor Silencing's run, k=1 and aux_ratio=0:1:3 (k=3 and auto are that same run)
+
+
+def test_cli_refuses_a_bad_ablation(fake, tmp_path):
+    from ltkit.errors import UserError
+
+    for bad, match in (("k", "expected KEY=V1,V2"), ("nope=1,2", "unknown config key 'nope'")):
+        with pytest.raises(UserError, match=match):
+            report.main(["--config", str(ROOT / "configs" / "builtin-tiny.yaml"), "--ablate", bad, f"out_dir={tmp_path}"])
