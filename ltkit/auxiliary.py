@@ -43,18 +43,38 @@ def build_aux(cfg: Config, target: LTData, world: World | None) -> tuple[ImageSe
     parent = nmap.aux_parent[keep]
     if cfg.aux == "random":
         names = random_categories(world, target.class_names, len(names), cfg.seed)
-    if world is not None and cfg.aux_images is None:
+    source = aux_images_path(cfg)
+    if world is not None and source is None:
         images = _pool_images(world, names, L)
-    elif cfg.aux_images is None:
-        raise UserError(f"aux={cfg.aux} on {cfg.dataset} needs aux_images: a folder of <aux name>/<image> files")
-    elif Path(cfg.aux_images).suffix == ".csv":  # a filtered crawl's accepted.csv: classes left without images drop out
+    elif source is None:
+        raise UserError(f"aux={cfg.aux} on {cfg.dataset} needs aux_images: `crawl` (the filtered crawl of this "
+                        "config), an accepted.csv, or a folder of <aux name>/<image> files")
+    elif source.suffix == ".csv":  # a filtered crawl's accepted.csv: classes left without images drop out
         from ltkit.crawl.filter import accepted_for_config
 
-        images, found = accepted_for_config(cfg, names, L)
+        if not source.is_file():
+            raise UserError(f"{source}: no accepted set; run `python -m ltkit crawl` and `python -m ltkit filter` "
+                            "with the same config first")
+        images, found = accepted_for_config(dataclasses.replace(cfg, aux_images=str(source)), names, L)
         names, parent = [names[i] for i in found], parent[found]
     else:
-        images = _folder_images(Path(cfg.aux_images), names, L)
+        images = _folder_images(source, names, L)
     return images, parent, names
+
+
+def aux_images_path(cfg: Config) -> Path | None:
+    """Where the auxiliary images come from; `aux_images: crawl` is the filtered crawl of these very settings.
+
+    That is accepted.csv in the crawl folder (`crawl.out_dir`, else the neighbour map's folder), so one
+    preset drives `neighbours`, `crawl`, `filter` and `train` without a path that could point at the
+    crawl of other settings.
+    """
+    if cfg.aux_images != "crawl":
+        return None if cfg.aux_images is None else Path(cfg.aux_images)
+    from ltkit.crawl.filter import ACCEPTED
+    from ltkit.crawl.retrieve import crawl_dir
+
+    return crawl_dir(cfg) / ACCEPTED
 
 
 def default_neighbours_csv(cfg: Config) -> Path:

@@ -165,7 +165,7 @@ class Config:
     # auxiliary data: none | neighbours (SD) | random (RD)
     aux: str = "none"
     neighbours_csv: str | None = None  # from `python -m ltkit neighbours`; default: neighbours.out_dir's
-    aux_images: str | None = None      # folder <aux name>/<image>, or a filtered crawl's accepted.csv; None: the world's pool
+    aux_images: str | None = None      # crawl (this config's filtered crawl), an accepted.csv or <aux name>/ folders; None: world pool
     k: int = 5                         # auxiliary categories per class at most
     aux_ratio: str | None = None       # head:medium:tail, e.g. "1:1:3"; None = 1:ceil(Nh/Nm):ceil(Nh/Nt)
     aux_cap: int = 50                  # images per auxiliary class per epoch

@@ -315,3 +315,35 @@ def test_trainer_reads_the_accepted_set_only_with_its_thresholds(toy):
         flt.accepted_for_config(SimpleNamespace(**{**vars(cfg), "filter": flt.FilterConfig()}), names, 2)
     with pytest.raises(UserError, match="dataset 'toy'"):
         flt.accepted_for_config(SimpleNamespace(**{**vars(cfg), "dataset": "builtin"}), names, 2)
+
+
+def test_aux_images_crawl_is_this_configs_own_filtered_crawl(tmp_path):
+    """`aux_images: crawl` (the real-data presets) resolves to accepted.csv beside the neighbour map the same
+    config writes, or in crawl.out_dir; a missing accepted set is one clear error, not a folder scan."""
+    from ltkit.auxiliary import aux_images_path
+    from ltkit.config import load_config, neighbour_dir
+    from ltkit.crawl.retrieve import crawl_dir
+
+    root = Path(__file__).resolve().parent.parent
+    for preset in ("imagenet-lt", "inat18", "places-lt"):
+        cfg = load_config(root / "configs" / f"{preset}.yaml", {"out_dir": str(tmp_path)})
+        assert cfg.neighbours_csv is None and cfg.aux_images == "crawl"
+        assert aux_images_path(cfg) == crawl_dir(cfg) / flt.ACCEPTED == neighbour_dir(cfg) / flt.ACCEPTED
+        other = load_config(root / "configs" / f"{preset}.yaml", {"out_dir": str(tmp_path), "k": 3})
+        assert aux_images_path(other) != aux_images_path(cfg)  # other settings, another crawl: never a stale one
+    cfg = load_config(root / "configs" / "builtin-tiny.yaml", {"aux_images": "crawl", "crawl.out_dir": str(tmp_path)})
+    assert aux_images_path(cfg) == tmp_path / flt.ACCEPTED
+    assert aux_images_path(load_config(root / "configs" / "builtin-tiny.yaml", {"aux_images": "a/b.csv"})) == Path("a/b.csv")
+
+
+def test_trainer_without_the_crawls_accepted_set_says_what_to_run(tiny_world, tmp_path):
+    from ltkit.auxiliary import build_aux
+    from ltkit.config import load_config
+    from ltkit.data import world_data
+    from ltkit.errors import UserError
+
+    root = Path(__file__).resolve().parent.parent
+    cfg = load_config(root / "configs" / "builtin-tiny.yaml", {"out_dir": str(tmp_path / "runs"), "aux": "neighbours",
+                                                               "aux_images": "crawl", "crawl.out_dir": str(tmp_path)})
+    with pytest.raises(UserError, match=rf"{tmp_path / flt.ACCEPTED}: no accepted set; run `python -m ltkit crawl`"):
+        build_aux(cfg, world_data(tiny_world), tiny_world)
