@@ -147,3 +147,49 @@ def test_catalogue_renders_the_figures_readme(tmp_path):
     assert "![b_curve](b_curve.png)\n\nA line that rises.\n\n| x | y |" in text
     assert "`b_curve.pdf`, `b_curve.png`; made by a test." in text
     assert "gone" not in text and "- [a_other.png](a_other.png)" in text
+
+
+def test_ablation_latex_one_row_per_value_with_default_and_std():
+    from ltkit.viz import tables
+
+    abl = {"k": {1: [_res(0.70, 0.5), _res(0.70, 0.5, 0.02)], 5: [_res(0.74, 0.6), _res(0.74, 0.6, 0.02)]},
+           "aux_ratio": {"0:1:3": [_res(0.7, 0.5), _res(0.7, 0.5)], None: [_res(0.74, 0.6), _res(0.74, 0.6)]}}
+    tex = tables.ablation_latex(abl, {"k": 5, "aux_ratio": None}, caption="Fig. 5 & more", label="tab:abl")
+    lines = tex.splitlines()
+    assert lines.count(r"\toprule") == 1 and lines.count(r"\bottomrule") == 1
+    assert lines.count(r"\midrule") == 2  # below the header, and between the two settings
+    rows = [ln for ln in lines if ln.endswith(r"\\") and not ln.startswith("Setting")]
+    assert len(rows) == 4  # one per value
+    assert rows[0].startswith("k & 1 & 71.0 $\\pm$ 1.4 & 80.0 $\\pm$ 0.0")  # mean ± sample std over 2 seeds
+    assert rows[1].startswith(" & 5 (default) & 75.0 $\\pm$ 1.4") and rows[3].startswith(" & auto (default) &")
+    assert rows[2].startswith(r"aux\_ratio & 0:1:3 &") and r"Fig. 5 \& more" in tex and r"\label{tab:abl}" in tex
+    one_seed = tables.ablation_latex({"k": {1: [_res(0.7, 0.5)]}})
+    assert r"\pm" not in one_seed and "(default)" not in one_seed
+
+
+def test_ablation_summary_names_the_setting_that_moved_overall_most():
+    from ltkit.viz import tables
+
+    abl = {"k": {1: [_res(0.65, 0.5)], 5: [_res(0.69, 0.5)]}, "aux_cap": {10: [_res(0.60, 0.5)], 50: [_res(0.69, 0.5)]}}
+    text = tables.ablation_summary(abl, {"aux_cap": 50})
+    assert text.startswith("Overall moved most with aux_cap: 60.0 at 10 vs 69.0 at 50 (default), a 9.0-point range")
+    assert "(k 4.0 points)" in text and "one seed" in text
+    seeds = {"k": {1: [_res(0.65, 0.5), _res(0.69, 0.5)], 5: [_res(0.66, 0.5), _res(0.70, 0.5)]},
+             "aux_cap": {10: [_res(0.60, 0.5), _res(0.60, 0.5)], 50: [_res(0.69, 0.5), _res(0.69, 0.5)]}}
+    assert tables.ablation_summary(seeds).endswith("; within the seed std: k")  # 1 point apart, std 2.8
+
+
+def test_separation_summary_states_the_direction_and_when_nothing_separates():
+    def panels(*numbers):
+        return [up.Panel(t, np.zeros((0, 2)), np.zeros(0), {"silhouette": s, "ratio": r, "n": 40, "classes": 2})
+                for t, (s, r) in zip(["(a) x", "(b) y", "(c) base, val", "(d) aux, val"], numbers)]
+
+    weak = up.separation_summary(panels((-0.03, 3.7), (0.006, 3.3), (-0.003, 2.99), (0.006, 2.515)))
+    assert weak.startswith("from (c) base, val to (d) aux, val: silhouette rose from -0.003 to 0.006 (better separated)"
+                           " and the intra/inter ratio fell from 2.990 to 2.515 (tighter)")
+    assert "no panel separates the target classes clearly" in weak and "(-0.030 to 0.006)" in weak
+    worse = up.separation_summary(panels((0.1, 1.0), (0.6, 0.4), (0.5, 0.5), (0.3, 0.8)))
+    assert "silhouette fell from 0.500 to 0.300 (worse)" in worse and "ratio rose from 0.500 to 0.800 (worse)" in worse
+    assert worse.endswith("above 0.25 (some structure) in (b), (c), (d)") and "no panel" not in worse
+    same = up.separation_summary(panels((0.1, 1.0), (0.1, 1.0), (0.2, 1.0), (0.2, float("nan"))))
+    assert "silhouette stayed at 0.200" in same and "ratio cannot be computed" in same

@@ -1,4 +1,4 @@
-"""The paper's tables and ablation figure from saved run results: Tab. 2 / Tab. 6 as Markdown and LaTeX, Fig. 5.
+"""The paper's tables and ablation figure from saved runs: Tab. 2 / 6 and Fig. 5's numbers in Markdown and LaTeX.
 
 Input is what `report.compare` returns, {row name: [result per seed]}, each result carrying its
 `recipe` (auxiliary data, loss, classifier) so every printed row states how it was produced.
@@ -80,22 +80,24 @@ def _tex(s: str) -> str:
     return s.replace("\\", r"\textbackslash{}").replace("&", r"\&").replace("%", r"\%").replace("_", r"\_")
 
 
-def latex(rows: list[Row], columns: Sequence[str] = TAB2_COLUMNS, caption: str = "", label: str = "") -> str:
-    """A booktabs LaTeX table (needs \\usepackage{booktabs}); the recipe is its own column."""
+def _booktabs(first: str, columns: Sequence[str], body: list[str], caption: str, label: str) -> str:
+    """A booktabs table environment: two text columns (`first` names them), then right-aligned accuracies."""
     lines = [r"\begin{table}[t]", r"\centering", r"\small",
              r"\begin{tabular}{ll" + "r" * len(columns) + "}", r"\toprule",
-             "Method & Aux. data / loss / classifier & " + " & ".join(HEADERS[c] for c in columns) + r" \\",
-             r"\midrule"]
-    for r in rows:
-        cells = " & ".join(_cell(*r.cells[c], r.seeds, True) for c in columns)
-        lines.append(f"{_tex(r.name)} & {_tex(r.recipe)} & {cells} \\\\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
+             first + " & " + " & ".join(HEADERS[c] for c in columns) + r" \\", *body, r"\bottomrule", r"\end{tabular}"]
     if caption:
         lines.append(r"\caption{" + _tex(caption) + "}")
     if label:
         lines.append(r"\label{" + label + "}")
     lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
+
+
+def latex(rows: list[Row], columns: Sequence[str] = TAB2_COLUMNS, caption: str = "", label: str = "") -> str:
+    """A booktabs LaTeX table (needs \\usepackage{booktabs}); the recipe is its own column."""
+    body = [r"\midrule"] + [f"{_tex(r.name)} & {_tex(r.recipe)} & "
+                            + " & ".join(_cell(*r.cells[c], r.seeds, True) for c in columns) + r" \\" for r in rows]
+    return _booktabs("Method & Aux. data / loss / classifier", columns, body, caption, label)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,3 +152,44 @@ def ablation_markdown(ablations: dict[str, dict], defaults: dict | None = None) 
             star = " (default)" if key in defaults and defaults[key] == v else ""
             out[-1] += f"| {_value_label(v)}{star} | " + " | ".join(f"{_stats(r, c)[0]:.1f}" for c in TAB2_COLUMNS) + " |\n"
     return "\n".join(out)
+
+
+def ablation_latex(ablations: dict[str, dict], defaults: dict | None = None, caption: str = "",
+                   label: str = "") -> str:
+    """Fig. 5's numbers as a booktabs LaTeX table: one row per value, settings split by \\midrule, default marked."""
+    defaults, body = defaults or {}, []
+    for key, res in ablations.items():
+        body.append(r"\midrule")
+        for i, (v, r) in enumerate(res.items()):
+            star = " (default)" if key in defaults and defaults[key] == v else ""
+            cells = " & ".join(_cell(*_stats(r, c), None, len(r), True) for c in TAB2_COLUMNS)
+            body.append(f"{_tex(key) if i == 0 else ''} & {_tex(_value_label(v) + star)} & {cells} \\\\")
+    return _booktabs("Setting & Value", TAB2_COLUMNS, body, caption, label)
+
+
+def ablation_summary(ablations: dict[str, dict], defaults: dict | None = None, column: str = "overall") -> str:
+    """What the runs show: the setting whose values moved `column` most, and every setting's range in points.
+
+    A setting whose range is no larger than the largest std over seeds among its values is called
+    within the seed noise; with one seed there is no noise estimate, and the text says so.
+    """
+    defaults, spread = defaults or {}, {}
+    for key, res in ablations.items():
+        st = {v: _stats(r, column) for v, r in res.items()}
+        lo, hi = min(st, key=lambda v: st[v][0]), max(st, key=lambda v: st[v][0])
+        noise = max(s for _, s in st.values()) if min(len(r) for r in res.values()) > 1 else None
+        spread[key] = (st[hi][0] - st[lo][0], lo, hi, st, noise)
+    if not spread:
+        raise ValueError("no ablation to summarise")
+    key = max(spread, key=lambda k: spread[k][0])
+    rng, lo, hi, st, _ = spread[key]
+    mark = {v: _value_label(v) + (" (default)" if key in defaults and defaults[key] == v else "") for v in st}
+    text = (f"{HEADERS[column]} moved most with {key}: {st[lo][0]:.1f} at {mark[lo]} vs {st[hi][0]:.1f} at "
+            f"{mark[hi]}, a {rng:.1f}-point range")
+    others = [f"{k} {spread[k][0]:.1f}" for k in spread if k != key]
+    if others:
+        text += f" ({', '.join(others)} points)"
+    noisy = [k for k, s in spread.items() if s[4] is not None and s[0] <= s[4]]
+    if any(s[4] is None for s in spread.values()):
+        return text + "; one seed, so no estimate of the seed noise"
+    return text + ("; within the seed std: " + ", ".join(noisy) if noisy else "; every range exceeds the seed std")

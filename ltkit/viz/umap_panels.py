@@ -227,3 +227,33 @@ def baseline_thresholds(run) -> dict:
     """The Many / Few thresholds a run was evaluated with (defaults 100 / 20)."""
     th = (run.results or {}).get("thresholds") or {}
     return {"many": th.get("many", 100), "few": th.get("few", 20)}
+
+
+def separation_summary(panels: list[Panel], before: int = 2, after: int = 3, clear: float = 0.25) -> str:
+    """What the numbers show: silhouette and ratio from panel `before` to `after`, and whether any panel separates.
+
+    `clear` is the silhouette at or below which classes are not clearly separated (Kaufman and
+    Rousseeuw's reading: 0.25 or less, no substantial structure). Changes are judged at the two
+    decimals of `numbers_table`.
+    """
+    b, a = panels[before].numbers, panels[after].numbers
+    parts = []
+    for key, name, up_is_better, good in (("silhouette", "silhouette", True, "better separated"),
+                                          ("ratio", "the intra/inter ratio", False, "tighter")):
+        x, y = b[key], a[key]
+        if np.isnan(x) or np.isnan(y):
+            parts.append(f"{name} cannot be computed (fewer than two classes)")
+        elif round(x, 3) == round(y, 3):
+            parts.append(f"{name} stayed at {y:.3f}")
+        else:
+            better = (y > x) == up_is_better
+            parts.append(f"{name} {'rose' if y > x else 'fell'} from {x:.3f} to {y:.3f} "
+                         f"({good if better else 'worse'})")
+    text = f"from {panels[before].title} to {panels[after].title}: " + " and ".join(parts)
+    sil = {p.title.split()[0]: p.numbers["silhouette"] for p in panels if not np.isnan(p.numbers["silhouette"])}
+    if sil and max(sil.values()) <= clear:
+        text += (f"; every panel's silhouette is at most {clear} ({min(sil.values()):.3f} to {max(sil.values()):.3f}), "
+                 "so no panel separates the target classes clearly")
+    elif sil:
+        text += f"; silhouette above {clear} (some structure) in " + ", ".join(k for k, s in sil.items() if s > clear)
+    return text
