@@ -287,7 +287,8 @@ def test_cli_filters_a_folder_dataset(toy, tmp_path, monkeypatch, capsys):
             f"filter.encoder=timm:ltkit_cnn_tiny@{weights}", "filter.gamma1=0.1", "filter.gamma2=0.9999"]
     assert cli.main(args + ["--quality", "--sweep", "sweep", "--figures", str(tmp_path / "figs")]) == 0
     assert (tmp_path / "figs" / "sweep.png").stat().st_size > 1000 and (tmp_path / "figs" / "sweep.pdf").exists()
-    assert "| all three |" in json.loads((tmp_path / "figs" / "catalogue.json").read_text())["sweep"]["numbers"]
+    entry = json.loads((tmp_path / "figs" / "catalogue.json").read_text())["sweep"]
+    assert "| all three |" in entry["numbers"] and entry["source"].startswith("`python -m ltkit filter --crawl ")
     prov = json.loads((root / flt.FILTER_JSON).read_text())
     assert prov["settings"]["gamma1"] == 0.1 and prov["dataset"] == "folders"
     assert f"kept {prov['kept']} of 18" in capsys.readouterr().out

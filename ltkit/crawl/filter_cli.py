@@ -25,8 +25,11 @@ def settings_of(cfg) -> FilterConfig:
 
 
 def run(cfg, crawl: str | Path | None = None, quality: bool = False, sweep: str | None = None,
-        figures: str | Path = "figures", dry_run: bool = False) -> dict:
-    """Filter the crawl of `cfg` (or `crawl`); returns the provenance written (or that would be)."""
+        figures: str | Path = "figures", dry_run: bool = False, command: str | None = None) -> dict:
+    """Filter the crawl of `cfg` (or `crawl`); returns the provenance written (or that would be).
+
+    `command` is the command line that ran it, recorded as the sweep figure's source.
+    """
     from ltkit.crawl import filter as flt
     from ltkit.crawl.retrieve import crawl_dir
     from ltkit.datasets import build_target_data
@@ -62,7 +65,7 @@ def run(cfg, crawl: str | Path | None = None, quality: bool = False, sweep: str 
 
             record(figures, sweep, "Precision, recall and kept images of the combined filters over a γ1 x γ2 grid "
                    f"(caption {settings.caption_mode}, leak check on), × at γ1={settings.gamma1}, γ2={settings.gamma2}.",
-                   numbers=q.markdown_quality(rows, counts), source="`python -m ltkit filter --quality --sweep`")
+                   numbers=q.markdown_quality(rows, counts), source=f"`{command or f'ltkit.crawl.filter_cli.run(sweep={sweep!r})'}`")
     return prov
 
 
@@ -79,9 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--figures", default="figures", help="folder for --sweep (default: figures)")
     p.add_argument("--dry-run", action="store_true", help="print the counts, write nothing")
     p.add_argument("overrides", nargs="*", help="e.g. filter.gamma1=0.6 filter.caption_mode=words dataset=builtin")
-    opts, overrides = split_overrides(sys.argv[1:] if argv is None else list(argv))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    opts, overrides = split_overrides(argv)
     args = p.parse_args(opts)
     if args.crawl and not Path(args.crawl).is_dir():
         raise UserError(f"--crawl {args.crawl}: no such folder")
-    run(load_config(args.config, overrides), args.crawl, args.quality, args.sweep, args.figures, args.dry_run)
+    run(load_config(args.config, overrides), args.crawl, args.quality, args.sweep, args.figures, args.dry_run,
+        command="python -m ltkit filter " + " ".join(argv))
     return 0
