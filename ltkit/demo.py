@@ -123,18 +123,18 @@ def run_notebooks(params: dict, executed: Path, root: Path, pool, base, jobs: li
         if jobs is not None and int(nb_path.name[:2]) >= FIRST_READER:
             extra = filtered_trainings(base, params)  # notebook 02 has made the crawl they train on
             jobs += [pool.apply_async(_train, job) for job in extra]
-            print(f"[demo] {len(extra)} filtered-crawl trainings queued", flush=True)
+            log.info("%d filtered-crawl trainings queued", len(extra))
             t = time.time()
             for job in jobs:
                 trained.append(job.get())
                 log.info("trained %s in %.0fs", trained[-1]["run"], trained[-1]["seconds"])
             jobs = None
-            print(f"[demo] waited {time.time() - t:.0f}s for the last trainings", flush=True)
+            log.info("waited %.0fs for the last trainings", time.time() - t)
         t = time.time()
         log.info("notebook %s ...", nb_path.name)
         notebooks.execute(nb_path, executed / nb_path.name, params, root)
         ran.append({"notebook": nb_path.name, "seconds": round(time.time() - t, 1)})
-        print(f"[demo] {nb_path.name} done in {ran[-1]['seconds']:.0f}s", flush=True)
+        log.info("%s done in %.0fs", nb_path.name, ran[-1]["seconds"])
     for job in jobs or []:
         trained.append(job.get())
     return ran, trained
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         todo = missing_trainings(base, params.get("seeds", DEMO_SEEDS), params.get("ablations", DEMO_ABLATIONS))
         if todo:
             prepare_shared_inputs(base, todo)
-        print(f"[demo] {len(todo)} trainings to do, {args.workers} processes at a time (one thread each)", flush=True)
+        log.info("%d trainings to do, %d processes at a time (one thread each)", len(todo), args.workers)
         os.environ["OMP_NUM_THREADS"] = "1"  # inherited by workers and kernels: one thread each on a shared CPU
         # leaving the block terminates the workers: a failed notebook does not wait for the trainings
         with multiprocessing.get_context("spawn").Pool(args.workers) as pool:

@@ -9,10 +9,8 @@ because papermill would inject it as a string.
 from __future__ import annotations
 
 import ast
-import logging
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +19,6 @@ import papermill
 
 from ltkit.errors import UserError
 from ltkit.paths import repo_root
-
-log = logging.getLogger(__name__)
 
 NOTEBOOK_DIR = repo_root() / "notebooks"
 
@@ -79,16 +75,3 @@ def execute(path: str | os.PathLike, out_path: str | os.PathLike, parameters: di
     return papermill.execute_notebook(str(path), str(out_path), parameters=params, kernel_name="python3",
                                       cwd=str(cwd or Path(path).parent), progress_bar=progress,
                                       execution_timeout=timeout)
-
-
-def run_all(parameters: dict, out_dir: str | os.PathLike, cwd: str | os.PathLike,
-            folder: str | os.PathLike = NOTEBOOK_DIR, progress: bool = True) -> list[dict]:
-    """Execute every numbered notebook in order (a progress bar per notebook's cells); name and seconds of each."""
-    done, paths = [], numbered_notebooks(folder)
-    for i, nb_path in enumerate(paths, 1):
-        t = time.time()
-        log.info("notebook %d/%d: %s", i, len(paths), nb_path.name)
-        execute(nb_path, Path(out_dir) / nb_path.name, parameters, cwd, progress=progress)
-        done.append({"notebook": nb_path.name, "seconds": round(time.time() - t, 1)})
-        log.info("notebook %d/%d: %s done in %.1fs", i, len(paths), nb_path.name, done[-1]["seconds"])
-    return done

@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import logging
 import sys
 import time
 
@@ -22,6 +23,8 @@ from ltkit.config import parse_value, split_overrides
 from ltkit.errors import ConfigError, UserError
 from ltkit.io import write_json
 from ltkit.train import TrainConfig, Trainer, load_config, recipe, val_split
+
+log = logging.getLogger(__name__)
 
 RECIPE_KEYS = ("aux", "loss", "classifier")
 AUX_LABELS = {"none": "none", "random": "random categories (RD)", "neighbours": "neighbour categories (SD)"}
@@ -114,7 +117,7 @@ def compare(base: TrainConfig, methods: dict[str, dict], seeds: list[int]) -> di
     out = {name: [] for name in methods}
     for s in seeds:
         for name, over in methods.items():
-            print(f"[report] {name} seed {s}", flush=True)
+            log.info("%s, seed %d", name, s)
             out[name].append(run_method(base, over, s))
     return out
 

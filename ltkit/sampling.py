@@ -11,10 +11,8 @@ only on (seed, epoch), so a run resumes from those two numbers; DDP ranks share 
 take interleaved slices of it. `EpochSampler` is the trainer's sampler (one DataLoader per run,
 `set_epoch` each epoch).
 
-`random_parents` reassigns the neighbour map's parents at random (same auxiliary classes and
-images, random "parents"): one reading of the paper's Random Category (RD) baseline. The trainer's
-`aux=random` uses the other reading, random categories in place of the neighbours
-(`ltkit.auxiliary.random_categories`).
+The paper's Random Category (RD) baseline is `aux=random` of the trainer: random categories in place
+of the neighbours, with their places and parents (`ltkit.auxiliary.random_categories`).
 """
 from __future__ import annotations
 
@@ -58,39 +56,6 @@ def select_auxiliary(aux_parent: IntArray, budget: IntArray, seed: int | None = 
     return eligible & (rank < budget[parent])
 
 
-def reindex_auxiliary(aux_parent: IntArray, keep: IntArray, num_targets: int) -> tuple[np.ndarray, np.ndarray]:
-    """Drop unkept auxiliary classes: (new aux_parent (K',), label map (L+K,) old -> new, -1 if dropped).
-
-    Kept classes keep their relative order and become L..L+K'-1; apply the map to auxiliary image
-    labels with `mapping[labels]`.
-    """
-    parent, keep = np.asarray(aux_parent, dtype=np.int64), np.asarray(keep, bool)
-    if keep.shape != parent.shape:
-        raise ValueError(f"keep has shape {keep.shape}, aux_parent {parent.shape}")
-    mapping = np.full(num_targets + len(parent), -1, dtype=np.int64)
-    mapping[:num_targets] = np.arange(num_targets)
-    mapping[num_targets + np.flatnonzero(keep)] = num_targets + np.arange(int(keep.sum()))
-    return parent[keep], mapping
-
-
-def random_parents(aux_parent: IntArray, num_targets: int, seed: int = 0, keep_counts: bool = True) -> np.ndarray:
-    """The RD baseline's map: same auxiliary classes, parents drawn at random.
-
-    keep_counts=True shuffles the parents, so each target keeps its number of auxiliary classes
-    (its budget); False draws each parent uniformly from 0..L-1.
-    """
-    parent = np.asarray(aux_parent, dtype=np.int64)
-    rng = _rng(seed)
-    if keep_counts:
-        return rng.permutation(parent)
-    return rng.integers(0, num_targets, size=len(parent), dtype=np.int64)
-
-
-def random_neighbours(num_aux: int, num_targets: int, seed: int = 0) -> np.ndarray:
-    """A uniformly random aux_parent of length num_aux (RD without an existing map)."""
-    return _rng(seed).integers(0, num_targets, size=num_aux, dtype=np.int64)
-
-
 def class_counts(target_counts: IntArray, aux_available: IntArray, cap: int = 50) -> np.ndarray:
     """Per-class images seen per epoch, (L+K,): target counts, then min(cap, available) per auxiliary class."""
     return np.concatenate([np.asarray(target_counts, np.int64), np.minimum(np.asarray(aux_available, np.int64), cap)])
@@ -120,8 +85,7 @@ def shard(indices: np.ndarray, rank: int, world_size: int, drop_last: bool = Fal
 class EpochSampler(torch.utils.data.Sampler[int]):
     """Indices into [target images | auxiliary images] for one epoch: all targets, <= cap per auxiliary class.
 
-    `aux_labels` gives each auxiliary image's class (any ints; a negative label, e.g. a dropped
-    class after `reindex_auxiliary`, excludes the image). Use it as a DataLoader sampler with
+    `aux_labels` gives each auxiliary image's class (any ints; a negative label excludes the image). Use it as a DataLoader sampler with
     `set_epoch` like DistributedSampler; `indices(epoch)` is the whole epoch order across ranks.
     `multiple_of` (the trainer: global batch x accumulation steps) trims every epoch to a multiple of
     it before sharding, so each rank's share splits into whole optimiser steps; rank r takes
@@ -187,10 +151,3 @@ class EpochSampler(torch.utils.data.Sampler[int]):
         n = self.epoch_size() // self.multiple_of * self.multiple_of
         per_rank = n // self.world_size if self.drop_last else -(-n // self.world_size)
         return max(0, per_rank - self.start)
-
-
-def split_index(idx: np.ndarray, num_target: int) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenated indices to (source, local index): source 0 = target set, 1 = auxiliary set."""
-    idx = np.asarray(idx)
-    src = (idx >= num_target).astype(np.int64)
-    return src, idx - src * num_target

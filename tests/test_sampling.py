@@ -1,12 +1,11 @@
-"""Auxiliary class selection, per-epoch capped draws, the RD reassignment and DDP sharding."""
+"""Auxiliary class selection, per-epoch capped draws and DDP sharding."""
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ltkit.budget import aux_budget
-from ltkit.sampling import (EpochSampler, class_counts, random_neighbours, random_parents, reindex_auxiliary,
-                            select_auxiliary, shard, split_index)
+from ltkit.sampling import EpochSampler, class_counts, select_auxiliary, shard
 
 
 def aux_images(available, seed=0):
@@ -44,32 +43,6 @@ def test_budget_ratio_respected():
     assert kept.tolist() == [1, 1, 1, 1, 1, 5, 5, 0]
 
 
-def test_reindex_auxiliary():
-    L = 3
-    parent = np.array([0, 1, 0, 2, 1])
-    keep = np.array([True, False, True, False, True])
-    new_parent, mapping = reindex_auxiliary(parent, keep, L)
-    assert new_parent.tolist() == [0, 0, 1]
-    assert mapping.tolist() == [0, 1, 2, 3, -1, 4, -1, 5]
-    labels = np.array([4, 3, 7, 5, 6])
-    assert mapping[labels].tolist() == [-1, 3, 5, 4, -1]
-
-
-def test_random_parents():
-    parent = np.repeat(np.arange(50), [1, 5] * 25)
-    rd = random_parents(parent, 50, seed=1)
-    assert (np.bincount(rd, minlength=50) == np.bincount(parent, minlength=50)).all()  # budgets kept
-    assert (rd != parent).mean() > 0.5
-    assert (rd == random_parents(parent, 50, seed=1)).all()
-    assert (rd != random_parents(parent, 50, seed=2)).any()
-    iid = random_parents(parent, 50, seed=1, keep_counts=False)
-    assert iid.shape == parent.shape and iid.min() >= 0 and iid.max() < 50
-    assert len(np.unique(iid)) > 30
-    rn = random_neighbours(1000, 7, seed=3)
-    assert rn.shape == (1000,) and set(rn.tolist()) == set(range(7))
-    assert (rn == random_neighbours(1000, 7, seed=3)).all()
-
-
 def test_class_counts():
     assert class_counts([100, 10], [3, 80, 50], cap=50).tolist() == [100, 10, 3, 50, 50]
 
@@ -82,7 +55,8 @@ def test_epoch_caps_and_targets():
     for epoch in range(3):
         idx = sampler.indices(epoch)
         assert len(idx) == len(np.unique(idx)) == sampler.epoch_size() == 40 + 160
-        src, local = split_index(idx, 40)
+        src = (idx >= 40).astype(int)  # target images first, then the auxiliary ones
+        local = idx - 40 * src
         assert sorted(local[src == 0].tolist()) == list(range(40))  # every target image, once
         drawn = np.bincount(labels[local[src == 1]], minlength=len(available))
         assert drawn.tolist() == np.minimum(available, 50).tolist()
