@@ -155,3 +155,43 @@ def test_gpu_script_runs_end_to_end_in_smoke_mode(tmp_path):
     assert ratio > 0
     rows = [line for line in log.splitlines() if line.startswith("| NS-CE |")]
     assert len(rows) == 2 and all("x |" in row for row in rows)  # integer and soft targets, against CE
+
+
+def test_corrupt_crawled_file_is_skipped_and_counted(tiny_world, tmp_path):
+    """Training on a filtered crawl (`aux_images: crawl`): an accepted image truncated on disk afterwards is
+    skipped and counted each epoch; only the accepted set's files are read."""
+    from dataclasses import asdict
+
+    from PIL import Image
+
+    from ltkit.auxiliary import default_neighbours_csv
+    from ltkit.budget import aux_budget
+    from ltkit.crawl.cli import search_config
+    from ltkit.crawl.filter import ACCEPTED, ACCEPTED_COLUMNS, FILTER_JSON
+    from ltkit.crawl.neighbour_map import load_neighbour_map
+    from ltkit.data import world_data
+    from ltkit.sampling import select_auxiliary
+    from ltkit.train import Trainer
+
+    crawl = tmp_path / "crawl"
+    cfg = tiny(tmp_path, name="crawled", aux="neighbours", aux_images="crawl", **{"crawl.out_dir": str(crawl)})
+    target = world_data(tiny_world)
+    search_config(cfg, target.class_names, target.train_counts, tiny_world.taxonomy)
+    nmap = load_neighbour_map(default_neighbours_csv(cfg), target.num_classes)
+    keep = select_auxiliary(nmap.aux_parent, aux_budget(target.train_counts, cfg.k, cfg.aux_ratio, cfg.many, cfg.few))
+    names = [n for n, k in zip(nmap.aux_names, keep) if k][:3]
+    rng, rows = np.random.default_rng(0), [",".join(ACCEPTED_COLUMNS)]
+    for a, name in enumerate(names):
+        (crawl / "images" / f"{a:05d}").mkdir(parents=True)
+        for i in range(4):
+            rel = f"images/{a:05d}/{a}-{i}.jpg"
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(crawl / rel)
+            rows.append(f"{rel},{target.num_classes + a},{name},0,{a}{i},0.9")
+    (crawl / "images" / "00000" / "junk-not-accepted.jpg").write_bytes(b"never read: not in accepted.csv")
+    (crawl / "images" / "00001" / "1-2.jpg").write_bytes(b"\xff\xd8 truncated after filtering")
+    (crawl / ACCEPTED).write_text("\n".join(rows) + "\n")
+    (crawl / FILTER_JSON).write_text(json.dumps({"dataset": cfg.dataset, "settings": asdict(cfg.filter)}))
+    t = Trainer(cfg).fit()
+    assert t.K == 3 and len(t.aux_images) == 12
+    metrics = [json.loads(x) for x in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["skipped_images"] for m in metrics] == [1, 1] and all(np.isfinite(m["loss"]) for m in metrics)
