@@ -67,6 +67,9 @@ def test_main_job_on_builtin_tiny(tiny_world, tmp_path, monkeypatch):
     assert summary["trainings"] and all(r["seconds"] > 0 for r in summary["trainings"])  # trained once, up front
     tables = (figs / "tables_builtin-tiny.md").read_text()
     assert "Baseline (BalCE)" in tables and "+ Direct Classifier" in tables
+    assert "## Tab. 6 (change against the row above)" in tables
+    tex = (figs / "tables_builtin-tiny.tex").read_text()
+    assert tex.count("\\begin{tabular}") == 3 and "\\label{tab:curation}" in tex  # Tab. 2, Tab. 6, Fig. 5
     for name in names:  # executed copies carry outputs and no error
         nb = nbformat.read(executed / name, as_version=4)
         outs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]

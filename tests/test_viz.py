@@ -185,11 +185,13 @@ def test_separation_summary_states_the_direction_and_when_nothing_separates():
                 for t, (s, r) in zip(["(a) x", "(b) y", "(c) base, val", "(d) aux, val"], numbers)]
 
     weak = up.separation_summary(panels((-0.03, 3.7), (0.006, 3.3), (-0.003, 2.99), (0.006, 2.515)))
-    assert weak.startswith("from (c) base, val to (d) aux, val: silhouette rose from -0.003 to 0.006 (better separated)"
+    assert weak.startswith("from (c) base, val to (d) aux, val: silhouette did not change clearly (-0.003 to 0.006)"
                            " and the intra/inter ratio fell from 2.990 to 2.515 (tighter)")
     assert "no panel separates the target classes clearly" in weak and "(-0.030 to 0.006)" in weak
     worse = up.separation_summary(panels((0.1, 1.0), (0.6, 0.4), (0.5, 0.5), (0.3, 0.8)))
     assert "silhouette fell from 0.500 to 0.300 (worse)" in worse and "ratio rose from 0.500 to 0.800 (worse)" in worse
     assert worse.endswith("above 0.25 (some structure) in (b), (c), (d)") and "no panel" not in worse
     same = up.separation_summary(panels((0.1, 1.0), (0.1, 1.0), (0.2, 1.0), (0.2, float("nan"))))
-    assert "silhouette stayed at 0.200" in same and "ratio cannot be computed" in same
+    assert "silhouette did not change clearly (0.200 to 0.200)" in same and "ratio cannot be computed" in same
+    small = up.separation_summary(panels((0.1, 1.0), (0.1, 1.0), (0.3, 1.0), (0.32, 0.97)))
+    assert "silhouette did not change clearly" in small and "ratio did not change clearly (1.000 to 0.970)" in small

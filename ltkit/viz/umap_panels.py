@@ -229,22 +229,25 @@ def baseline_thresholds(run) -> dict:
     return {"many": th.get("many", 100), "few": th.get("few", 20)}
 
 
-def separation_summary(panels: list[Panel], before: int = 2, after: int = 3, clear: float = 0.25) -> str:
+def separation_summary(panels: list[Panel], before: int = 2, after: int = 3, clear: float = 0.25,
+                       min_change: float = 0.05) -> str:
     """What the numbers show: silhouette and ratio from panel `before` to `after`, and whether any panel separates.
 
     `clear` is the silhouette at or below which classes are not clearly separated (Kaufman and
-    Rousseeuw's reading: 0.25 or less, no substantial structure). Changes are judged at the two
-    decimals of `numbers_table`.
+    Rousseeuw's reading: 0.25 or less, no substantial structure). A move smaller than `min_change`
+    (absolute for the silhouette, relative for the ratio) is reported as no clear change: one run of
+    each model cannot carry a finer reading.
     """
     b, a = panels[before].numbers, panels[after].numbers
     parts = []
     for key, name, up_is_better, good in (("silhouette", "silhouette", True, "better separated"),
                                           ("ratio", "the intra/inter ratio", False, "tighter")):
         x, y = b[key], a[key]
+        step = abs(y - x) if key == "silhouette" else abs(y - x) / max(abs(x), 1e-12)
         if np.isnan(x) or np.isnan(y):
             parts.append(f"{name} cannot be computed (fewer than two classes)")
-        elif round(x, 3) == round(y, 3):
-            parts.append(f"{name} stayed at {y:.3f}")
+        elif step < min_change:
+            parts.append(f"{name} did not change clearly ({x:.3f} to {y:.3f})")
         else:
             better = (y > x) == up_is_better
             parts.append(f"{name} {'rose' if y > x else 'fell'} from {x:.3f} to {y:.3f} "
