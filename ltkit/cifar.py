@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ltkit.data import ArrayImages, FileImages, ImageSet, LTData, make_long_tailed
-from ltkit.readers import _names, _unpickle, load_cifar100, load_image_folders
+from ltkit.readers import decode_names, load_cifar100, load_image_folders, unpickle
 
 SETS = {  # name: (pretty name, pickle folder, torchvision class, default head)
     "cifar10": ("CIFAR-10", "cifar-10-batches-py", "CIFAR10", 5000),
@@ -45,7 +45,7 @@ def _which(name: str) -> tuple[str, str, str, int]:
 
 def extract_tarball(path: str | os.PathLike, cache: str | os.PathLike | None = None) -> Path:
     """Extract an image-folder tarball once into `<cache>/datasets/<name>-<sha>/` (atomically); returns that folder."""
-    from ltkit.world import cache_root
+    from ltkit.paths import cache_root
 
     path = Path(path)
     digest = hashlib.sha256()
@@ -84,7 +84,7 @@ def find_split_folders(root: Path) -> Path | None:
 def _cifar10_batches(folder: Path, files: list[str], num_classes: int) -> ArrayImages:
     xs, ys = [], []
     for name in files:
-        d = _unpickle(folder / name, "CIFAR-10")
+        d = unpickle(folder / name, "CIFAR-10")
         if "data" not in d or "labels" not in d:
             raise ValueError(f"{folder / name}: missing field 'data' or 'labels'")
         x, y = np.asarray(d["data"], dtype=np.uint8), np.asarray(d["labels"], dtype=np.int64)
@@ -100,10 +100,10 @@ def _cifar10_batches(folder: Path, files: list[str], num_classes: int) -> ArrayI
 def load_cifar10_pickles(folder: str | os.PathLike) -> LTData:
     """CIFAR-10 from `data_batch_1..5`, `test_batch` and `batches.meta` in `folder`."""
     folder = Path(folder)
-    names = _unpickle(folder / "batches.meta", "CIFAR-10").get("label_names")
+    names = unpickle(folder / "batches.meta", "CIFAR-10").get("label_names")
     if not names:
         raise ValueError(f"{folder / 'batches.meta'}: missing 'label_names'")
-    names = _names(names)
+    names = decode_names(names)
     train = _cifar10_batches(folder, [f"data_batch_{i}" for i in range(1, 6)], len(names))
     test = _cifar10_batches(folder, ["test_batch"], len(names))
     return LTData("CIFAR-10", names, train, None, test).check()

@@ -1,4 +1,5 @@
-"""Where things are: the repository root, against which notebooks and the main job resolve relative paths."""
+"""Where things are: the repository root, against which notebooks and the main job resolve relative paths,
+and the cache of generated worlds, encoders, features and datasets."""
 from __future__ import annotations
 
 import os
@@ -14,3 +15,8 @@ def from_root(path: str | os.PathLike) -> Path:
     """`path` as is when absolute, else relative to the repository root (wherever the kernel was started)."""
     p = Path(path).expanduser()
     return p if p.is_absolute() else repo_root() / p
+
+
+def cache_root() -> Path:
+    """LTKIT_CACHE, or ~/.cache/ltkit."""
+    return Path(os.environ.get("LTKIT_CACHE", Path.home() / ".cache" / "ltkit"))

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from ltkit.io import write_json
 from ltkit.models import DEFAULT_WORLD_MODEL, create_model, data_config, is_vit, save_weights
-from ltkit.world import cache_root
+from ltkit.paths import cache_root
 
 log = logging.getLogger(__name__)
 

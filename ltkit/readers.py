@@ -200,7 +200,7 @@ def load_image_folders(name: str, train: str | os.PathLike, test: str | os.PathL
 # CIFAR-100 python pickles
 
 
-def _unpickle(path: Path, what: str = "CIFAR-100") -> dict:
+def unpickle(path: Path, what: str = "CIFAR-100") -> dict:
     """A CIFAR python pickle as a dict with str keys; errors name the file and `what` it should be."""
     if not path.is_file():
         raise FileNotFoundError(f"{what} file not found: {path}")
@@ -215,14 +215,14 @@ def _unpickle(path: Path, what: str = "CIFAR-100") -> dict:
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in d.items()}
 
 
-def _names(values) -> list[str]:
+def decode_names(values) -> list[str]:
     """Label names as str, whether the pickle stored them as str or bytes."""
     return [v.decode("latin1") if isinstance(v, bytes) else str(v) for v in values]
 
 
 def _cifar_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(images NHWC uint8, fine labels, coarse labels) of one CIFAR-100 split pickle."""
-    d = _unpickle(path)
+    d = unpickle(path)
     for key in ("data", "fine_labels", "coarse_labels"):
         if key not in d:
             raise ValueError(f"{path}: missing field {key!r}")
@@ -248,11 +248,11 @@ def load_cifar100(root: str | os.PathLike, download: bool = False) -> LTData:
         CIFAR100(str(root), download=True)
     if not folder.is_dir():
         raise FileNotFoundError(f"CIFAR-100 not found: {folder} (pass download=True when online)")
-    meta = _unpickle(folder / "meta")
+    meta = unpickle(folder / "meta")
     fine, coarse = meta.get("fine_label_names"), meta.get("coarse_label_names")
     if fine is None or coarse is None:
         raise ValueError(f"{folder / 'meta'}: missing 'fine_label_names' or 'coarse_label_names'")
-    fine, coarse = _names(fine), _names(coarse)
+    fine, coarse = decode_names(fine), decode_names(coarse)
     xs, ys, cs = _cifar_arrays(folder / "train")
     xt, yt, ct = _cifar_arrays(folder / "test")
     for split, y, c in (("train", ys, cs), ("test", yt, ct)):

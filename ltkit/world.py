@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ltkit.paths import cache_root
 from ltkit.render import COLOURS, jitter_copy, render, render_junk
 from ltkit.taxonomy import Taxonomy
 
@@ -248,11 +249,6 @@ def generate(cfg: WorldConfig = WorldConfig()) -> World:
         noise.append(kind)
     return World(cfg, classes, targets, np.asarray(counts), splits, pool, query, true, caps, noise,
                  world_taxonomy(classes))
-
-
-def cache_root() -> Path:
-    """LTKIT_CACHE, or ~/.cache/ltkit."""
-    return Path(os.environ.get("LTKIT_CACHE", Path.home() / ".cache" / "ltkit"))
 
 
 def load_world(cfg: WorldConfig = WorldConfig(), cache: str | os.PathLike | None = None) -> World:

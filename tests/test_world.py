@@ -7,6 +7,7 @@ import pytest
 
 from ltkit import world as W
 from ltkit.data import exp_profile, profile_counts, shot_groups, world_data
+from ltkit.paths import cache_root
 from ltkit.render import COLOURS
 from ltkit.taxonomy import normalise
 from ltkit.world import (FAMILIES, GROUPS, NOISE_KINDS, PRESETS, WorldConfig, all_classes,
@@ -332,9 +333,15 @@ def test_load_world_caches_once_and_loads_identical_data(small, tmp_path, monkey
         load_world(WorldConfig(**{**SMALL.__dict__, "seed": 5}), tmp_path)
 
 
+def test_cache_root_defaults_to_home_cache(tmp_path, monkeypatch):
+    monkeypatch.delenv("LTKIT_CACHE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cache_root() == tmp_path / ".cache" / "ltkit"
+
+
 def test_load_world_uses_ltkit_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LTKIT_CACHE", str(tmp_path))
-    assert W.cache_root() == tmp_path
+    assert cache_root() == tmp_path
     load_world(SMALL)
     assert (tmp_path / "world" / SMALL.key() / "meta.json").is_file()
 

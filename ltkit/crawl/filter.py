@@ -141,7 +141,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def _default_cache() -> Path:
-    from ltkit.world import cache_root
+    from ltkit.paths import cache_root
 
     return cache_root() / "features"
 

@@ -103,7 +103,7 @@ def run_pilot(cfg, only: int | None = None, world=None, progress: bool | None = 
     pool, encoder weights and settings: the same recipe resumes, a new one (say, a re-trained
     encoder) starts a grid of its own instead of mixing with the old cells.
     """
-    from ltkit.world import cache_root
+    from ltkit.paths import cache_root
 
     p = cfg.pilot
     pool, world = build_pool(cfg, world)
