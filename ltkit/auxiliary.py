@@ -15,7 +15,9 @@ import torch.distributed as dist
 from ltkit.budget import aux_budget
 from ltkit.config import Config, neighbour_dir
 from ltkit.crawl.cli import search_config
+from ltkit.crawl.filter import ACCEPTED, accepted_for_config
 from ltkit.crawl.neighbour_map import load_neighbour_map
+from ltkit.crawl.retrieve import crawl_dir
 from ltkit.data import IMAGE_EXTENSIONS, ArrayImages, FileImages, ImageSet, LTData
 from ltkit.errors import UserError
 from ltkit.sampling import select_auxiliary
@@ -50,8 +52,6 @@ def build_aux(cfg: Config, target: LTData, world: World | None) -> tuple[ImageSe
         raise UserError(f"aux={cfg.aux} on {cfg.dataset} needs aux_images: `crawl` (the filtered crawl of this "
                         "config), an accepted.csv, or a folder of <aux name>/<image> files")
     elif source.suffix == ".csv":  # a filtered crawl's accepted.csv: classes left without images drop out
-        from ltkit.crawl.filter import accepted_for_config
-
         if not source.is_file():
             raise UserError(f"{source}: no accepted set; run `python -m ltkit crawl` and `python -m ltkit filter` "
                             "with the same config first")
@@ -71,9 +71,6 @@ def aux_images_path(cfg: Config) -> Path | None:
     """
     if cfg.aux_images != "crawl":
         return None if cfg.aux_images is None else Path(cfg.aux_images)
-    from ltkit.crawl.filter import ACCEPTED
-    from ltkit.crawl.retrieve import crawl_dir
-
     return crawl_dir(cfg) / ACCEPTED
 
 

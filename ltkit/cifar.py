@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ltkit.data import ArrayImages, FileImages, ImageSet, LTData, make_long_tailed
+from ltkit.paths import cache_root
 from ltkit.readers import decode_names, load_cifar100, load_image_folders, unpickle
 
 SETS = {  # name: (pretty name, pickle folder, torchvision class, default head)
@@ -45,8 +46,6 @@ def _which(name: str) -> tuple[str, str, str, int]:
 
 def extract_tarball(path: str | os.PathLike, cache: str | os.PathLike | None = None) -> Path:
     """Extract an image-folder tarball once into `<cache>/datasets/<name>-<sha>/` (atomically); returns that folder."""
-    from ltkit.paths import cache_root
-
     path = Path(path)
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -18,10 +18,14 @@ import os
 import time
 from pathlib import Path
 
-from ltkit import notebooks, viz
-from ltkit.io import write_json
+from ltkit import notebooks, report, viz
+from ltkit.config import load_config
+from ltkit.crawl.filter import FILTER_JSON, training_overrides
+from ltkit.io import read_json, write_json
 from ltkit.paths import from_root, repo_root
+from ltkit.train import Trainer
 from ltkit.viz import catalogue
+from ltkit.viz.runs import run_config
 from ltkit.world import PRESETS, load_world
 
 log = logging.getLogger(__name__)
@@ -51,8 +55,6 @@ def planned_trainings(base, seeds: list[int], ablations: dict) -> list[tuple[dic
     Rows that share a training (same run name; they differ only in the classifier) appear once;
     the ablation rows are built as `report.ablation` builds them, so the run names match.
     """
-    from ltkit import report
-
     method = report.COMPONENTS["+ Direct Classifier"]
     rows = [(over, s) for over in report.COMPONENTS.values() for s in seeds]
     rows += [(method if v == getattr(base, key) else {**method, key: v}, s)
@@ -66,8 +68,6 @@ def _train(base, overrides: dict, seed: int) -> dict:
     """One training in a worker process (one torch thread); its results land in the runs cache."""
     import torch
 
-    from ltkit import report
-
     torch.set_num_threads(1)
     t = time.time()
     report.run_method(base, overrides, seed)
@@ -76,17 +76,12 @@ def _train(base, overrides: dict, seed: int) -> dict:
 
 def missing_trainings(base, seeds: list[int], ablations: dict) -> list[tuple[dict, int]]:
     """The planned trainings whose results are not in the runs cache yet."""
-    from ltkit.viz.runs import run_config
-
     return [(o, s) for o, s in planned_trainings(base, seeds, ablations)
             if not (run_config(base, o, s).run_dir / f"results_{o.get('classifier', 'direct')}.json").exists()]
 
 
 def prepare_shared_inputs(base, todo: list[tuple[dict, int]]) -> None:
     """Make the pool encoder and the neighbour map once here, so the workers do not race to make them."""
-    from ltkit.train import Trainer
-    from ltkit.viz.runs import run_config
-
     for over, s in sorted(todo, key=lambda r: r[0].get("aux", base.aux) == "none"):
         Trainer(run_config(base, over, s))  # builds the model (encoder) and the auxiliary data, trains nothing
         return
@@ -98,12 +93,6 @@ def filtered_trainings(base, params: dict) -> list[tuple[object, dict, int]]:
     Mirrors notebook 03's filter cell (same crawl folder, same overrides), so its runs are ready
     when it asks for them; (config, overrides, seed) of the ones not trained yet.
     """
-    from ltkit import report
-    from ltkit.config import load_config
-    from ltkit.crawl.filter import FILTER_JSON, training_overrides
-    from ltkit.io import read_json
-    from ltkit.viz.runs import run_config
-
     crawl = from_root(params.get("crawl", "crawl/builtin"))
     path = crawl / FILTER_JSON
     if not path.is_file() or read_json(path, "crawl filter settings").get("dataset") != base.dataset:
@@ -162,8 +151,6 @@ def _world_figures(world, preset: str, figs: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """Generate the world, draw its figures, train the runs, execute the notebooks headless, write a summary."""
-    from ltkit.config import load_config
-
     root = repo_root()
     p = argparse.ArgumentParser(prog="python -m ltkit demo", description=main.__doc__)
     p.add_argument("--preset", default="builtin", choices=sorted(PRESETS))

@@ -23,7 +23,9 @@ from timm.layers import ClassifierHead
 from timm.models import build_model_with_cfg, generate_default_cfgs, is_model_in_modules, register_model
 
 from ltkit import cifar_resnet  # noqa: F401  (registers resnet20/32/44/56_cifar in timm)
+from ltkit.augment import pad_crop_transform
 from ltkit.backbone import StemStagesNet
+from ltkit.io import atomic_save, atomic_write_bytes
 
 # explicit: timm's register_model appends each registered model function to this list
 __all__ = ["DEFAULT_WORLD_MODEL", "WORLD_VIT", "SmallCNN", "is_vit", "create_model", "save_weights", "data_config",
@@ -216,8 +218,6 @@ def create_model(name: str, num_classes: int, img_size: int = 32, pretrained: bo
 
 def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
     """Write a model's state dict atomically (.safetensors by suffix, otherwise torch.save)."""
-    from ltkit.io import atomic_save, atomic_write_bytes
-
     path = Path(path)
     sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if path.suffix == ".safetensors":
@@ -257,8 +257,6 @@ def transforms(model: nn.Module, train: bool, randaugment: str | None = "rand-m9
                                           crop_mode=cfg.get("crop_mode"), **kwargs)
     crop = crop or getattr(model, "train_crop", "rrc")
     if crop == "pad":
-        from ltkit.augment import pad_crop_transform
-
         return pad_crop_transform(size, cfg["mean"], cfg["std"], hflip=hflip, randaugment=randaugment,
                                   color_jitter=kwargs.get("color_jitter", 0.4), re_prob=re_prob)
     if crop != "rrc":

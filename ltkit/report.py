@@ -19,9 +19,10 @@ import time
 
 import numpy as np
 
+from ltkit import evaluate
 from ltkit.config import parse_value, split_overrides
 from ltkit.errors import ConfigError, UserError
-from ltkit.io import write_json
+from ltkit.io import atomic_write_text, write_json
 from ltkit.train import TrainConfig, Trainer, load_config, recipe, val_split
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,6 @@ def run_name(base: TrainConfig, overrides: dict, seed: int) -> str:
 
 def evaluate_trained(trainer: Trainer, classifiers: tuple[str, ...] = EVALUATED_CLASSIFIERS) -> dict[str, dict]:
     """Test metrics of a trained run with each classifier, from one extraction of its features."""
-    from ltkit import evaluate
-
     cfg = trainer.cfg
     res = evaluate.evaluate(trainer.model, trainer.data.test, trainer.data.train_counts, trainer.L, trainer.eval_tf,
                             classifier=list(classifiers), train=trainer.data.train, many=cfg.many, few=cfg.few,
@@ -253,8 +252,6 @@ def main(argv: list[str] | None = None) -> int:
             text += "\n### Fig. 5 layout: curation ablations of the full method (change against the preset's value)\n\n"
             text += ablation_tables(base, grid, args.seeds[:i + 1])
         if args.out:
-            from ltkit.io import atomic_write_text
-
             atomic_write_text(args.out, text)
     print(text)
     return 0

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ltkit.io import atomic_write_text, read_json
+
 
 def normalise(name: str) -> str:
     """Canonical form of a class name for comparisons: lower case, single spaces, no '_' or '-'."""
@@ -99,8 +101,6 @@ class Taxonomy:
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "Taxonomy":
         """Read `{"classes": {name: [root, ..., parent]}, "synonyms": {name: [...]}}`."""
-        from ltkit.io import read_json
-
         path = Path(path)
         obj = read_json(path, "taxonomy file")
         if not isinstance(obj, dict) or not isinstance(obj.get("classes"), dict):
@@ -126,8 +126,6 @@ class Taxonomy:
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Write the JSON form that `from_json` reads (atomically)."""
-        from ltkit.io import atomic_write_text
-
         obj = {"classes": {c: list(p) for c, p in self.paths.items()},
                "synonyms": {c: list(s) for c, s in self.synonyms.items()}}
         atomic_write_text(path, json.dumps(obj, indent=1))

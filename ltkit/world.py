@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ltkit.data import profile_counts, shot_groups
 from ltkit.paths import cache_root
 from ltkit.render import COLOURS, jitter_copy, render, render_junk
 from ltkit.taxonomy import Taxonomy
@@ -155,8 +156,6 @@ class World:
 
     def summary(self) -> dict:
         """Counts a researcher checks first: classes, superclasses, shot groups, pool noise."""
-        from ltkit.data import shot_groups
-
         groups = shot_groups(self.train_counts)
         noise = {k: self.pool_noise.count(k) / max(len(self.pool_noise), 1) for k in NOISE_KINDS}
         fams = {self.classes[i].family for i in self.targets}
@@ -197,8 +196,6 @@ def choose_targets(cfg: WorldConfig, classes: list[ClassSpec]) -> np.ndarray:
 
 def generate(cfg: WorldConfig = WorldConfig()) -> World:
     """Render a world from its config (no caching; see `load_world`)."""
-    from ltkit.data import profile_counts
-
     probs = np.array([cfg.off_topic, cfg.mislabelled, cfg.uncaptioned, cfg.junk, cfg.near_duplicate])
     if probs.sum() >= 1 or (probs < 0).any():
         raise ValueError("pool noise rates must be non-negative and sum below 1")

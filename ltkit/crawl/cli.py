@@ -23,6 +23,7 @@ from ltkit.crawl.backends import Backend, ManualBackend, OpenAIBackend, Taxonomy
 from ltkit.crawl.neighbour_map import read_classes
 from ltkit.crawl.neighbours import SearchResult, format_rows, search_neighbours
 from ltkit.crawl.prompt import PAPER_TEMPLATE
+from ltkit.crawl.random_categories import RandomBackend, read_vocabulary
 from ltkit.errors import UserError
 from ltkit.taxonomy import Taxonomy
 
@@ -60,8 +61,6 @@ def neighbour_backend(cfg: Config, taxonomy: Taxonomy | None) -> Backend:
             raise UserError("neighbours.backend=taxonomy needs a taxonomy: neighbours.taxonomy_json=PATH")
         return TaxonomyBackend(taxonomy, seed=cfg.seed)
     if n.backend == "random":  # RD: random categories from a vocabulary, through the same filter and budget
-        from ltkit.crawl.random_categories import RandomBackend, read_vocabulary
-
         if n.file:
             return RandomBackend(read_vocabulary(n.file), seed=cfg.seed, source=n.file)
         if taxonomy is None:

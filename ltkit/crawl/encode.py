@@ -26,6 +26,8 @@ import torch.nn as nn
 from ltkit.data import ArrayImages, FileImages, ImageSet
 from ltkit.features import extract_features, weights_hash
 from ltkit.io import atomic_write_bytes
+from ltkit.models import create_model, data_config, transforms
+from ltkit.pretrain import load_encoder
 
 DINOV2_DEFAULT = "vit_small_patch14_dinov2.lvd142m"
 
@@ -57,8 +59,6 @@ class Encoder:
 
 
 def _headless(name: str, pretrained, img_size: int | None = None) -> tuple[nn.Module, object]:
-    from ltkit.models import create_model, data_config, transforms
-
     if img_size is None:  # the weights' own input size (224 for ImageNet models, 518 -> 224 for DINOv2)
         import timm
 
@@ -77,9 +77,6 @@ def build_encoder(spec: str = "pool", world=None, batch_size: int = 256, device:
     if kind == "pool":
         if world is None:
             raise ValueError("encoder 'pool' is the built-in world's pool-pretrained encoder: it needs the world")
-        from ltkit.models import transforms
-        from ltkit.pretrain import load_encoder
-
         model = load_encoder(world, **_pool_options(spec, rest))
         return Encoder(model, transforms(model, train=False), spec, batch_size, dev)
     if kind == "dinov2":

@@ -31,10 +31,13 @@ import numpy as np
 from ltkit.config import FilterConfig
 from ltkit.crawl.encode import Encoder, build_encoder, encode_cached
 from ltkit.crawl.leak import LeakScores, leak_scores, phash
+from ltkit.crawl.manifest import manifest_files, read_manifest
 from ltkit.crawl.names import CAPTION_MODES, caption_match, name_key
 from ltkit.data import FileImages, LTData
+from ltkit.errors import UserError
 from ltkit.features import prototypes
 from ltkit.io import atomic_write_text, write_json
+from ltkit.paths import cache_root
 
 MANIFEST, FILTER_MANIFEST = "manifest.jsonl", "filter_manifest.jsonl"
 ACCEPTED, ACCEPTED_MAP, FILTER_JSON = "accepted.csv", "accepted_neighbours.csv", "filter.json"
@@ -53,8 +56,6 @@ NEIGHBOUR_COLUMNS = ("target_id", "target_name", "aux_name", "aux_id", "backend"
 
 def read_crawl(crawl_dir: str | Path) -> list[dict]:
     """Downloaded images of a crawl (the final row of each key, all shards, status ok), checked."""
-    from ltkit.crawl.manifest import manifest_files, read_manifest
-
     if not manifest_files(crawl_dir):
         raise FileNotFoundError(f"{Path(crawl_dir) / MANIFEST}: no crawl manifest (run `python -m ltkit crawl` first)")
     rows = [r for r in read_manifest(crawl_dir) if r.get("status") == "ok"]
@@ -141,8 +142,6 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def _default_cache() -> Path:
-    from ltkit.paths import cache_root
-
     return cache_root() / "features"
 
 
@@ -324,8 +323,6 @@ def accepted_for_config(cfg, names: list[str], num_targets: int) -> tuple[FileIm
     The run's recipe names the thresholds it trained on (`filter.*`), so the accepted set must have been
     saved with those same thresholds, and for the same dataset; otherwise a UserError says what to pass.
     """
-    from ltkit.errors import UserError
-
     path = Path(cfg.aux_images)
     prov_path = path.parent / FILTER_JSON
     if not prov_path.is_file():

@@ -15,8 +15,14 @@ import sys
 import time
 from pathlib import Path
 
-from ltkit.config import FilterConfig
+from ltkit.config import FilterConfig, load_config, split_overrides
+from ltkit.crawl import filter as flt
+from ltkit.crawl import quality as q
+from ltkit.crawl.retrieve import crawl_dir
+from ltkit.datasets import build_target_data
 from ltkit.errors import UserError
+from ltkit.viz import save_figure
+from ltkit.viz.catalogue import record
 
 
 def settings_of(cfg) -> FilterConfig:
@@ -30,10 +36,6 @@ def run(cfg, crawl: str | Path | None = None, quality: bool = False, sweep: str 
 
     `command` is the command line that ran it, recorded as the sweep figure's source.
     """
-    from ltkit.crawl import filter as flt
-    from ltkit.crawl.retrieve import crawl_dir
-    from ltkit.datasets import build_target_data
-
     root = Path(crawl) if crawl else crawl_dir(cfg)
     settings = settings_of(cfg)
     target, world = build_target_data(cfg)
@@ -50,19 +52,13 @@ def run(cfg, crawl: str | Path | None = None, quality: bool = False, sweep: str 
           f"caption={settings.caption_mode}); leaks caught: {prov['leaks']}"
           + ("" if dry_run else f"; wrote {root / flt.ACCEPTED} and {root / flt.FILTER_JSON}"))
     if quality or sweep:
-        from ltkit.crawl import quality as q
-
         rows = q.quality_table(scores, settings)
         counts = {k: scores.truth.count(k) for k in q.KINDS}
         print(q.markdown_quality(rows, counts))
         if sweep:
-            from ltkit.viz import save_figure
-
             g1, g2 = q.default_grid(scores)
             fig = q.sweep_figure(q.sweep(scores, settings, g1, g2), g1, g2, settings)
             print("wrote", ", ".join(str(p) for p in save_figure(fig, sweep, figures)))
-            from ltkit.viz.catalogue import record
-
             record(figures, sweep, "Precision, recall and kept images of the combined filters over a γ1 x γ2 grid "
                    f"(caption {settings.caption_mode}, leak check on), × at γ1={settings.gamma1}, γ2={settings.gamma2}.",
                    numbers=q.markdown_quality(rows, counts), source=f"`{command or f'ltkit.crawl.filter_cli.run(sweep={sweep!r})'}`")
@@ -71,8 +67,6 @@ def run(cfg, crawl: str | Path | None = None, quality: bool = False, sweep: str 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and filter (`python -m ltkit` turns user errors into one `error:` line, exit 2)."""
-    from ltkit.config import load_config, split_overrides
-
     p = argparse.ArgumentParser(prog="python -m ltkit filter", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML preset (configs/*.yaml); default: the built-in world")

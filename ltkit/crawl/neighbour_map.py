@@ -80,6 +80,7 @@ def load_neighbour_map(path: str | os.PathLike, num_targets: int,
     (`ltkit.classnames.same_class`): a map written for another class list or order fails at its
     first mismatching row instead of training with the wrong parents.
     """
+    # lazy: ltkit.classnames imports ltkit.crawl.names, whose package __init__ imports this module (cycle)
     from ltkit.classnames import check_target_names
 
     path = Path(path)

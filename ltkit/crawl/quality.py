@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ltkit.crawl.filter import FilterScores, FilterConfig, decide
+from ltkit.crawl.filter import FilterConfig, FilterScores, decide
+from ltkit.viz import figure, house_style
 
 RELEVANT = ("clean", "uncaptioned")
 KINDS = ("clean", "uncaptioned", "off_topic", "mislabelled", "junk", "near_duplicate")
@@ -81,8 +82,6 @@ def sweep(scores: FilterScores, settings: FilterConfig, gamma1: np.ndarray, gamm
 
 def sweep_figure(result: dict[str, np.ndarray], gamma1: np.ndarray, gamma2: np.ndarray, settings: FilterConfig):
     """Heat maps of precision, recall and kept images over the grid, the current setting marked."""
-    from ltkit.viz import figure, house_style
-
     fig, axes = figure("double", 2.2, ncols=3, constrained_layout=True)
     ext = [gamma2[0], gamma2[-1], gamma1[0], gamma1[-1]]
     with house_style():  # every later call draws in the house style too

@@ -19,11 +19,15 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+from ltkit import datasets
+from ltkit.config import load_config, neighbour_dir, split_overrides
 from ltkit.crawl.download import Downloader, DownloadSettings, Job
-from ltkit.crawl.store import clean_partial
 from ltkit.crawl.image_search import DDGSEngine, Engine, PoolEngine, SearchCache, SearchError, csv_rows
-from ltkit.crawl.manifest import (MANIFEST, CrawlReport, folder_counts, manifest_files, merge_manifests,
-                                  parse_shard, read_manifest, resume_state, shard_manifest, write_report)
+from ltkit.crawl.manifest import (MANIFEST, CrawlReport, folder_counts, manifest_files, merge_manifests, parse_shard,
+                                  read_manifest, resume_state, shard_manifest, write_report)
+from ltkit.crawl.neighbour_map import load_neighbour_map
+from ltkit.crawl.pool_server import PoolServer
+from ltkit.crawl.store import clean_partial
 from ltkit.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -133,10 +137,6 @@ def download_settings(c, **over) -> DownloadSettings:
 def crawl_config(cfg, shard: tuple[int, int] = (0, 1), retry_failed: bool = False,
                  progress: bool | None = None) -> tuple[CrawlReport, Path]:
     """The crawl of a config: its neighbour map, its engine, into `crawl_dir(cfg)`."""
-    from ltkit import datasets
-    from ltkit.crawl.neighbour_map import load_neighbour_map
-    from ltkit.crawl.pool_server import PoolServer
-
     c = check_crawl_config(cfg.crawl)
     data, world = datasets.build_target_data(cfg)
     names = list(data.class_names)
@@ -186,8 +186,6 @@ def crawl_dir(cfg) -> Path:
 
 def neighbour_map_path(cfg) -> Path:
     """`neighbours_csv`, else neighbours.csv in `neighbour_dir(cfg)` (where `python -m ltkit neighbours` writes)."""
-    from ltkit.config import neighbour_dir
-
     return Path(cfg.neighbours_csv) if cfg.neighbours_csv else neighbour_dir(cfg) / "neighbours.csv"
 
 
@@ -207,8 +205,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m ltkit crawl [--config PRESET] [key=value | crawl.key=value ...]`."""
-    from ltkit.config import load_config, split_overrides
-
     options, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
     args = _parser().parse_args(options)
     try:

@@ -23,7 +23,8 @@ from dataclasses import replace
 import numpy as np
 from PIL import Image
 
-from ltkit.crawl.filter import CAPTION_MODES, Decisions, FilterScores, FilterConfig, class_counts, decide, save_accepted
+from ltkit.crawl.filter import CAPTION_MODES, Decisions, FilterConfig, FilterScores, class_counts, decide, save_accepted
+from ltkit.viz.style import PALETTE, house_style
 
 SORTS = ("most affected", "fewest kept", "most leaks", "name")
 
@@ -199,8 +200,6 @@ class Tuner:
 
     def _histogram(self, idx: np.ndarray, name: str) -> bytes:
         import matplotlib.pyplot as plt
-
-        from ltkit.viz.style import PALETTE, house_style
 
         s, cos, cap = self.settings, self.scores.cos, self._decisions.caption_ok
         lo = self.window.min

@@ -24,6 +24,7 @@ from ltkit.io import atomic_write_text, read_json, write_json
 from ltkit.pilot.draw import draw_classes, grid_level
 from ltkit.pilot.pools import Pool, class_features
 from ltkit.pilot.probe import run_cell
+from ltkit.viz import MARKERS, figure, house_style
 
 COLUMNS = ["cell", "pool", "num_classes", "superclasses", "level", "ratio", "seed", "head_acc", "tail_acc", "gap",
            "overall_acc", "tail_sibling_errors", "tail_sibling_chance", "train_images", "head_count", "tail_count",
@@ -192,8 +193,6 @@ def markdown_table(summary: Sequence[dict], metric: str = "gap") -> str:
 
 def gap_figure(summary: Sequence[dict], title: str = ""):
     """Head-tail gap vs imbalance ratio (log x, most imbalanced on the right); a line per S, shaded ± std."""
-    from ltkit.viz import MARKERS, figure, house_style
-
     fig, ax = figure("single")
     with house_style():
         for i, s in enumerate(sorted({r["superclasses"] for r in summary})):

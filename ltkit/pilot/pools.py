@@ -25,7 +25,9 @@ from ltkit.data import ArrayImages, FileImages, ImageSet
 from ltkit.errors import UserError
 from ltkit.io import atomic_save
 from ltkit.readers import load_cifar100, load_image_folder
+from ltkit.render import COLOURS, render
 from ltkit.taxonomy import Taxonomy
+from ltkit.world import GROUPS, TEXTURES, ClassSpec
 
 PILOT_STREAM = 7  # RNG stream of pilot images, apart from the world's own splits (0..4)
 
@@ -59,9 +61,6 @@ class Pool:
 
 def unseen_specs(world, colours_per_family: int = 4, textures_per_family: int = 3) -> list:
     """Per family, adjacent colours x textures that the world never pairs with that family (4 x 3 = 12)."""
-    from ltkit.render import COLOURS
-    from ltkit.world import TEXTURES, ClassSpec
-
     colours = list(COLOURS)
     used: dict[str, tuple[set, set]] = {}
     for c in world.classes:
@@ -84,9 +83,6 @@ def unseen_specs(world, colours_per_family: int = 4, textures_per_family: int = 
 
 def world_pool(world, train_per_class: int, test_per_class: int) -> Pool:
     """The world's families with unseen colour x texture combinations, rendered on demand."""
-    from ltkit.render import render
-    from ltkit.world import GROUPS
-
     specs = unseen_specs(world)
     if not specs:
         raise UserError(f"world {world.config.key()} pairs every family with every colour and texture: no class is"

@@ -17,13 +17,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ltkit.config import load_config
 from ltkit.errors import UserError
-from ltkit.paths import from_root
+from ltkit.features import extract_features, weights_hash
+from ltkit.io import atomic_write_text
+from ltkit.models import create_model, transforms
+from ltkit.paths import cache_root, from_root
 from ltkit.pilot.draw import grid_level
-from ltkit.pilot.grid import (RESULTS_VERSION, Cell, collect, gap_figure, grid_cells, markdown_table, recipe_hash, run_grid,
-                              summarise)
+from ltkit.pilot.grid import (RESULTS_VERSION, Cell, collect, gap_figure, grid_cells, markdown_table, recipe_hash,
+                              run_grid, summarise)
 from ltkit.pilot.pools import Pool, cifar100_pool, folder_pool, world_pool
-from ltkit.viz import catalogue
+from ltkit.viz import catalogue, save_figure
+from ltkit.world import PRESETS, load_world
 
 CIFAR_NAMES = ("cifar100", "cifar100-lt")
 
@@ -37,8 +42,6 @@ class Encoder:
     key: str
 
     def extract(self, images) -> np.ndarray:
-        from ltkit.features import extract_features
-
         return extract_features(self.model, images, self.transform, batch_size=256)
 
 
@@ -50,8 +53,6 @@ def _settings(cfg) -> tuple[str, str, str | None]:
 
 def build_pool(cfg, world=None) -> tuple[Pool, object]:
     """The pool named by the config, and the world behind it (None for real data)."""
-    from ltkit.world import PRESETS, load_world
-
     name, p = _settings(cfg)[0], cfg.pilot
     if name in PRESETS:
         world = world if world is not None else load_world(PRESETS[name])
@@ -68,9 +69,6 @@ def build_pool(cfg, world=None) -> tuple[Pool, object]:
 
 def build_encoder(cfg, world=None) -> Encoder:
     """The frozen encoder: a timm model without head, its eval transform, and a key for the feature cache."""
-    from ltkit.features import weights_hash
-    from ltkit.models import create_model, transforms
-
     _, name, pretrained = _settings(cfg)
     weights = {None: None, "none": None, "scratch": None, "hf": True}.get(pretrained, pretrained)
     if weights == "pool" and world is None:
@@ -103,8 +101,6 @@ def run_pilot(cfg, only: int | None = None, world=None, progress: bool | None = 
     pool, encoder weights and settings: the same recipe resumes, a new one (say, a re-trained
     encoder) starts a grid of its own instead of mixing with the old cells.
     """
-    from ltkit.paths import cache_root
-
     p = cfg.pilot
     pool, world = build_pool(cfg, world)
     # an impossible grid fails now, not after the encoder is built (it may train for minutes)
@@ -123,9 +119,6 @@ def run_pilot(cfg, only: int | None = None, world=None, progress: bool | None = 
 
 def save_outputs(cfg, run: PilotRun, figures: str | Path | None = None) -> dict:
     """Write the gap table (markdown) beside results.csv and the figure; returns their paths and the summary."""
-    from ltkit.io import atomic_write_text
-    from ltkit.viz import save_figure
-
     pool = _settings(cfg)[0]
     summary = summarise(run.rows)
     table = markdown_table(summary)
@@ -153,8 +146,6 @@ def main(argv: list[str] | None = None) -> int:
 
     User errors raise; `python -m ltkit pilot` prints them as one `error:` line and exits with 2.
     """
-    from ltkit.config import load_config
-
     ap = argparse.ArgumentParser(prog="python -m ltkit pilot", description=main.__doc__)
     ap.add_argument("--config", help="YAML preset, e.g. configs/builtin.yaml (default: the built-in defaults)")
     ap.add_argument("--cell", type=int, help="run only cell I of the grid (0-based; see --list)")

@@ -17,6 +17,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ltkit.data import shot_groups
+from ltkit.features import _grid, patch_features
+from ltkit.models import data_config
 from ltkit.viz.style import WIDTHS, house_style
 
 
@@ -42,8 +45,6 @@ def spatial_features(model: nn.Module, x: torch.Tensor, layer: str | None = None
 
     A CNN layer gives (B, C, h, w); a ViT block gives tokens, whose prefix tokens are dropped.
     """
-    from ltkit.features import _grid, patch_features
-
     if layer is None:
         return patch_features(model, x)
     out = {}
@@ -156,8 +157,6 @@ def sample_photos(names: Sequence[str] = ("grace_hopper", "chelsea", "coffee", "
 
 def photo_batch(model: nn.Module, photos: Sequence, size: int = 448) -> tuple[torch.Tensor, np.ndarray]:
     """Normalised (N, 3, size, size) batch for a model's mean/std, and the (N, size, size, 3) uint8 crops shown."""
-    from ltkit.models import data_config
-
     cfg = data_config(model)
     mean, std = torch.tensor(cfg["mean"]).view(3, 1, 1), torch.tensor(cfg["std"]).view(3, 1, 1)
     shown = np.stack([np.asarray(_square(p).resize((size, size), 3)) for p in photos])  # 3: bicubic
@@ -211,8 +210,6 @@ def pca_figure(images: np.ndarray, maps: dict[str, PatchPCA], show_mask: bool = 
 
 def tail_images(data, n: int = 6, seed: int = 0):
     """n validation images (test when there is none) from n different Few classes, fewest train images first."""
-    from ltkit.data import shot_groups
-
     split = data.val if data.val is not None else data.test
     counts = np.asarray(data.train_counts)
     few = [c for c in np.argsort(counts, kind="stable") if c in set(np.asarray(split.labels).tolist())][:n]

@@ -16,6 +16,7 @@ from ltkit import report
 from ltkit.data import ImageSet
 from ltkit.features import extract_features
 from ltkit.io import read_json
+from ltkit.train import Trainer
 
 
 @dataclass
@@ -56,8 +57,6 @@ def load_run(base, overrides: dict, seed: int = 0, trained: bool = True, train_m
     A run that is missing or unfinished is trained (or resumed) with `report.run_method`, the way
     notebook 03 trains it; `train_missing=False` makes that an error instead.
     """
-    from ltkit.train import Trainer
-
     cfg = run_config(base, overrides, seed)
     done = cfg.run_dir / f"results_{cfg.classifier}.json"
     if trained and not done.exists():

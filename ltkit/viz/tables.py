@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ltkit.report import recipe_label
 from ltkit.viz.style import PALETTE, SHOT_COLOURS, WIDTHS, house_style
 
 TAB2_COLUMNS = ("overall", "many", "medium", "few")   # the paper's Tab. 2 order
@@ -36,8 +37,6 @@ def _stats(results: list[dict], key: str) -> tuple[float, float]:
 
 def recipe_text(results: list[dict]) -> str:
     """`aux / loss / classifier` of a row, from the recipe its results carry."""
-    from ltkit.report import recipe_label
-
     r = results[0].get("recipe") if results else None
     if r is None:
         raise ValueError("result without a 'recipe' (aux, loss, classifier): re-run it with report.run_method")

@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from ltkit.data import shot_groups
+from ltkit.evaluate import predict
 from ltkit.viz.separation import separation
 from ltkit.viz.style import CYCLE, MARKERS, PALETTE, WIDTHS, house_style
 
@@ -161,8 +162,6 @@ def _of_classes(images, classes: Sequence[int]):
 
 def baseline_confusion(baseline) -> np.ndarray:
     """The baseline's confusion rates on validation data (test when there is none), direct classifier."""
-    from ltkit.evaluate import predict
-
     split = baseline.data.val if baseline.data.val is not None else baseline.data.test
     pred = predict(baseline.model, split, baseline.transform, num_targets=baseline.num_targets).argmax(1)
     return confusion_matrix(pred, split.labels, baseline.num_targets)
