@@ -52,10 +52,7 @@ def build_aux(cfg: Config, target: LTData, world: World | None) -> tuple[ImageSe
         raise UserError(f"aux={cfg.aux} on {cfg.dataset} needs aux_images: `crawl` (the filtered crawl of this "
                         "config), an accepted.csv, or a folder of <aux name>/<image> files")
     elif source.suffix == ".csv":  # a filtered crawl's accepted.csv: classes left without images drop out
-        if not source.is_file():
-            raise UserError(f"{source}: no accepted set; run `python -m ltkit crawl` and `python -m ltkit filter` "
-                            "with the same config first")
-        images, found = accepted_for_config(dataclasses.replace(cfg, aux_images=str(source)), names, L)
+        images, found = accepted_for_config(cfg, names, L, source)
         names, parent = [names[i] for i in found], parent[found]
     else:
         images = _folder_images(source, names, L)

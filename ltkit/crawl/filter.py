@@ -317,13 +317,17 @@ def training_overrides(crawl_dir: str | Path) -> dict:
             "filter": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(s).items() if k in DECISION_FIELDS}}
 
 
-def accepted_for_config(cfg, names: list[str], num_targets: int) -> tuple[FileImages, list[int]]:
-    """The trainer's auxiliary images from `cfg.aux_images` (an accepted.csv), checked against the config.
+def accepted_for_config(cfg, names: list[str], num_targets: int,
+                        path: str | Path | None = None) -> tuple[FileImages, list[int]]:
+    """The trainer's auxiliary images from an accepted.csv (`path`, default `cfg.aux_images`), checked against the config.
 
     The run's recipe names the thresholds it trained on (`filter.*`), so the accepted set must have been
     saved with those same thresholds, and for the same dataset; otherwise a UserError says what to pass.
     """
-    path = Path(cfg.aux_images)
+    path = Path(path or cfg.aux_images)
+    if not path.is_file():
+        raise UserError(f"{path}: no accepted set; run `python -m ltkit crawl` and `python -m ltkit filter` "
+                        "with the same config first")
     prov_path = path.parent / FILTER_JSON
     if not prov_path.is_file():
         raise UserError(f"{prov_path}: no provenance beside the accepted set (run `python -m ltkit filter`)")
