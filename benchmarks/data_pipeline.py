@@ -25,7 +25,7 @@ from PIL import Image
 from ltkit import models
 from ltkit.data import TransformedSet
 from ltkit.loader import Normalize, build_loader, split_normalize
-from ltkit.readers import load_image_folder
+from ltkit.data.readers import load_image_folder
 from ltkit.sampling import EpochSampler
 
 

@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from fake_llm import FakeLLM  # noqa: E402
-from ltkit.crawl.backends import OpenAIBackend  # noqa: E402
-from ltkit.crawl.neighbours import search_neighbours  # noqa: E402
+from ltkit.neighbours.backends import OpenAIBackend  # noqa: E402
+from ltkit.neighbours.search import search_neighbours  # noqa: E402
 
 
 def run(srv: FakeLLM, classes: list[str], workers: int) -> tuple[float, int, int]:

@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 python benchmarks/real_baseline.py --data ../shared/data/cifar10-jpeg.tar.gz \
         --head 500 --imbalance 100 --epochs 15
 
-Both sides get the same CIFAR-10-LT training images (`ltkit.cifar.cifar10_lt`: same head, imbalance
+Both sides get the same CIFAR-10-LT training images (`ltkit.data.cifar.cifar10_lt`: same head, imbalance
 and seed), the same balanced test set, model (the CIFAR ResNet-32), epochs, batch size, optimiser
 settings and seed. The bare side is the ~60-line loop in `bare_loop` below: torchvision's pad-4
 random crop and flip, Balanced Softmax written out, SGD with a cosine schedule, nothing of
@@ -44,7 +44,7 @@ def bare_loop(args: argparse.Namespace) -> dict:
     from PIL import Image
     from torchvision import transforms as T
 
-    from ltkit.cifar import cifar10_lt
+    from ltkit.data.cifar import cifar10_lt
     from ltkit.cifar_resnet import CIFAR10_MEAN, CIFAR10_STD, CifarResNet
 
     data = cifar10_lt(args.data, args.head, args.imbalance, args.seed)
@@ -140,7 +140,7 @@ def groups(per_class: list[float], counts: list[int], many: int = 100, few: int 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"),
-                   help="CIFAR-10 tarball, folder or pickles (see ltkit.cifar)")
+                   help="CIFAR-10 tarball, folder or pickles (see ltkit.data.cifar)")
     p.add_argument("--head", type=int, default=500)
     p.add_argument("--imbalance", type=float, default=100.0)
     p.add_argument("--epochs", type=int, default=15)

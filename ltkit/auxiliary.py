@@ -14,9 +14,9 @@ import torch.distributed as dist
 
 from ltkit.budget import aux_budget
 from ltkit.config import Config, neighbour_dir
-from ltkit.crawl.cli import search_config
-from ltkit.crawl.filter import ACCEPTED, accepted_for_config
-from ltkit.crawl.neighbour_map import load_neighbour_map
+from ltkit.neighbours.cli import search_config
+from ltkit.curate.filter import ACCEPTED, accepted_for_config
+from ltkit.neighbours.neighbour_map import load_neighbour_map
 from ltkit.crawl.retrieve import crawl_dir
 from ltkit.data import IMAGE_EXTENSIONS, ArrayImages, FileImages, ImageSet, LTData
 from ltkit.errors import UserError

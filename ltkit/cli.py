@@ -18,11 +18,11 @@ from ltkit.errors import UserError
 STAGES = {
     "world": ("ltkit.world", "generate the built-in world and print its summary"),
     "demo": ("ltkit.demo", "the main job: world, figures, every numbered notebook in order"),
-    "neighbours": ("ltkit.crawl.cli", "search neighbour categories for target classes"),
+    "neighbours": ("ltkit.neighbours.cli", "search neighbour categories for target classes"),
     "crawl": ("ltkit.crawl.retrieve", "search images of the auxiliary categories and download them (resumable)"),
     "train": ("ltkit.train", "train a model from a config (target + auxiliary classes)"),
     "compare": ("ltkit.report", "the paper's method table (Tab. 2 / Tab. 6) on a preset, as markdown"),
-    "filter": ("ltkit.crawl.filter_cli", "filter a crawl (caption, similarity window, test leaks); write the accepted set"),
+    "filter": ("ltkit.curate.cli", "filter a crawl (caption, similarity window, test leaks); write the accepted set"),
     "pilot": ("ltkit.pilot", "granularity pilot (Fig. 3): head-tail gap over superclasses x imbalance ratios"),
 }
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ltkit import notebooks, report, viz
 from ltkit.config import load_config
-from ltkit.crawl.filter import FILTER_JSON, training_overrides
+from ltkit.curate.filter import FILTER_JSON, training_overrides
 from ltkit.io import read_json, write_json
 from ltkit.paths import from_root, repo_root
 from ltkit.train import Trainer

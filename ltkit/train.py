@@ -35,7 +35,7 @@ from ltkit import evaluate, models, pretrain
 from ltkit.auxiliary import build_aux, random_categories  # noqa: F401 (random_categories: old import path)
 from ltkit.config import Config, check_same_recipe, config_yaml, load_config, recipe, split_overrides  # noqa: F401
 from ltkit.data import TransformedSet
-from ltkit.datasets import build_target_data
+from ltkit.data.datasets import build_target_data
 from ltkit.errors import ConfigError, UserError
 from ltkit.io import append_jsonl, atomic_save, atomic_write_text
 from ltkit.loader import Normalize, build_loader, split_normalize

@@ -33,7 +33,7 @@ import numpy as np
 from ltkit.data import profile_counts, shot_groups
 from ltkit.paths import cache_root
 from ltkit.render import COLOURS, jitter_copy, render, render_junk
-from ltkit.taxonomy import Taxonomy
+from ltkit.data.taxonomy import Taxonomy
 
 GROUPS: dict[str, list[str]] = {
     "round shape": ["circle", "ring", "ellipse", "crescent", "semicircle", "heart", "teardrop"],

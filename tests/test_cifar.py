@@ -12,7 +12,7 @@ from PIL import Image
 
 from ltkit import models
 from ltkit.augment import pad_crop_transform
-from ltkit.cifar import cifar10_lt, cifar100_lt, load_cifar
+from ltkit.data.cifar import cifar10_lt, cifar100_lt, load_cifar
 from ltkit.data import ArrayImages, exp_profile
 
 ROOT = Path(__file__).resolve().parent.parent

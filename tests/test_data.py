@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ltkit.cifar import cifar100_lt
+from ltkit.data.cifar import cifar100_lt
 from ltkit.data import (ArrayImages, FileImages, LTData, TransformedSet, exp_profile, make_long_tailed,
                         pareto_profile, profile_counts, shot_accuracy, shot_groups, subsample_indices)
 from ltkit.io import append_jsonl, atomic_write_bytes, atomic_write_text, read_jsonl, write_json
-from ltkit.readers import (load_cifar100, load_image_folder, load_image_folders, load_imagenet_lt,
+from ltkit.data.readers import (load_cifar100, load_image_folder, load_image_folders, load_imagenet_lt,
                            load_inat, load_places_lt, load_split_files, read_split_file)
 
 # ---------------------------------------------------------------------------------------------

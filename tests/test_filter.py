@@ -11,8 +11,8 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from ltkit.crawl import encode, filter as flt, quality
-from ltkit.crawl.leak import LeakScores, min_hamming, phash
+from ltkit.curate import encode, filter as flt, quality
+from ltkit.curate.leak import LeakScores, min_hamming, phash
 from ltkit.data import ArrayImages, FileImages, LTData
 from ltkit.render import render
 from ltkit.world import all_classes
@@ -192,7 +192,7 @@ def test_features_are_cached_by_content(toy, tmp_path):
 
 
 def test_save_writes_manifest_accepted_set_and_provenance(toy):
-    from ltkit.crawl.neighbour_map import load_neighbour_map
+    from ltkit.neighbours.neighbour_map import load_neighbour_map
 
     root, target, scores = toy
     s = flt.FilterConfig(gamma1=0.5, gamma2=0.999)
@@ -241,7 +241,7 @@ def test_quality_table_counts_relevant_items(toy):
 
 
 def test_tuner_driven_in_code(toy):
-    from ltkit.crawl.tuner import Tuner
+    from ltkit.curate.tuner import Tuner
 
     root, _, scores = toy
     t = Tuner(scores, flt.FilterConfig())

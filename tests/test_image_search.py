@@ -130,7 +130,7 @@ def test_failed_searches_are_recorded_and_a_blocked_engine_stops_the_search(tmp_
 
 
 def test_caption_mentions_uses_the_filter_normalisation():
-    from ltkit.crawl.filter import caption_match  # the pool search must find what the caption filter keeps
+    from ltkit.curate.filter import caption_match  # the pool search must find what the caption filter keeps
 
     cases = [("Teal_Striped Hexagons - stock", "teal striped hexagon"), ("teal hexagon striped", "teal striped hexagon"),
              ("anything", ""), ("Red-Kites!", "red kite"), ("a kite, red", "red kite")]
@@ -201,7 +201,7 @@ def test_crawl_command_on_builtin_tiny(tiny_world, tmp_path, capsys):
     from pathlib import Path
 
     from ltkit.cli import main
-    from ltkit.crawl.neighbour_map import load_neighbour_map
+    from ltkit.neighbours.neighbour_map import load_neighbour_map
 
     config = str(Path(__file__).resolve().parents[1] / "configs" / "builtin-tiny.yaml")
     over = [f"neighbours.out_dir={tmp_path}", "k=2"]

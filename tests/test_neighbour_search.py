@@ -7,10 +7,10 @@ import logging
 import pytest
 
 from fake_llm import FakeLLM
-from ltkit.classnames import read_class_names, same_class
-from ltkit.crawl.backends import OpenAIBackend
-from ltkit.crawl.neighbour_map import load_neighbour_map, read_classes
-from ltkit.crawl.neighbours import search_neighbours
+from ltkit.data.classnames import read_class_names, same_class
+from ltkit.neighbours.backends import OpenAIBackend
+from ltkit.neighbours.neighbour_map import load_neighbour_map, read_classes
+from ltkit.neighbours.search import search_neighbours
 
 KEY = "sk-test-SECRET-5e1d20"
 
@@ -174,7 +174,7 @@ def test_imagenet_lt_names_come_from_its_class_file_and_the_trainer_checks_the_m
 
     from ltkit.auxiliary import build_aux
     from ltkit.config import load_config
-    from ltkit.datasets import build_target_data
+    from ltkit.data.datasets import build_target_data
 
     root = tmp_path / "imagenet_lt"
     wnids = ["n02123045", "n02123159", "n02123394"]

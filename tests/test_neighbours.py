@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from fake_llm import FakeLLM
-from ltkit import crawl as nb
+from ltkit import neighbours as nb
 from ltkit.budget import aux_budget
-from ltkit.taxonomy import Taxonomy
+from ltkit.data.taxonomy import Taxonomy
 
 KEY = "sk-test-SECRET-7f3a9c"  # must never reach a file, a log or an output
 ROOT = Path(__file__).resolve().parents[1]
@@ -378,7 +378,7 @@ def test_cli_writes_where_training_reads(tiny_world, tmp_path):
     """Without --out the map goes to the folder the trainer looks in for the same config."""
     from ltkit.auxiliary import default_neighbours_csv
     from ltkit.config import load_config
-    from ltkit.crawl.cli import main
+    from ltkit.neighbours.cli import main
 
     over = ["dataset=builtin-tiny", "k=2", "many=40", f"out_dir={tmp_path}"]
     assert main(over) == 0

@@ -2,8 +2,9 @@
 markdown, trailing prose and copies of the prompt's example never become names; plurals fold right."""
 import pytest
 
-from ltkit.crawl.names import name_key, parse_answer, singular, template_example
-from ltkit.crawl.prompt import PAPER_TEMPLATE
+from ltkit.neighbours.parse import parse_answer, template_example
+from ltkit.words import name_key, singular
+from ltkit.neighbours.prompt import PAPER_TEMPLATE
 
 # (answer for the class "lighthouse", names expected, a word the notes must contain or None)
 ANSWERS = [

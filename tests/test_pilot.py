@@ -19,7 +19,7 @@ from ltkit.pilot import (GranularityError, collect, draw_classes, grid_cells, he
                          run_cell, run_pilot, sibling_errors, superclass_members, world_pool)
 from ltkit.pilot.draw import grid_level
 from ltkit.pilot.grid import cell_path
-from ltkit.taxonomy import Taxonomy
+from ltkit.data.taxonomy import Taxonomy
 from ltkit.world import FAMILIES, world_taxonomy
 
 ROOT = Path(__file__).resolve().parent.parent

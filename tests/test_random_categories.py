@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ltkit.crawl.neighbour_map import load_neighbour_map
-from ltkit.crawl.neighbours import search_neighbours
-from ltkit.crawl.random_categories import RandomBackend, read_vocabulary
+from ltkit.neighbours.neighbour_map import load_neighbour_map
+from ltkit.neighbours.search import search_neighbours
+from ltkit.neighbours.random_categories import RandomBackend, read_vocabulary
 from ltkit.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def test_label_set_names_are_dropped_not_kept(tmp_path):
 
 
 def test_cli_writes_the_random_map(tmp_path, capsys):
-    from ltkit.crawl.cli import main
+    from ltkit.neighbours.cli import main
 
     vocab, classes = tmp_path / "names.txt", tmp_path / "classes.txt"
     vocab.write_text("\n".join(vocabulary()))
@@ -84,8 +84,8 @@ def test_trainer_reads_a_random_map_like_a_neighbour_map(tmp_path, tiny_world):
     """On the world: random categories from its taxonomy, written by the search, trained on as aux=neighbours."""
     from ltkit.auxiliary import build_aux
     from ltkit.config import load_config
-    from ltkit.crawl.cli import search_config
-    from ltkit.datasets import build_target_data
+    from ltkit.neighbours.cli import search_config
+    from ltkit.data.datasets import build_target_data
 
     cfg = load_config(ROOT / "configs" / "builtin-tiny.yaml",
                       {"out_dir": str(tmp_path), "aux": "neighbours", "neighbours_csv": str(tmp_path / "rd" / "neighbours.csv"),

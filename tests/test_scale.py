@@ -166,9 +166,9 @@ def test_corrupt_crawled_file_is_skipped_and_counted(tiny_world, tmp_path):
 
     from ltkit.auxiliary import default_neighbours_csv
     from ltkit.budget import aux_budget
-    from ltkit.crawl.cli import search_config
-    from ltkit.crawl.filter import ACCEPTED, ACCEPTED_COLUMNS, FILTER_JSON
-    from ltkit.crawl.neighbour_map import load_neighbour_map
+    from ltkit.neighbours.cli import search_config
+    from ltkit.curate.filter import ACCEPTED, ACCEPTED_COLUMNS, FILTER_JSON
+    from ltkit.neighbours.neighbour_map import load_neighbour_map
     from ltkit.data import world_data
     from ltkit.sampling import select_auxiliary
     from ltkit.train import Trainer

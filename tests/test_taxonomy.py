@@ -5,7 +5,8 @@ import types
 
 import pytest
 
-from ltkit.taxonomy import Taxonomy, normalise
+from ltkit.data.taxonomy import Taxonomy
+from ltkit.words import normalise
 
 
 @pytest.fixture

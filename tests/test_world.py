@@ -9,7 +9,7 @@ from ltkit import world as W
 from ltkit.data import exp_profile, profile_counts, shot_groups, world_data
 from ltkit.paths import cache_root
 from ltkit.render import COLOURS
-from ltkit.taxonomy import normalise
+from ltkit.words import normalise
 from ltkit.world import (FAMILIES, GROUPS, NOISE_KINDS, PRESETS, WorldConfig, all_classes,
                          choose_targets, generate, load_world, world_taxonomy)
 
@@ -388,9 +388,9 @@ def test_wide_preset_keeps_builtin_task_in_a_wider_world():
 def test_wide_preset_has_five_open_classes_per_neighbour_category(tmp_path):
     """The rule fixed before any run: open classes >= 5 x the neighbour categories the search keeps (k = 5)."""
     from ltkit.budget import aux_budget
-    from ltkit.crawl.backends import TaxonomyBackend
-    from ltkit.crawl.neighbour_map import load_neighbour_map
-    from ltkit.crawl.neighbours import search_neighbours
+    from ltkit.neighbours.backends import TaxonomyBackend
+    from ltkit.neighbours.neighbour_map import load_neighbour_map
+    from ltkit.neighbours.search import search_neighbours
     from ltkit.sampling import select_auxiliary
 
     def kept(cfg):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Protocol, Sequence
 from urllib.parse import quote
 
-from ltkit.crawl.names import caption_match, name_key
+from ltkit.words import caption_match, name_key
 from ltkit.errors import UserError
 from ltkit.io import append_jsonl, read_jsonl
 

@@ -19,13 +19,13 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from ltkit import datasets
+from ltkit.data import datasets
 from ltkit.config import load_config, neighbour_dir, split_overrides
 from ltkit.crawl.download import Downloader, DownloadSettings, Job
 from ltkit.crawl.image_search import DDGSEngine, Engine, PoolEngine, SearchCache, SearchError, csv_rows
 from ltkit.crawl.manifest import (MANIFEST, CrawlReport, folder_counts, manifest_files, merge_manifests, parse_shard,
                                   read_manifest, resume_state, shard_manifest, write_report)
-from ltkit.crawl.neighbour_map import load_neighbour_map
+from ltkit.neighbours.neighbour_map import load_neighbour_map
 from ltkit.crawl.pool_server import PoolServer
 from ltkit.crawl.store import clean_partial
 from ltkit.errors import UserError

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from ltkit.errors import UserError
-from ltkit.taxonomy import Taxonomy
+from ltkit.data.taxonomy import Taxonomy
 
 
 class GranularityError(UserError, ValueError):

@@ -24,9 +24,9 @@ import numpy as np
 from ltkit.data import ArrayImages, FileImages, ImageSet
 from ltkit.errors import UserError
 from ltkit.io import atomic_save
-from ltkit.readers import load_cifar100, load_image_folder
+from ltkit.data.readers import load_cifar100, load_image_folder
 from ltkit.render import COLOURS, render
-from ltkit.taxonomy import Taxonomy
+from ltkit.data.taxonomy import Taxonomy
 from ltkit.world import GROUPS, TEXTURES, ClassSpec
 
 PILOT_STREAM = 7  # RNG stream of pilot images, apart from the world's own splits (0..4)

@@ -13,11 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ltkit.io import atomic_write_text, read_json
+from ltkit.words import normalise
 
 
-def normalise(name: str) -> str:
-    """Canonical form of a class name for comparisons: lower case, single spaces, no '_' or '-'."""
-    return " ".join(name.lower().replace("_", " ").replace("-", " ").split())
 
 
 @dataclass

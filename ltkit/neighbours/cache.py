@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ltkit.crawl.backends import Answer, Backend
+from ltkit.neighbours.backends import Answer, Backend
 from ltkit.io import append_jsonl, read_jsonl
 
 

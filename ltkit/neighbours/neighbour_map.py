@@ -14,8 +14,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ltkit.crawl.names import name_key
+from ltkit.data.classnames import check_target_names
 from ltkit.io import atomic_write_text
+from ltkit.words import name_key
 
 CSV_COLUMNS = ("target_id", "target_name", "aux_name", "aux_id", "backend", "status", "reason")
 CACHE_FILE, MAP_FILE = "llm_cache.jsonl", "neighbours.csv"
@@ -77,12 +78,9 @@ def load_neighbour_map(path: str | os.PathLike, num_targets: int,
     """Read and validate neighbours.csv; errors name the file, line and field.
 
     With the dataset's `class_names`, every row's `target_id, target_name` must name that class
-    (`ltkit.classnames.same_class`): a map written for another class list or order fails at its
+    (`ltkit.data.classnames.same_class`): a map written for another class list or order fails at its
     first mismatching row instead of training with the wrong parents.
     """
-    # lazy: ltkit.classnames imports ltkit.crawl.names, whose package __init__ imports this module (cycle)
-    from ltkit.classnames import check_target_names
-
     path = Path(path)
     if class_names is not None and len(class_names) != num_targets:
         raise ValueError(f"{len(class_names)} class names for num_targets={num_targets}")

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 from ltkit.config import FilterConfig, load_config, split_overrides
-from ltkit.crawl import filter as flt
-from ltkit.crawl import quality as q
+from ltkit.curate import filter as flt
+from ltkit.curate import quality as q
 from ltkit.crawl.retrieve import crawl_dir
-from ltkit.datasets import build_target_data
+from ltkit.data.datasets import build_target_data
 from ltkit.errors import UserError
 from ltkit.viz import save_figure
 from ltkit.viz.catalogue import record
@@ -61,7 +61,7 @@ def run(cfg, crawl: str | Path | None = None, quality: bool = False, sweep: str 
             print("wrote", ", ".join(str(p) for p in save_figure(fig, sweep, figures)))
             record(figures, sweep, "Precision, recall and kept images of the combined filters over a γ1 x γ2 grid "
                    f"(caption {settings.caption_mode}, leak check on), × at γ1={settings.gamma1}, γ2={settings.gamma2}.",
-                   numbers=q.markdown_quality(rows, counts), source=f"`{command or f'ltkit.crawl.filter_cli.run(sweep={sweep!r})'}`")
+                   numbers=q.markdown_quality(rows, counts), source=f"`{command or f'ltkit.curate.cli.run(sweep={sweep!r})'}`")
     return prov
 
 

@@ -17,10 +17,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ltkit.crawl.backends import Answer
+from ltkit.neighbours.backends import Answer
 from ltkit.errors import UserError
 from ltkit.io import read_json
-from ltkit.taxonomy import Taxonomy
+from ltkit.data.taxonomy import Taxonomy
 
 
 def read_vocabulary(source: str | os.PathLike) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ltkit.crawl.filter import FilterConfig, FilterScores, decide
+from ltkit.curate.filter import FilterConfig, FilterScores, decide
 from ltkit.viz import figure, house_style
 
 RELEVANT = ("clean", "uncaptioned")

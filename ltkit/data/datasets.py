@@ -1,14 +1,14 @@
-"""Dataset assembly: the config's `dataset` key to an `LTData` (the readers of each format live in `ltkit.readers`)."""
+"""Dataset assembly: the config's `dataset` key to an `LTData` (the readers of each format live in `ltkit.data.readers`)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from ltkit.cifar import cifar_lt
-from ltkit.classnames import find_class_names, read_class_names
+from ltkit.data.cifar import cifar_lt
+from ltkit.data.classnames import find_class_names, read_class_names
 from ltkit.config import Config
 from ltkit.data import LTData, holdout_val, world_data
 from ltkit.errors import UserError
-from ltkit.readers import load_image_folders, load_imagenet_lt, load_inat, load_places_lt
+from ltkit.data.readers import load_image_folders, load_imagenet_lt, load_inat, load_places_lt
 from ltkit.world import PRESETS, World, load_world
 
 
@@ -54,6 +54,6 @@ def _load_target_data(cfg: Config) -> tuple[LTData, World | None]:
 
 
 def _class_names(cfg: Config) -> list[str] | None:
-    """ImageNet-LT / Places-LT class names from a class-name file beside the split files (`ltkit.classnames`)."""
+    """ImageNet-LT / Places-LT class names from a class-name file beside the split files (`ltkit.data.classnames`)."""
     path = find_class_names(cfg.dataset, cfg.splits_dir, cfg.data_root)
     return read_class_names(path) if path is not None else None

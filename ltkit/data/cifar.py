@@ -25,7 +25,7 @@ import numpy as np
 
 from ltkit.data import ArrayImages, FileImages, ImageSet, LTData, make_long_tailed
 from ltkit.paths import cache_root
-from ltkit.readers import decode_names, load_cifar100, load_image_folders, unpickle
+from ltkit.data.readers import decode_names, load_cifar100, load_image_folders, unpickle
 
 SETS = {  # name: (pretty name, pickle folder, torchvision class, default head)
     "cifar10": ("CIFAR-10", "cifar-10-batches-py", "CIFAR10", 5000),

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from ltkit.crawl.names import name_key
+from ltkit.words import name_key
 
 _WNID = re.compile(r"^n\d{8}\s+(.+)$")
 _PLACES = re.compile(r"^/[a-z]/(\S+)\s+(\d+)$")
@@ -89,6 +89,6 @@ def check_target_names(rows: Sequence[tuple[int, int, str]], class_names: Sequen
     for line, t, name in rows:
         if not same_class(name, class_names[t]):
             hint = (" (the dataset has no class names: put a class-name file next to its split files, see"
-                    " ltkit.classnames)" if numeric else "; the map was written for another class list or order")
+                    " ltkit.data.classnames)" if numeric else "; the map was written for another class list or order")
             raise ValueError(f"{where}: line {line}: field target_name: {name!r} is not class {t} of the dataset,"
                              f" {class_names[t]!r}{hint}")

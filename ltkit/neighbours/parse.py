@@ -1,7 +1,4 @@
-"""Class names as text: comparison keys (`name_key`) and names parsed out of free LLM answers.
-
-`name_key` is the one notion of "the same name" in ltkit: the leak filter, the neighbour map and the
-caption filter all compare names through it.
+"""Names parsed out of free LLM answers (comparison keys live in `ltkit.words`).
 
 `parse_answer` reads what real chat models send back: reasoning blocks (`<think>...</think>`), a
 preamble ending in a colon, echoes of the prompt's `Query:` / `Response:` lines, markdown, numbered
@@ -14,80 +11,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from ltkit.taxonomy import normalise
-
-# ---------------------------------------------------------------------------------------------
-# singular forms, for comparison keys
-
-_INVARIANT = frozenset(
-    "species series news means corps chassis swiss lens canvas gas atlas bus iris axis aircraft spacecraft hovercraft "
-    "sheep deer fish moose bison salmon trout offspring headquarters mathematics physics economics athletics "
-    "gymnastics billiards measles mumps scissors trousers tweezers pliers binoculars jeans shorts pants".split())
-_IRREGULAR = {"mice": "mouse", "geese": "goose", "children": "child", "people": "person", "teeth": "tooth",
-              "feet": "foot", "oxen": "ox", "lice": "louse", "dice": "die", "buses": "bus", "gases": "gas",
-              "lenses": "lens", "canvases": "canvas", "atlases": "atlas", "irises": "iris", "axes": "axe"}
-_F_PLURALS = frozenset("wolf knife leaf loaf half shelf calf wife life thief sheaf elf scarf hoof dwarf wharf".split())
-_O_PLURALS = frozenset("potato tomato hero mango volcano mosquito echo torpedo buffalo domino tornado".split())
-
-
-def singular(word: str) -> str:
-    """English singular of one lower-case word, for comparing names ('houses' -> 'house', 'boxes' -> 'box').
-
-    Suffix rules with small exception lists: invariant words ('species', 'bus', 'glass'), irregular
-    plurals ('mice'), -ves of -f/-fe words ('wolves'), -oes of -o words ('potatoes', but 'shoes').
-    """
-    if word in _IRREGULAR:
-        return _IRREGULAR[word]
-    if word in _INVARIANT or len(word) <= 3 or word.endswith(("ss", "us", "is", "ics")):
-        return word
-    if word.endswith("men") and len(word) > 4:  # firemen, women
-        return word[:-3] + "man"
-    if word.endswith("ies") and len(word) > 4:
-        return word[:-3] + "y"
-    if word.endswith("ves"):
-        for stem in (word[:-3] + "f", word[:-3] + "fe"):
-            if stem in _F_PLURALS or stem.split()[-1] in _F_PLURALS:
-                return stem
-    if word.endswith("oes") and word[:-2] in _O_PLURALS:
-        return word[:-2]
-    if word.endswith(("sses", "shes", "ches", "xes", "zzes")):
-        return word[:-2]
-    if word.endswith("uses") and not word.endswith("ouses"):  # octopuses, viruses (houses, blouses: -e)
-        return word[:-2]
-    return word[:-1] if word.endswith("s") else word
-
-
-def name_key(name: str) -> str:
-    """Comparison key: `normalise` plus a singular last word."""
-    words = normalise(name).split()
-    return " ".join(words[:-1] + [singular(words[-1])]) if words else ""
-
-
-# ---------------------------------------------------------------------------------------------
-# captions: the caption filter and the pool search match names the same way
-
-CAPTION_MODES = ("phrase", "words", "off")
-
-
-def caption_words(text: str) -> list[str]:
-    """Caption or name as comparison words: punctuation to spaces, then `name_key` on each word."""
-    return [name_key(w) for w in re.sub(r"[^\w\s]|_", " ", text).split()]
-
-
-def caption_match(caption: str, name: str, mode: str = "phrase") -> bool:
-    """Whether a caption names a class: the whole phrase in order, all its words anywhere, or always (off)."""
-    if mode == "off":
-        return True
-    words, want = caption_words(caption or ""), caption_words(name)
-    if not want:
-        return False
-    if mode == "words":
-        return set(want) <= set(words)
-    if mode == "phrase":
-        n = len(want)
-        return any(words[i:i + n] == want for i in range(len(words) - n + 1))
-    raise ValueError(f"caption mode {mode!r}: expected one of {', '.join(CAPTION_MODES)}")
-
+from ltkit.words import name_key
 
 # ---------------------------------------------------------------------------------------------
 # reading answers
@@ -280,8 +204,3 @@ def parse_answer(text: str | None, max_words: int = 6, class_name: str | None = 
 def parse_names(text: str | None, max_words: int = 6) -> list[str]:
     """Names from free LLM text (see `parse_answer`): commas, lines, numbering, bullets, quotes, echoes."""
     return parse_answer(text, max_words).names
-
-
-def drop_parentheses(name: str) -> str:
-    """'crane (n02012849)' -> 'crane' (WordNet homonyms carry their synset in parentheses)."""
-    return _PAREN.sub("", name)

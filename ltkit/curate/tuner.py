@@ -23,7 +23,7 @@ from dataclasses import replace
 import numpy as np
 from PIL import Image
 
-from ltkit.crawl.filter import CAPTION_MODES, Decisions, FilterConfig, FilterScores, class_counts, decide, save_accepted
+from ltkit.curate.filter import CAPTION_MODES, Decisions, FilterConfig, FilterScores, class_counts, decide, save_accepted
 from ltkit.viz.style import PALETTE, house_style
 
 SORTS = ("most affected", "fewest kept", "most leaks", "name")

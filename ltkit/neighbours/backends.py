@@ -18,10 +18,11 @@ from typing import Protocol
 
 import numpy as np
 
-from ltkit.crawl.names import json_names, parse_answer
-from ltkit.crawl.prompt import PAPER_TEMPLATE, build_prompt
+from ltkit.neighbours.parse import json_names, parse_answer
+from ltkit.neighbours.prompt import PAPER_TEMPLATE, build_prompt
 from ltkit.errors import UserError
-from ltkit.taxonomy import Taxonomy, normalise
+from ltkit.data.taxonomy import Taxonomy
+from ltkit.words import normalise
 
 log = logging.getLogger(__name__)
 

@@ -17,15 +17,15 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ltkit import datasets
+from ltkit.data import datasets
 from ltkit.config import Config, load_config, neighbour_dir, split_overrides
-from ltkit.crawl.backends import Backend, ManualBackend, OpenAIBackend, TaxonomyBackend
-from ltkit.crawl.neighbour_map import read_classes
-from ltkit.crawl.neighbours import SearchResult, format_rows, search_neighbours
-from ltkit.crawl.prompt import PAPER_TEMPLATE
-from ltkit.crawl.random_categories import RandomBackend, read_vocabulary
+from ltkit.neighbours.backends import Backend, ManualBackend, OpenAIBackend, TaxonomyBackend
+from ltkit.neighbours.neighbour_map import read_classes
+from ltkit.neighbours.search import SearchResult, format_rows, search_neighbours
+from ltkit.neighbours.prompt import PAPER_TEMPLATE
+from ltkit.neighbours.random_categories import RandomBackend, read_vocabulary
 from ltkit.errors import UserError
-from ltkit.taxonomy import Taxonomy
+from ltkit.data.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Each turns the files a benchmark ships with (`path label` text files, COCO-style JSON, class
 folders, python pickles) into an `LTData` (`ltkit.data`). They sit apart from the data model so that
 `data.py` holds what every dataset shares (profiles, shot groups, image sets) and this module what
-only one format needs. CIFAR-10 and the CIFAR-LT subsets build on these in `ltkit.cifar`.
+only one format needs. CIFAR-10 and the CIFAR-LT subsets build on these in `ltkit.data.cifar`.
 
 Readers never skip anything silently: a missing root, a malformed line (file and line number), an
 unknown label or an empty class is an error.
@@ -18,7 +18,7 @@ import numpy as np
 
 from ltkit.data import IMAGE_EXTENSIONS, ArrayImages, FileImages, LTData
 from ltkit.io import read_json
-from ltkit.taxonomy import Taxonomy
+from ltkit.data.taxonomy import Taxonomy
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ An image crawled for auxiliary class a (queried from target class t) is kept whe
 - gamma1 < cos(p_t, f) < gamma2, p_t the mean feature of t's training images (an auxiliary class has
   no target images, so the prototype is its parent's). The window keeps images similar to the class
   without being copies of it;
-- it is no near-duplicate of a target val or test image (`ltkit.crawl.leak`).
+- it is no near-duplicate of a target val or test image (`ltkit.curate.leak`).
 
 Everything expensive (features, hashes, nearest references) is computed once into `FilterScores`;
 `decide` applies thresholds in microseconds, which is what the tuner does on every slider move.
@@ -29,10 +29,10 @@ from typing import Sequence
 import numpy as np
 
 from ltkit.config import FilterConfig
-from ltkit.crawl.encode import Encoder, build_encoder, encode_cached
-from ltkit.crawl.leak import LeakScores, leak_scores, phash
+from ltkit.curate.encode import Encoder, build_encoder, encode_cached
+from ltkit.curate.leak import LeakScores, leak_scores, phash
 from ltkit.crawl.manifest import manifest_files, read_manifest
-from ltkit.crawl.names import CAPTION_MODES, caption_match, name_key
+from ltkit.words import CAPTION_MODES, caption_match, name_key
 from ltkit.data import FileImages, LTData
 from ltkit.errors import UserError
 from ltkit.features import prototypes
@@ -340,7 +340,7 @@ def accepted_for_config(cfg, names: list[str], num_targets: int,
     if diff:
         fix = " ".join(f"filter.{k}={_plain(saved.get(k))}" for k in diff)
         raise UserError(f"{path} was saved with other filter settings than the config's ({', '.join(diff)}); "
-                        f"train with {fix} (ltkit.crawl.filter.training_overrides gives them)")
+                        f"train with {fix} (ltkit.curate.filter.training_overrides gives them)")
     images, found = load_accepted(path, names, num_targets)
     if not found:
         raise UserError(f"{path}: none of the run's {len(names)} auxiliary classes has an accepted image")
