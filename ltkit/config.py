@@ -366,8 +366,29 @@ def _flat(obj, prefix: str = "") -> dict:
 
 
 def recipe(cfg: Config | dict) -> dict:
-    """The settings that determine the trained weights, as dotted keys."""
-    return _flat(cfg if isinstance(cfg, Config) else config_from_dict(cfg, strict=False))
+    """The settings that determine a training run's weights, as dotted keys (its name and resume check).
+
+    The top-level keys always count. A stage's section counts only when the run reads that stage's
+    output: `neighbours.*` when the auxiliary classes come from a map these settings build (no
+    `neighbours_csv` given), `crawl.*` when the images are this config's own crawl (`aux_images: crawl`),
+    `filter.*` when they are an accepted set (its thresholds are checked against the set's provenance).
+    `pilot.*` never counts: the pilot trains nothing a training run reads.
+    """
+    cfg = cfg if isinstance(cfg, Config) else config_from_dict(cfg, strict=False)
+    flat = _flat(cfg)
+    return {k: v for k, v in flat.items() if "." not in k or k.split(".")[0] in training_sections(cfg)}
+
+
+def training_sections(cfg: Config) -> set[str]:
+    """The sections whose settings change what a training run of `cfg` trains on (see `recipe`)."""
+    if cfg.aux in (None, "none"):
+        return set()
+    used = set() if cfg.neighbours_csv else {"neighbours"}
+    if cfg.aux_images == "crawl":
+        used |= {"crawl", "filter"}
+    elif cfg.aux_images and str(cfg.aux_images).endswith(".csv"):
+        used.add("filter")
+    return used
 
 
 def check_same_recipe(saved: dict, cfg: Config, where: Path) -> None:

@@ -60,7 +60,8 @@ def test_bad_file_errors_name_the_file(tmp_path):
 def test_recipe_leaves_out_run_only_settings_and_reads_old_files():
     a = load_config(None, ["name=a", "progress=false", "classifier=crt", "neighbours.timeout=5", "crawl.concurrency=1"])
     b = load_config(None, ["name=b"])
-    assert recipe(a) == recipe(b) and "neighbours.backend" in recipe(a)
+    assert recipe(a) == recipe(b) and "neighbours.backend" not in recipe(a)  # aux=none reads no map
+    assert "neighbours.backend" in recipe(load_config(None, ["aux=neighbours"]))
     assert recipe(load_config(None, ["loss=ce"])) != recipe(b)
     old = {**{k: v for k, v in recipe(b).items() if "." not in k}, "extra": {}}  # a checkpoint from before sections
     assert recipe(old) == recipe(b)
@@ -73,3 +74,54 @@ def test_neighbour_map_path_follows_the_shared_settings():
         assert neighbour_dir(load_config(None, over)) != base, over
     assert neighbour_dir(load_config(None, ["epochs=3"])) == base
     assert neighbour_dir(load_config(None, ["neighbours.out_dir=crawl/x"])) == Path("crawl/x")
+
+
+def _changed(value):
+    """Another value of the same type (the recipe does not validate, so any value of the type will do)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value * 2 + 1
+    if isinstance(value, (list, tuple)):
+        return list(value)[:-1] or [7]
+    return f"{value}-other"
+
+
+def _every_change(cfg, section: str):
+    """`cfg` with each field of `section` (or each run_only top-level field) changed, one at a time."""
+    import dataclasses
+    if section == "top":
+        for f in dataclasses.fields(cfg):
+            if f.metadata.get("run_only"):
+                yield f.name, dataclasses.replace(cfg, **{f.name: _changed(getattr(cfg, f.name))})
+        return
+    sec = getattr(cfg, section)
+    for f in dataclasses.fields(sec):
+        yield f"{section}.{f.name}", dataclasses.replace(cfg, **{section: dataclasses.replace(
+            sec, **{f.name: _changed(getattr(sec, f.name))})})
+
+
+@pytest.mark.parametrize("base, unused", [
+    (["aux=none"], ["top", "neighbours", "crawl", "filter", "pilot"]),
+    (["aux=neighbours"], ["top", "crawl", "filter", "pilot"]),                     # the world's pool: no crawl
+    (["aux=neighbours", "neighbours_csv=m.csv", "aux_images=a/accepted.csv"], ["top", "neighbours", "crawl", "pilot"]),
+    (["aux=random", "aux_images=crawl"], ["top", "pilot"]),
+])
+def test_run_name_and_resume_ignore_every_setting_training_does_not_read(base, unused):
+    from ltkit.report import run_name
+    cfg = load_config(None, base)
+    for section in unused:
+        for key, other in _every_change(cfg, section):
+            if key in ("name", "out_dir", "seed"):  # the run's own name and folder; the seed is in the name
+                continue
+            assert recipe(other) == recipe(cfg), key
+            assert run_name(other, {}, 0) == run_name(cfg, {}, 0), key
+
+
+def test_every_setting_training_reads_changes_the_recipe():
+    cfg = load_config(None, ["aux=neighbours", "aux_images=crawl"])
+    for section in ("neighbours", "crawl", "filter"):
+        for key, other in _every_change(cfg, section):
+            if key in recipe(cfg):
+                assert recipe(other) != recipe(cfg), key
+    assert {"neighbours.backend", "crawl.region", "filter.gamma1"} <= set(recipe(cfg))
