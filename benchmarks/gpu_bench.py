@@ -130,7 +130,8 @@ def tiny_folders(root: Path, classes: int, per_class: int) -> None:
 
 def ltkit_loop(args, batches, classes: int, dev: torch.device, tmp: Path) -> float:
     """ltkit's Trainer.train_epoch over the same batches; images/s."""
-    from ltkit.train import Trainer, load_config
+    from ltkit.config import load_config
+    from ltkit.train import Trainer
 
     tiny_folders(tmp / "data", classes, per_class=-(-args.batch // classes) + 1)
     cfg = load_config(None, {

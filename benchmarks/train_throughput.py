@@ -15,8 +15,9 @@ import time
 import torch
 
 from ltkit import models
+from ltkit.config import load_config
 from ltkit.data import TransformedSet
-from ltkit.train import Trainer, load_config
+from ltkit.train import Trainer
 
 
 def baseline_loop(trainer: Trainer, epochs: int) -> float:

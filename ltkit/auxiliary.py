@@ -1,23 +1,22 @@
 """Auxiliary data assembly: which auxiliary classes a run trains on (SD: the neighbour map under the
 budget; RD: random categories in their places) and their images (the world's pool or a crawl folder).
+It only reads the artefacts of earlier stages (`ltkit.artifacts`); building a missing map is the
+commands' job (`ltkit.pipeline`).
 
 Labels: target classes are 0..L-1, auxiliary classes L..L+K-1 in the neighbour map's order.
 """
 from __future__ import annotations
 
-import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
 import torch.distributed as dist
 
+from ltkit.artifacts.accepted import accepted_for_config
+from ltkit.artifacts.layout import aux_images_path, neighbour_map_path
+from ltkit.artifacts.neighbour_map import load_neighbour_map
 from ltkit.budget import aux_budget
-from ltkit.config import Config, neighbour_dir
-from ltkit.neighbours.cli import search_config
-from ltkit.curate.filter import ACCEPTED, accepted_for_config
-from ltkit.neighbours.neighbour_map import load_neighbour_map
-from ltkit.crawl.retrieve import crawl_dir
+from ltkit.config import Config
 from ltkit.data import IMAGE_EXTENSIONS, ArrayImages, FileImages, ImageSet, LTData
 from ltkit.errors import UserError
 from ltkit.sampling import select_auxiliary
@@ -31,14 +30,12 @@ def build_aux(cfg: Config, target: LTData, world: World | None) -> tuple[ImageSe
         return None, np.zeros(0, dtype=np.int64), []
     if cfg.aux not in ("neighbours", "random"):
         raise UserError(f"aux={cfg.aux!r}: expected none, neighbours or random")
-    csv = Path(cfg.neighbours_csv) if cfg.neighbours_csv else default_neighbours_csv(cfg)
-    if not csv.exists() and (world is None or cfg.neighbours.backend != "taxonomy"):
-        raise FileNotFoundError(f"{csv}: no neighbour map; run `python -m ltkit neighbours` with the same config first")
-    if not csv.exists() and int(os.environ.get("RANK", "0")) == 0:  # the world's taxonomy answers offline
-        search_config(dataclasses.replace(cfg, neighbours=dataclasses.replace(cfg.neighbours, out_dir=str(csv.parent))),
-                      target.class_names, target.train_counts, world.taxonomy)
-    if dist.is_initialized():  # every rank waits here, then reads what rank 0 wrote
+    csv = neighbour_map_path(cfg)
+    if dist.is_initialized():  # every rank waits here, then reads what the command wrote before training
         dist.barrier()
+    if not csv.exists():
+        raise UserError(f"{csv}: no neighbour map; run `python -m ltkit neighbours` with the same config first "
+                        "(`train` and `compare` build it themselves when the taxonomy backend can answer offline)")
     nmap = load_neighbour_map(csv, L, target.class_names)
     keep = select_auxiliary(nmap.aux_parent, aux_budget(target.train_counts, cfg.k, cfg.aux_ratio, cfg.many, cfg.few))
     names = [n for n, k in zip(nmap.aux_names, keep) if k]
@@ -57,23 +54,6 @@ def build_aux(cfg: Config, target: LTData, world: World | None) -> tuple[ImageSe
     else:
         images = _folder_images(source, names, L)
     return images, parent, names
-
-
-def aux_images_path(cfg: Config) -> Path | None:
-    """Where the auxiliary images come from; `aux_images: crawl` is the filtered crawl of these very settings.
-
-    That is accepted.csv in the crawl folder (`crawl.out_dir`, else the neighbour map's folder), so one
-    preset drives `neighbours`, `crawl`, `filter` and `train` without a path that could point at the
-    crawl of other settings.
-    """
-    if cfg.aux_images != "crawl":
-        return None if cfg.aux_images is None else Path(cfg.aux_images)
-    return crawl_dir(cfg) / ACCEPTED
-
-
-def default_neighbours_csv(cfg: Config) -> Path:
-    """The neighbour map when none is given: `python -m ltkit neighbours` writes it there with the same config."""
-    return neighbour_dir(cfg) / "neighbours.csv"
 
 
 def random_categories(world: World | None, target_names: list[str], n: int, seed: int) -> list[str]:

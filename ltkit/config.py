@@ -405,20 +405,3 @@ def config_yaml(cfg: Config) -> str:
     d = dataclasses.asdict(cfg)
     d["betas"] = list(d["betas"])
     return yaml.safe_dump(d, sort_keys=False)
-
-
-def neighbour_dir(cfg: Config) -> Path:
-    """Where the neighbour map of these settings lives: `neighbours.out_dir`, else a folder named after them.
-
-    The name carries everything the map depends on (dataset, k, ratio, shot thresholds, seed,
-    backend and its inputs), so changing any of them builds a new map instead of reusing a stale one.
-    """
-    if cfg.neighbours.out_dir:
-        return Path(cfg.neighbours.out_dir)
-    n = cfg.neighbours
-    ratio = (cfg.aux_ratio or "paper").replace(":", "-")
-    name = f"{cfg.dataset}-k{cfg.k}-{ratio}-m{cfg.many}-f{cfg.few}-s{cfg.seed}-{n.backend}"
-    inputs = [n.model, n.base_url, n.template, n.file, n.taxonomy_json, n.classes_file]
-    if any(inputs):
-        name += "-" + hashlib.sha1(repr(inputs).encode()).hexdigest()[:6]
-    return Path(cfg.out_dir) / "_neighbours" / name

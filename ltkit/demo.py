@@ -19,10 +19,12 @@ import time
 from pathlib import Path
 
 from ltkit import notebooks, report, viz
+from ltkit.artifacts.accepted import training_overrides
+from ltkit.artifacts.layout import FILTER_JSON
 from ltkit.config import load_config
-from ltkit.curate.filter import FILTER_JSON, training_overrides
 from ltkit.io import read_json, write_json
 from ltkit.paths import from_root, repo_root
+from ltkit.pipeline import ensure_inputs
 from ltkit.train import Trainer
 from ltkit.viz import catalogue
 from ltkit.viz.runs import run_config
@@ -83,7 +85,9 @@ def missing_trainings(base, seeds: list[int], ablations: dict) -> list[tuple[dic
 def prepare_shared_inputs(base, todo: list[tuple[dict, int]]) -> None:
     """Make the pool encoder and the neighbour map once here, so the workers do not race to make them."""
     for over, s in sorted(todo, key=lambda r: r[0].get("aux", base.aux) == "none"):
-        Trainer(run_config(base, over, s))  # builds the model (encoder) and the auxiliary data, trains nothing
+        cfg = run_config(base, over, s)
+        ensure_inputs(cfg)
+        Trainer(cfg)  # builds the model (encoder) and the auxiliary data, trains nothing
         return
 
 

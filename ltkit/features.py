@@ -206,13 +206,13 @@ def patch_features(model: nn.Module, images: torch.Tensor | ImageSet, transform=
             out.append(f.permute(0, 2, 3, 1).float().cpu().numpy())
             continue
         tokens = f[:, getattr(model, "num_prefix_tokens", 0):]
-        h, w = _grid(model, x.shape[-2:])
+        h, w = patch_grid(model, x.shape[-2:])
         out.append(tokens.reshape(len(x), h, w, -1).float().cpu().numpy())
     model.train(was_training)
     return np.concatenate(out)
 
 
-def _grid(model: nn.Module, hw) -> tuple[int, int]:
+def patch_grid(model: nn.Module, hw) -> tuple[int, int]:
     """Patch grid of a ViT for an input size (dynamic-size models included)."""
     pe = model.patch_embed
     if getattr(pe, "dynamic_img_pad", False) or getattr(model, "dynamic_img_size", False):

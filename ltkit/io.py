@@ -73,7 +73,7 @@ def append_jsonl(path: str | os.PathLike, row: dict) -> None:
     with open(path, "a+b") as f:
         size = f.seek(0, os.SEEK_END)
         if size:
-            start = _last_line_start(f, size)
+            start = last_line_start(f, size)
             f.seek(start)
             last = f.read()
             if last and not last.endswith(b"\n"):
@@ -87,7 +87,7 @@ def append_jsonl(path: str | os.PathLike, row: dict) -> None:
         os.fsync(f.fileno())
 
 
-def _last_line_start(f, size: int) -> int:
+def last_line_start(f, size: int) -> int:
     """Offset just after the last newline of a file, read backwards in blocks (0 if none)."""
     end = size
     while end > 0:

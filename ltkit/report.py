@@ -21,9 +21,11 @@ import numpy as np
 
 from ltkit import evaluate
 from ltkit.config import parse_value, split_overrides
+from ltkit.config import Config, load_config, recipe
 from ltkit.errors import ConfigError, UserError
 from ltkit.io import atomic_write_text, write_json
-from ltkit.train import TrainConfig, Trainer, load_config, recipe, val_split
+from ltkit.pipeline import ensure_inputs
+from ltkit.train import Trainer, val_split
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ def recipe_label(over: dict) -> str:
     return f"{AUX_LABELS.get(over['aux'], over['aux'])} / {over['loss']} / {over['classifier']}"
 
 
-def run_name(base: TrainConfig, overrides: dict, seed: int) -> str:
+def run_name(base: Config, overrides: dict, seed: int) -> str:
     """A readable, stable run name: the method's overrides plus a hash of the whole training recipe.
 
     The test-time classifier is left out (direct and cRT share one training); any other change,
@@ -87,7 +89,7 @@ def evaluate_trained(trainer: Trainer, classifiers: tuple[str, ...] = EVALUATED_
     return res
 
 
-def run_method(base: TrainConfig, overrides: dict, seed: int) -> dict:
+def run_method(base: Config, overrides: dict, seed: int) -> dict:
     """Train (or resume / reuse) one recipe and return its test results with the row's classifier.
 
     The first call for a training evaluates it with every classifier and caches each result, so
@@ -101,6 +103,7 @@ def run_method(base: TrainConfig, overrides: dict, seed: int) -> dict:
     if out.exists():
         return dict(json.loads(out.read_text()), recipe=row)
     t = time.time()
+    ensure_inputs(cfg)
     trainer = Trainer(cfg)
     trainer.fit()
     results = evaluate_trained(trainer, tuple(dict.fromkeys((*EVALUATED_CLASSIFIERS, classifier))))
@@ -111,7 +114,7 @@ def run_method(base: TrainConfig, overrides: dict, seed: int) -> dict:
     return dict(results[classifier], seconds=seconds, recipe=row)
 
 
-def compare(base: TrainConfig, methods: dict[str, dict], seeds: list[int]) -> dict[str, list[dict]]:
+def compare(base: Config, methods: dict[str, dict], seeds: list[int]) -> dict[str, list[dict]]:
     """Results of every method for every seed (seed by seed, so an interrupted call leaves whole seeds)."""
     out = {name: [] for name in methods}
     for s in seeds:
@@ -150,7 +153,7 @@ def markdown_table(results: dict[str, list[dict]], baseline: str | None = None, 
     return "\n".join(lines) + "\n"
 
 
-def classifier_table(base: TrainConfig, seeds: list[int]) -> str:
+def classifier_table(base: Config, seeds: list[int]) -> str:
     """Every training of the tables with both classifiers: what the classifier alone changes."""
     trainings = {(o["aux"], o["loss"]): o for o in COMPONENTS.values()}
     lines = ["| aux data / loss | Overall, direct | Overall, cRT | Few, direct | Few, cRT |", "|---|---|---|---|---|"]
@@ -178,7 +181,7 @@ def rd_sd_overlap(components: dict[str, list[dict]]) -> list[dict]:
     return out
 
 
-def ablation(base: TrainConfig, key: str, values: list, seeds: list[int], method: dict | None = None) -> dict:
+def ablation(base: Config, key: str, values: list, seeds: list[int], method: dict | None = None) -> dict:
     """Fig. 5: vary one setting of the full method; returns {value: [results per seed]}."""
     method = method or COMPONENTS["+ Direct Classifier"]
     # the preset's own value is the method's run itself: reuse it rather than train it again
@@ -186,7 +189,7 @@ def ablation(base: TrainConfig, key: str, values: list, seeds: list[int], method
     return {v: [run_method(base, over[v], s) for s in seeds] for v in values}
 
 
-def tables(base: TrainConfig, seeds: list[int], config: str = "", cmd: str = "", start: float | None = None) -> str:
+def tables(base: Config, seeds: list[int], config: str = "", cmd: str = "", start: float | None = None) -> str:
     """Tab. 2, Tab. 6, both classifiers per training and the RD/SD overlap, as markdown (trains what is missing)."""
     components = compare(base, COMPONENTS, seeds)  # Tab. 2's rows are among these runs
     methods = {name: components[next(n for n, o in COMPONENTS.items() if o == over)] for name, over in METHODS.items()}
@@ -217,7 +220,7 @@ def parse_ablation(text: str) -> tuple[str, list]:
         raise UserError(f"--ablate {text!r}: {e}") from None
 
 
-def ablation_tables(base: TrainConfig, grid: dict[str, list], seeds: list[int]) -> str:
+def ablation_tables(base: Config, grid: dict[str, list], seeds: list[int]) -> str:
     """Fig. 5's numbers as markdown: one table per setting, each value against the preset's (trains what is missing)."""
     out = []
     for key, values in grid.items():

@@ -32,14 +32,15 @@ from timm.optim import create_optimizer_v2
 from tqdm.auto import tqdm
 
 from ltkit import evaluate, models, pretrain
-from ltkit.auxiliary import build_aux, random_categories  # noqa: F401 (random_categories: old import path)
-from ltkit.config import Config, check_same_recipe, config_yaml, load_config, recipe, split_overrides  # noqa: F401
+from ltkit.auxiliary import build_aux
+from ltkit.config import Config, check_same_recipe, config_yaml, load_config, split_overrides
 from ltkit.data import TransformedSet
 from ltkit.data.datasets import build_target_data
 from ltkit.errors import ConfigError, UserError
 from ltkit.io import append_jsonl, atomic_save, atomic_write_text
 from ltkit.loader import Normalize, build_loader, split_normalize
 from ltkit.losses import build_loss
+from ltkit.pipeline import ensure_inputs
 from ltkit.rng import rng_state, seed_everything, set_rng_state
 from ltkit.sampling import EpochSampler, class_counts
 from ltkit.world import World
@@ -47,9 +48,6 @@ from ltkit.world import World
 log = logging.getLogger(__name__)
 
 LOG_EVERY = 50  # steps between progress-bar loss updates (each one a host-device sync)
-
-TrainConfig = Config  # the name this module had for it before ltkit.config
-
 
 # ---------------------------------------------------------------------------------------------
 # distributed helpers
@@ -399,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     options, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
     args = p.parse_args(options)
     cfg = load_config(args.config, overrides)
+    ensure_inputs(cfg)
     res = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{cfg.name}: overall {res['overall']:.3f}  many {res['many']:.3f}  "

@@ -12,8 +12,8 @@ from PIL import Image
 
 from ltkit import models
 from ltkit.augment import pad_crop_transform
-from ltkit.data.cifar import cifar10_lt, cifar100_lt, load_cifar
 from ltkit.data import ArrayImages, exp_profile
+from ltkit.data.cifar import cifar10_lt, cifar100_lt, load_cifar
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -133,7 +133,8 @@ def test_resnet32_cifar_in_timm():
     assert "RandomResizedCrop" in repr(models.transforms(models.create_model("ltkit_cnn_tiny", 3), train=True))
     assert "RandomCrop" in repr(models.transforms(models.create_model("ltkit_cnn_tiny", 3), train=True, crop="pad"))
 def test_one_epoch_of_resnet32_on_cifar10_lt(tmp_path):
-    from ltkit.train import load_config, train
+    from ltkit.config import load_config
+    from ltkit.train import train
 
     write_folders(tmp_path / "data")
     cfg = load_config(ROOT / "configs" / "cifar10-lt.yaml",

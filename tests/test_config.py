@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from ltkit.config import (Config, ConfigError, NeighbourConfig, config_yaml, load_config, neighbour_dir, recipe)
+from ltkit.artifacts.layout import neighbour_dir
+from ltkit.config import Config, ConfigError, NeighbourConfig, config_yaml, load_config, recipe
 from ltkit.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent

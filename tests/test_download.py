@@ -13,12 +13,11 @@ import pytest
 from PIL import Image
 
 from fault_server import FaultServer, Route, bomb_png, drip, fail_then, free_port_nobody_listens, hang, image_bytes
+from ltkit.artifacts.manifest import ManifestBusy, ManifestWriter, hit_key, manifest_files, merge_manifests, read_manifest, resume_state
 from ltkit.crawl.download import DownloadSettings, Downloader, Job
 from ltkit.crawl.policy import Failure, address_allowed, retry_after, robots_forbid
-from ltkit.crawl.store import store_image
-from ltkit.crawl.manifest import (ManifestBusy, ManifestWriter, hit_key, manifest_files, merge_manifests, read_manifest,
-                                  resume_state)
 from ltkit.crawl.retrieve import read_url_list, run_crawl
+from ltkit.crawl.store import store_image
 
 FAST = dict(allow_loopback=True, connect_timeout=0.5, read_timeout=0.5, total_timeout=1.0, retries=1, backoff=0.05,
             host_interval=0.0, max_bytes=100_000, max_pixels=10_000_000)

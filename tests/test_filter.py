@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from ltkit import artifacts
 from ltkit.curate import encode, filter as flt, quality
 from ltkit.curate.leak import LeakScores, min_hamming, phash
 from ltkit.data import ArrayImages, FileImages, LTData
@@ -192,7 +193,7 @@ def test_features_are_cached_by_content(toy, tmp_path):
 
 
 def test_save_writes_manifest_accepted_set_and_provenance(toy):
-    from ltkit.neighbours.neighbour_map import load_neighbour_map
+    from ltkit.artifacts.neighbour_map import load_neighbour_map
 
     root, target, scores = toy
     s = flt.FilterConfig(gamma1=0.5, gamma2=0.999)
@@ -202,16 +203,16 @@ def test_save_writes_manifest_accepted_set_and_provenance(toy):
     assert len(rows) == len(scores) and [r["keep"] for r in rows] == d.keep.tolist()
     assert all(r["reason"] == "" for r in rows if r["keep"]) and any(r["reason"].startswith("leak") or "leak:" in r["reason"]
                                                                      for r in rows)
-    with open(root / flt.ACCEPTED) as f:
+    with open(root / artifacts.ACCEPTED) as f:
         acc = list(csv.DictReader(f))
     assert len(acc) == prov["kept"] == d.keep.sum() and prov["leaks"] == 1 and prov["leaks_by_split"] == {"test": 1}
     assert prov["settings"]["gamma1"] == 0.5 and prov["encoder"] == "pixels" and prov["time"]
-    nmap = load_neighbour_map(root / flt.ACCEPTED_MAP, num_targets=2)
+    nmap = load_neighbour_map(root / artifacts.ACCEPTED_MAP, num_targets=2)
     assert nmap.num_aux == prov["aux_classes_kept"]
     assert sorted({int(r["label"]) for r in acc}) == list(range(2, 2 + nmap.num_aux))
-    assert flt.load_settings(root) == s
+    assert artifacts.load_settings(root) == s
     # the trainer's view: its own names (any case), labels L + position, names without images left out
-    images, found = flt.load_accepted(root / flt.ACCEPTED, [nmap.aux_names[-1].upper(), "no such class"], 2)
+    images, found = artifacts.load_accepted(root / artifacts.ACCEPTED, [nmap.aux_names[-1].upper(), "no such class"], 2)
     assert found == [0] and set(images.labels) == {2} and images.load(0).size == (32, 32)
 
 
@@ -262,7 +263,7 @@ def test_tuner_driven_in_code(toy):
     assert t.counts()["kept"] >= d.keep.sum()
     saved = t.save()
     assert saved["settings"]["caption_mode"] == "off" and saved["kept"] == t.counts()["kept"]
-    assert json.loads((root / flt.FILTER_JSON).read_text())["saved_by"] == "tuner"
+    assert json.loads((root / artifacts.FILTER_JSON).read_text())["saved_by"] == "tuner"
     with pytest.raises(KeyError):
         t.set(cls="no such class")
 
@@ -289,7 +290,7 @@ def test_cli_filters_a_folder_dataset(toy, tmp_path, monkeypatch, capsys):
     assert (tmp_path / "figs" / "sweep.png").stat().st_size > 1000 and (tmp_path / "figs" / "sweep.pdf").exists()
     entry = json.loads((tmp_path / "figs" / "catalogue.json").read_text())["sweep"]
     assert "| all three |" in entry["numbers"] and entry["source"].startswith("`python -m ltkit filter --crawl ")
-    prov = json.loads((root / flt.FILTER_JSON).read_text())
+    prov = json.loads((root / artifacts.FILTER_JSON).read_text())
     assert prov["settings"]["gamma1"] == 0.1 and prov["dataset"] == "folders"
     assert f"kept {prov['kept']} of 18" in capsys.readouterr().out
     for bad in (["--crawl", str(tmp_path / "nowhere")], ["filter.gamma1=0.99999"], ["filter.caption_mode=fuzzy"]):
@@ -306,34 +307,35 @@ def test_trainer_reads_the_accepted_set_only_with_its_thresholds(toy):
     root, _, scores = toy
     s = flt.FilterConfig(gamma1=0.3, gamma2=0.99)
     flt.save_accepted(scores, flt.decide(scores, s), extra=dict(dataset="toy"))
-    over = flt.training_overrides(root)
+    over = artifacts.training_overrides(root)
     assert over["aux_images"].endswith("accepted.csv") and over["filter"]["gamma1"] == 0.3
     names = [r["aux_name"] for r in scores.rows][::7]
     cfg = SimpleNamespace(aux_images=over["aux_images"], dataset="toy", filter=replace(s, cap=10))
-    images, found = flt.accepted_for_config(cfg, names, 2)
+    images, found = artifacts.accepted_for_config(cfg, names, 2)
     assert len(images) and set(images.labels) <= set(range(2, 2 + len(names)))
     with pytest.raises(UserError, match=r"filter.gamma1=0.3"):
-        flt.accepted_for_config(SimpleNamespace(**{**vars(cfg), "filter": flt.FilterConfig()}), names, 2)
+        artifacts.accepted_for_config(SimpleNamespace(**{**vars(cfg), "filter": flt.FilterConfig()}), names, 2)
     with pytest.raises(UserError, match="dataset 'toy'"):
-        flt.accepted_for_config(SimpleNamespace(**{**vars(cfg), "dataset": "builtin"}), names, 2)
+        artifacts.accepted_for_config(SimpleNamespace(**{**vars(cfg), "dataset": "builtin"}), names, 2)
 
 
 def test_aux_images_crawl_is_this_configs_own_filtered_crawl(tmp_path):
     """`aux_images: crawl` (the real-data presets) resolves to accepted.csv beside the neighbour map the same
     config writes, or in crawl.out_dir; a missing accepted set is one clear error, not a folder scan."""
-    from ltkit.auxiliary import aux_images_path
-    from ltkit.config import load_config, neighbour_dir
-    from ltkit.crawl.retrieve import crawl_dir
+    from ltkit.artifacts.layout import aux_images_path
+    from ltkit.config import load_config
+    from ltkit.artifacts.layout import neighbour_dir
+    from ltkit.artifacts.layout import crawl_dir
 
     root = Path(__file__).resolve().parent.parent
     for preset in ("imagenet-lt", "inat18", "places-lt"):
         cfg = load_config(root / "configs" / f"{preset}.yaml", {"out_dir": str(tmp_path)})
         assert cfg.neighbours_csv is None and cfg.aux_images == "crawl"
-        assert aux_images_path(cfg) == crawl_dir(cfg) / flt.ACCEPTED == neighbour_dir(cfg) / flt.ACCEPTED
+        assert aux_images_path(cfg) == crawl_dir(cfg) / artifacts.ACCEPTED == neighbour_dir(cfg) / artifacts.ACCEPTED
         other = load_config(root / "configs" / f"{preset}.yaml", {"out_dir": str(tmp_path), "k": 3})
         assert aux_images_path(other) != aux_images_path(cfg)  # other settings, another crawl: never a stale one
     cfg = load_config(root / "configs" / "builtin-tiny.yaml", {"aux_images": "crawl", "crawl.out_dir": str(tmp_path)})
-    assert aux_images_path(cfg) == tmp_path / flt.ACCEPTED
+    assert aux_images_path(cfg) == tmp_path / artifacts.ACCEPTED
     assert aux_images_path(load_config(root / "configs" / "builtin-tiny.yaml", {"aux_images": "a/b.csv"})) == Path("a/b.csv")
 
 
@@ -342,9 +344,11 @@ def test_trainer_without_the_crawls_accepted_set_says_what_to_run(tiny_world, tm
     from ltkit.config import load_config
     from ltkit.data import world_data
     from ltkit.errors import UserError
+    from ltkit.pipeline import ensure_inputs
 
     root = Path(__file__).resolve().parent.parent
     cfg = load_config(root / "configs" / "builtin-tiny.yaml", {"out_dir": str(tmp_path / "runs"), "aux": "neighbours",
                                                                "aux_images": "crawl", "crawl.out_dir": str(tmp_path)})
-    with pytest.raises(UserError, match=rf"{tmp_path / flt.ACCEPTED}: no accepted set; run `python -m ltkit crawl`"):
+    ensure_inputs(cfg)  # the map: what `train` builds before the trainer reads
+    with pytest.raises(UserError, match=rf"{tmp_path / artifacts.ACCEPTED}: no accepted set; run `python -m ltkit crawl`"):
         build_aux(cfg, world_data(tiny_world), tiny_world)

@@ -8,10 +8,10 @@ import pytest
 from ddgs.exceptions import DDGSException, TimeoutException
 from PIL import Image
 
+from ltkit.artifacts.manifest import read_manifest
 from ltkit.crawl.download import DownloadSettings
 from ltkit.crawl.image_search import (POOL_HOST, DDGSEngine, Hit, PoolEngine, SearchCache, SearchError,
                                       caption_mentions)
-from ltkit.crawl.manifest import read_manifest
 from ltkit.crawl.pool_server import PoolServer
 from ltkit.crawl.retrieve import crawl_classes, search_jobs
 from ltkit.errors import UserError
@@ -201,7 +201,7 @@ def test_crawl_command_on_builtin_tiny(tiny_world, tmp_path, capsys):
     from pathlib import Path
 
     from ltkit.cli import main
-    from ltkit.neighbours.neighbour_map import load_neighbour_map
+    from ltkit.artifacts.neighbour_map import load_neighbour_map
 
     config = str(Path(__file__).resolve().parents[1] / "configs" / "builtin-tiny.yaml")
     over = [f"neighbours.out_dir={tmp_path}", "k=2"]

@@ -7,9 +7,9 @@ import logging
 import pytest
 
 from fake_llm import FakeLLM
+from ltkit.artifacts.neighbour_map import load_neighbour_map, read_classes
 from ltkit.data.classnames import read_class_names, same_class
 from ltkit.neighbours.backends import OpenAIBackend
-from ltkit.neighbours.neighbour_map import load_neighbour_map, read_classes
 from ltkit.neighbours.search import search_neighbours
 
 KEY = "sk-test-SECRET-5e1d20"

@@ -376,14 +376,14 @@ def test_cli_world_preset(tiny_world, tmp_path, capsys):
 
 def test_cli_writes_where_training_reads(tiny_world, tmp_path):
     """Without --out the map goes to the folder the trainer looks in for the same config."""
-    from ltkit.auxiliary import default_neighbours_csv
+    from ltkit.artifacts.layout import neighbour_map_path
     from ltkit.config import load_config
     from ltkit.neighbours.cli import main
 
     over = ["dataset=builtin-tiny", "k=2", "many=40", f"out_dir={tmp_path}"]
     assert main(over) == 0
-    assert default_neighbours_csv(load_config(None, over)).exists()
-    assert not default_neighbours_csv(load_config(None, over[:-2] + ["many=30", f"out_dir={tmp_path}"])).exists()
+    assert neighbour_map_path(load_config(None, over)).exists()
+    assert not neighbour_map_path(load_config(None, over[:-2] + ["many=30", f"out_dir={tmp_path}"])).exists()
 
 
 def test_cli_openai_manual_taxonomy_and_errors(tmp_path, capsys, monkeypatch):

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ltkit.neighbours.neighbour_map import load_neighbour_map
-from ltkit.neighbours.search import search_neighbours
-from ltkit.neighbours.random_categories import RandomBackend, read_vocabulary
+from ltkit.artifacts.neighbour_map import load_neighbour_map
 from ltkit.errors import UserError
+from ltkit.neighbours.random_categories import RandomBackend, read_vocabulary
+from ltkit.neighbours.search import search_neighbours
 
 ROOT = Path(__file__).resolve().parents[1]
 

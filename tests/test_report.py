@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from ltkit import report
+from ltkit.config import load_config
 from ltkit.report import COMPONENTS, METHODS, RECIPE_KEYS, recipe_diff
-from ltkit.train import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from ltkit.train import Trainer, load_config
+from ltkit.config import load_config
+from ltkit.train import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -38,7 +38,8 @@ def test_layer_decay_groups_match_timm():
     from timm.optim import param_groups_layer_decay
 
     from ltkit.models import create_model
-    from ltkit.train import build_optimizer, learning_rate, load_config
+    from ltkit.config import load_config
+    from ltkit.train import build_optimizer, learning_rate
 
     cfg = load_config(None, ["model=test_vit", "blr=1e-3", "batch_size=64", "accum_steps=2", "layer_decay=0.75",
                              "weight_decay=0.05"])
@@ -62,7 +63,8 @@ def test_layer_decay_groups_match_timm():
 
 
 def test_lr_without_blr_and_drop_path(tmp_path):
-    from ltkit.train import build_model, learning_rate, load_config
+    from ltkit.config import load_config
+    from ltkit.train import build_model, learning_rate
 
     assert learning_rate(load_config(None, ["lr=0.003", "batch_size=512"])) == 0.003
     cfg = load_config(None, ["model=test_vit", "drop_path=0.2", "img_size=32"])
@@ -77,7 +79,7 @@ def test_lr_without_blr_and_drop_path(tmp_path):
 
 
 def tiny(tmp_path, **over):
-    from ltkit.train import load_config
+    from ltkit.config import load_config
 
     base = {"out_dir": str(tmp_path / "runs"), "epochs": 2, "batch_size": 64, "eval_every": 0, "progress": False}
     return load_config(ROOT / "configs" / "builtin-tiny.yaml", {**base, **over})
@@ -101,7 +103,8 @@ def test_loader_is_built_once_per_run(tiny_world, tmp_path, monkeypatch):
 def test_undecodable_file_is_skipped_and_counted(tmp_path):
     from PIL import Image
 
-    from ltkit.train import Trainer, load_config
+    from ltkit.config import load_config
+    from ltkit.train import Trainer
 
     root = tmp_path / "data"
     rng = np.random.default_rng(0)
@@ -164,11 +167,12 @@ def test_corrupt_crawled_file_is_skipped_and_counted(tiny_world, tmp_path):
 
     from PIL import Image
 
-    from ltkit.auxiliary import default_neighbours_csv
+    from ltkit.artifacts.layout import neighbour_map_path
     from ltkit.budget import aux_budget
     from ltkit.neighbours.cli import search_config
-    from ltkit.curate.filter import ACCEPTED, ACCEPTED_COLUMNS, FILTER_JSON
-    from ltkit.neighbours.neighbour_map import load_neighbour_map
+    from ltkit.artifacts.layout import ACCEPTED, FILTER_JSON
+    from ltkit.artifacts.accepted import ACCEPTED_COLUMNS
+    from ltkit.artifacts.neighbour_map import load_neighbour_map
     from ltkit.data import world_data
     from ltkit.sampling import select_auxiliary
     from ltkit.train import Trainer
@@ -177,7 +181,7 @@ def test_corrupt_crawled_file_is_skipped_and_counted(tiny_world, tmp_path):
     cfg = tiny(tmp_path, name="crawled", aux="neighbours", aux_images="crawl", **{"crawl.out_dir": str(crawl)})
     target = world_data(tiny_world)
     search_config(cfg, target.class_names, target.train_counts, tiny_world.taxonomy)
-    nmap = load_neighbour_map(default_neighbours_csv(cfg), target.num_classes)
+    nmap = load_neighbour_map(neighbour_map_path(cfg), target.num_classes)
     keep = select_auxiliary(nmap.aux_parent, aux_budget(target.train_counts, cfg.k, cfg.aux_ratio, cfg.many, cfg.few))
     names = [n for n, k in zip(nmap.aux_names, keep) if k][:3]
     rng, rows = np.random.default_rng(0), [",".join(ACCEPTED_COLUMNS)]

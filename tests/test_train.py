@@ -9,12 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from ltkit.train import TrainConfig, Trainer, load_config, lr_lambda
+from ltkit.config import Config, load_config
+from ltkit.errors import UserError
+from ltkit.pipeline import ensure_inputs
+from ltkit.train import Trainer, lr_lambda
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def tiny(tmp_path, **over) -> TrainConfig:
+def tiny(tmp_path, **over) -> Config:
     """The builtin-tiny preset, one short epoch, into tmp_path."""
     base = {"out_dir": str(tmp_path / "runs"), "epochs": 2, "batch_size": 64, "eval_every": 0}
     return load_config(ROOT / "configs" / "builtin-tiny.yaml", {**base, **over})
@@ -73,6 +76,9 @@ def test_exact_resume(tiny_world, tmp_path):
 @pytest.mark.parametrize("loss,aux", [("nsce", "neighbours"), ("balce", "random")])
 def test_auxiliary_training_and_results(tiny_world, tmp_path, loss, aux):
     cfg = tiny(tmp_path, name=f"{loss}-{aux}", loss=loss, aux=aux, epochs=1, eval_every=1)
+    with pytest.raises(UserError, match="no neighbour map; run `python -m ltkit neighbours`"):
+        Trainer(cfg)  # the trainer only reads: the map is the neighbours stage's, built by the command
+    ensure_inputs(cfg)
     t = Trainer(cfg)
     assert t.K > 0 and len(t.aux_parent) == t.K
     assert t.model.get_classifier().out_features == t.L + t.K
@@ -93,6 +99,7 @@ def test_auxiliary_training_and_results(tiny_world, tmp_path, loss, aux):
 
 
 def test_random_categories_differ_from_neighbours(tiny_world, tmp_path):
+    ensure_inputs(tiny(tmp_path, name="sd", aux="neighbours", epochs=1))
     sd = Trainer(tiny(tmp_path, name="sd", aux="neighbours", epochs=1))
     rd = Trainer(tiny(tmp_path, name="rd", aux="random", epochs=1))
     assert sd.K == rd.K and np.array_equal(sd.aux_parent, rd.aux_parent)

@@ -389,7 +389,7 @@ def test_wide_preset_has_five_open_classes_per_neighbour_category(tmp_path):
     """The rule fixed before any run: open classes >= 5 x the neighbour categories the search keeps (k = 5)."""
     from ltkit.budget import aux_budget
     from ltkit.neighbours.backends import TaxonomyBackend
-    from ltkit.neighbours.neighbour_map import load_neighbour_map
+    from ltkit.artifacts.neighbour_map import load_neighbour_map
     from ltkit.neighbours.search import search_neighbours
     from ltkit.sampling import select_auxiliary
 

@@ -6,8 +6,8 @@ atomic image files), `manifest` (`manifest.jsonl`: every URL accounted for, resu
 `pool_server` (the offline pool served over real HTTP) and `retrieve` (`python -m ltkit crawl`).
 The downloader imports aiohttp: import `download` / `retrieve` by name.
 """
+from ltkit.artifacts.manifest import hit_key, merge_manifests, read_manifest
 from ltkit.crawl.image_search import DDGSEngine, Hit, PoolEngine, SearchCache, SearchError
-from ltkit.crawl.manifest import hit_key, merge_manifests, read_manifest
 
 __all__ = ["DDGSEngine", "Hit", "PoolEngine", "SearchCache", "SearchError", "hit_key", "merge_manifests",
            "read_manifest"]

@@ -29,7 +29,7 @@ import aiohttp
 from yarl import URL
 
 import ltkit
-from ltkit.crawl.manifest import ManifestWriter, ResumeState, hit_key
+from ltkit.artifacts.manifest import ManifestWriter, ResumeState, hit_key
 from ltkit.crawl.policy import (AddressRefused, Failure, GuardedResolver, check_url, retry_after, robots_forbid,
                                 split_hostport)
 from ltkit.crawl.store import Stored, store_image

@@ -19,15 +19,16 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from ltkit.data import datasets
-from ltkit.config import load_config, neighbour_dir, split_overrides
+from ltkit.artifacts.layout import MANIFEST, crawl_dir, neighbour_dir, neighbour_map_path
+from ltkit.artifacts.manifest import (CrawlReport, folder_counts, manifest_files, merge_manifests, parse_shard,
+                                      read_manifest, resume_state, shard_manifest, write_report)
+from ltkit.artifacts.neighbour_map import load_neighbour_map
+from ltkit.config import load_config, split_overrides
 from ltkit.crawl.download import Downloader, DownloadSettings, Job
 from ltkit.crawl.image_search import DDGSEngine, Engine, PoolEngine, SearchCache, SearchError, csv_rows
-from ltkit.crawl.manifest import (MANIFEST, CrawlReport, folder_counts, manifest_files, merge_manifests, parse_shard,
-                                  read_manifest, resume_state, shard_manifest, write_report)
-from ltkit.neighbours.neighbour_map import load_neighbour_map
 from ltkit.crawl.pool_server import PoolServer
 from ltkit.crawl.store import clean_partial
+from ltkit.data import datasets
 from ltkit.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -175,18 +176,6 @@ def check_crawl_config(c):
         raise UserError(f"crawl.query={c.query!r}: must contain {{name}}, the auxiliary class name")
     download_settings(c).check()  # the downloader's own checks (ValueError naming the field)
     return c
-
-
-def crawl_dir(cfg) -> Path:
-    """`crawl.out_dir`, else the neighbour map's folder (the crawl belongs to the map it searched)."""
-    if cfg.crawl.out_dir:
-        return Path(cfg.crawl.out_dir)
-    return neighbour_map_path(cfg).parent
-
-
-def neighbour_map_path(cfg) -> Path:
-    """`neighbours_csv`, else neighbours.csv in `neighbour_dir(cfg)` (where `python -m ltkit neighbours` writes)."""
-    return Path(cfg.neighbours_csv) if cfg.neighbours_csv else neighbour_dir(cfg) / "neighbours.csv"
 
 
 def _parser() -> argparse.ArgumentParser:

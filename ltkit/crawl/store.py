@@ -11,7 +11,7 @@ from typing import Iterable
 
 from PIL import Image, UnidentifiedImageError
 
-from ltkit.crawl.manifest import image_path
+from ltkit.artifacts.manifest import image_path
 from ltkit.crawl.policy import Failure
 from ltkit.io import atomic_write_bytes
 

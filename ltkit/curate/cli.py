@@ -15,10 +15,11 @@ import sys
 import time
 from pathlib import Path
 
+from ltkit import artifacts
+from ltkit.artifacts.layout import crawl_dir
 from ltkit.config import FilterConfig, load_config, split_overrides
 from ltkit.curate import filter as flt
 from ltkit.curate import quality as q
-from ltkit.crawl.retrieve import crawl_dir
 from ltkit.data.datasets import build_target_data
 from ltkit.errors import UserError
 from ltkit.viz import save_figure
@@ -50,7 +51,7 @@ def run(cfg, crawl: str | Path | None = None, quality: bool = False, sweep: str 
         prov = flt.save_accepted(scores, d, extra=dict(saved_by="python -m ltkit filter", dataset=cfg.dataset))
     print(f"kept {prov['kept']} of {prov['images']} images (γ1={settings.gamma1}, γ2={settings.gamma2}, "
           f"caption={settings.caption_mode}); leaks caught: {prov['leaks']}"
-          + ("" if dry_run else f"; wrote {root / flt.ACCEPTED} and {root / flt.FILTER_JSON}"))
+          + ("" if dry_run else f"; wrote {root / artifacts.ACCEPTED} and {root / artifacts.FILTER_JSON}"))
     if quality or sweep:
         rows = q.quality_table(scores, settings)
         counts = {k: scores.truth.count(k) for k in q.KINDS}

@@ -9,11 +9,10 @@ Split along its seams: `prompt` (the paper's template), `parse` (names out of fr
 Artifacts of a search in its folder: `llm_cache.jsonl` (every prompt and answer) and `neighbours.csv`
 (one row per proposed name; kept rows get auxiliary class ids L..L+K-1).
 """
+from ltkit.artifacts.neighbour_map import CACHE_FILE, CSV_COLUMNS, MAP_FILE, NeighbourMap, Row, load_neighbour_map, read_classes, write_neighbour_csv
 from ltkit.neighbours.backends import (Answer, Backend, ManualBackend, NeighbourSearchError, OpenAIBackend,
                                        TaxonomyBackend, read_manual)
 from ltkit.neighbours.cache import AnswerCache, Tally, ask, cache_key
-from ltkit.neighbours.neighbour_map import (CACHE_FILE, CSV_COLUMNS, MAP_FILE, NeighbourMap, Row, load_neighbour_map,
-                                            read_classes, write_neighbour_csv)
 from ltkit.neighbours.parse import parse_names
 from ltkit.neighbours.prompt import PAPER_TEMPLATE, build_prompt
 from ltkit.neighbours.search import SearchResult, filter_proposals, format_rows, label_keys, search_neighbours

@@ -17,15 +17,16 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from ltkit.artifacts.layout import neighbour_dir
+from ltkit.artifacts.neighbour_map import read_classes
+from ltkit.config import Config, load_config, split_overrides
 from ltkit.data import datasets
-from ltkit.config import Config, load_config, neighbour_dir, split_overrides
+from ltkit.data.taxonomy import Taxonomy
+from ltkit.errors import UserError
 from ltkit.neighbours.backends import Backend, ManualBackend, OpenAIBackend, TaxonomyBackend
-from ltkit.neighbours.neighbour_map import read_classes
-from ltkit.neighbours.search import SearchResult, format_rows, search_neighbours
 from ltkit.neighbours.prompt import PAPER_TEMPLATE
 from ltkit.neighbours.random_categories import RandomBackend, read_vocabulary
-from ltkit.errors import UserError
-from ltkit.data.taxonomy import Taxonomy
+from ltkit.neighbours.search import SearchResult, format_rows, search_neighbours
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ltkit.artifacts.neighbour_map import CACHE_FILE, MAP_FILE, Row, write_neighbour_csv
 from ltkit.budget import aux_budget
+from ltkit.data.taxonomy import Taxonomy
 from ltkit.neighbours.backends import Answer, Backend
 from ltkit.neighbours.cache import AnswerCache, Tally, ask
 from ltkit.words import drop_parentheses, name_key
-from ltkit.neighbours.neighbour_map import CACHE_FILE, MAP_FILE, Row, write_neighbour_csv
-from ltkit.data.taxonomy import Taxonomy
 
 
 def label_keys(class_names: Sequence[str], taxonomy: Taxonomy | None = None) -> set[str]:

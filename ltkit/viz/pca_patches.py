@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from ltkit.data import shot_groups
-from ltkit.features import _grid, patch_features
+from ltkit.features import patch_grid, patch_features
 from ltkit.models import data_config
 from ltkit.viz.style import WIDTHS, house_style
 
@@ -58,7 +58,7 @@ def spatial_features(model: nn.Module, x: torch.Tensor, layer: str | None = None
     f = out["f"]
     if f.ndim == 4:
         return f.permute(0, 2, 3, 1).float().cpu().numpy()
-    h, w = _grid(model, x.shape[-2:])
+    h, w = patch_grid(model, x.shape[-2:])
     return f[:, getattr(model, "num_prefix_tokens", 0):].reshape(len(x), h, w, -1).float().cpu().numpy()
 
 

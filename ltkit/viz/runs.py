@@ -16,6 +16,7 @@ from ltkit import report
 from ltkit.data import ImageSet
 from ltkit.features import extract_features
 from ltkit.io import read_json
+from ltkit.pipeline import ensure_inputs
 from ltkit.train import Trainer
 
 
@@ -44,7 +45,7 @@ class RunView:
 
 
 def run_config(base, overrides: dict, seed: int):
-    """The TrainConfig `report.run_method` trains for a method's overrides and seed (same run name)."""
+    """The Config `report.run_method` trains for a method's overrides and seed (same run name)."""
     classifier = overrides.get("classifier", "direct")
     train = {k: v for k, v in overrides.items() if k != "classifier"}
     return dataclasses.replace(base, **train, seed=seed, classifier=classifier,
@@ -63,6 +64,7 @@ def load_run(base, overrides: dict, seed: int = 0, trained: bool = True, train_m
         if not train_missing:
             raise FileNotFoundError(f"{done}: run not trained; run notebook 03 or `python -m ltkit compare` first")
         report.run_method(base, overrides, seed)
+    ensure_inputs(cfg)
     trainer = Trainer(cfg)
     if trained and not trainer.resume():
         raise FileNotFoundError(f"{cfg.run_dir}: no checkpoint to load")

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from ltkit.artifacts.layout import MANIFEST
 from ltkit.errors import UserError
-from ltkit.io import _last_line_start, atomic_write_text, read_jsonl, write_json
+from ltkit.io import last_line_start, atomic_write_text, read_jsonl, write_json
 
-MANIFEST = "manifest.jsonl"
 # every row has these; `truth` only on hits of the built-in world's pool (for measuring filters)
 FIELDS = ("key", "aux_id", "aux_name", "target_id", "target_name", "query", "engine", "rank", "url", "caption",
           "source_page", "status", "reason", "path", "sha256", "width", "height", "bytes", "host",
@@ -107,7 +107,7 @@ class ManifestWriter:
         self._f.seek(max(0, size - 1))
         if self._f.read(1) == b"\n":
             return
-        self._f.truncate(_last_line_start(self._f, size))
+        self._f.truncate(last_line_start(self._f, size))
         self._f.seek(0, os.SEEK_END)
 
     def write(self, row: dict) -> None:

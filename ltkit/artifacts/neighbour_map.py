@@ -14,12 +14,13 @@ from typing import Sequence
 
 import numpy as np
 
+from ltkit.artifacts.layout import LLM_CACHE, NEIGHBOUR_MAP
 from ltkit.data.classnames import check_target_names
 from ltkit.io import atomic_write_text
 from ltkit.words import name_key
 
 CSV_COLUMNS = ("target_id", "target_name", "aux_name", "aux_id", "backend", "status", "reason")
-CACHE_FILE, MAP_FILE = "llm_cache.jsonl", "neighbours.csv"
+CACHE_FILE, MAP_FILE = LLM_CACHE, NEIGHBOUR_MAP
 
 
 

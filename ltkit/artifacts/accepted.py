@@ -1,0 +1,107 @@
+"""The accepted set: what the filter stage hands to training (`accepted.csv` + `filter.json` in a crawl folder).
+
+`accepted.csv` lists the kept images (path inside the crawl folder, label, auxiliary class, parent target,
+content hash, cosine); `filter.json` records the thresholds and provenance it was saved with. The trainer
+reads the set through `accepted_for_config`, which refuses a set saved with other thresholds than the
+run's recipe names.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from ltkit.artifacts.layout import ACCEPTED, ACCEPTED_MAP, FILTER_JSON, NEIGHBOUR_MAP
+from ltkit.config import FilterConfig
+from ltkit.data import FileImages
+from ltkit.errors import UserError
+from ltkit.words import name_key
+
+ACCEPTED_COLUMNS = ("path", "label", "aux_name", "target_id", "sha256", "cos")
+
+
+def load_settings(crawl_dir: str | Path) -> FilterConfig | None:
+    """Thresholds saved by the tuner or the CLI next to a crawl, or None when nothing was saved."""
+    path = Path(crawl_dir) / FILTER_JSON
+    if not path.is_file():
+        return None
+    s = json.loads(path.read_text())["settings"]
+    s["leak_splits"] = list(s.get("leak_splits", ()))
+    return FilterConfig(**s)
+
+
+def load_accepted(path: str | Path, names: list[str], num_targets: int) -> tuple[FileImages, list[int]]:
+    """The accepted images of classes `names` (labels L + position in `names`), and which names had any.
+
+    `path` is a crawl's accepted.csv; names match by `name_key`, so the trainer's neighbour map and the
+    crawl's may differ in case or plural. Returns the images and the positions of the names found.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no accepted set (run `python -m ltkit filter --crawl {path.parent}`)")
+    with open(path, newline="", encoding="utf-8") as f:
+        lines = list(csv.reader(f))
+    if not lines or tuple(lines[0]) != ACCEPTED_COLUMNS:
+        raise ValueError(f"{path}: line 1: expected header {','.join(ACCEPTED_COLUMNS)}")
+    by_key: dict[str, list[str]] = {}
+    for n, row in enumerate(lines[1:], 2):
+        if len(row) != len(ACCEPTED_COLUMNS):
+            raise ValueError(f"{path}: line {n}: expected {len(ACCEPTED_COLUMNS)} fields, got {len(row)}")
+        by_key.setdefault(name_key(row[2]), []).append(row[0])
+    found = [k for k, n in enumerate(names) if by_key.get(name_key(n))]
+    paths, labels = [], []
+    for pos, k in enumerate(found):
+        files = by_key[name_key(names[k])]
+        paths += files
+        labels += [num_targets + pos] * len(files)
+    return FileImages(path.parent, paths, labels), found
+
+
+DECISION_FIELDS = ("caption_mode", "gamma1", "gamma2", "encoder", "leak_hamming", "leak_cos", "leak_splits")
+
+
+def training_overrides(crawl_dir: str | Path) -> dict:
+    """Config overrides that train on a crawl's accepted set: its images, its neighbour map, its thresholds."""
+    root = Path(crawl_dir)
+    s = load_settings(root)
+    if s is None:
+        raise FileNotFoundError(f"{root / FILTER_JSON}: the crawl has no accepted set (run `python -m ltkit filter`)")
+    # the map the crawl searched (classes left without images drop out); else the accepted classes' own map
+    nmap = root / NEIGHBOUR_MAP if (root / NEIGHBOUR_MAP).is_file() else root / ACCEPTED_MAP
+    return {"aux_images": str(root / ACCEPTED), "neighbours_csv": str(nmap),
+            "filter": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(s).items() if k in DECISION_FIELDS}}
+
+
+def accepted_for_config(cfg, names: list[str], num_targets: int,
+                        path: str | Path | None = None) -> tuple[FileImages, list[int]]:
+    """The trainer's auxiliary images from an accepted.csv (`path`, default `cfg.aux_images`), checked against the config.
+
+    The run's recipe names the thresholds it trained on (`filter.*`), so the accepted set must have been
+    saved with those same thresholds, and for the same dataset; otherwise a UserError says what to pass.
+    """
+    path = Path(path or cfg.aux_images)
+    if not path.is_file():
+        raise UserError(f"{path}: no accepted set; run `python -m ltkit crawl` and `python -m ltkit filter` "
+                        "with the same config first")
+    prov_path = path.parent / FILTER_JSON
+    if not prov_path.is_file():
+        raise UserError(f"{prov_path}: no provenance beside the accepted set (run `python -m ltkit filter`)")
+    prov = json.loads(prov_path.read_text())
+    if prov.get("dataset") not in (None, cfg.dataset):
+        raise UserError(f"{path}: an accepted set of dataset {prov['dataset']!r}, but the config trains {cfg.dataset!r}")
+    saved = prov["settings"]
+    diff = [k for k in DECISION_FIELDS if hasattr(cfg.filter, k)
+            and _plain(getattr(cfg.filter, k)) != _plain(saved.get(k))]
+    if diff:
+        fix = " ".join(f"filter.{k}={_plain(saved.get(k))}" for k in diff)
+        raise UserError(f"{path} was saved with other filter settings than the config's ({', '.join(diff)}); "
+                        f"train with {fix} (ltkit.curate.filter.training_overrides gives them)")
+    images, found = load_accepted(path, names, num_targets)
+    if not found:
+        raise UserError(f"{path}: none of the run's {len(names)} auxiliary classes has an accepted image")
+    return images, found
+
+
+def _plain(v):
+    return list(v) if isinstance(v, tuple) else v
