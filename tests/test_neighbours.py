@@ -230,10 +230,12 @@ def test_openai_good_answer_cache_and_no_key_anywhere(tmp_path, caplog, capsys):
     with FakeLLM("good", answers={"tabby cat": "persian cat, sports car, siamese cat"}) as srv:
         backend = llm(srv)
         res = nb.search_neighbours(backend, classes, counts, tmp_path, k=3, ratio="0:1:1", price_per_1k=(1.0, 2.0))
-        body = srv.requests[0]["body"]
-        assert srv.requests[0]["authorization"] == f"Bearer {KEY}"  # it is sent, but only there
+        # the two classes are asked concurrently: find tabby cat's request by its prompt, not by arrival order
+        asked = {r["body"]["messages"][0]["content"]: r for r in srv.requests}
+        request = asked[nb.build_prompt(nb.PAPER_TEMPLATE, "tabby cat", 3)]
+        body = request["body"]
+        assert request["authorization"] == f"Bearer {KEY}"  # it is sent, but only there
         assert body["temperature"] == 0 and body["seed"] == 0 and body["model"] == "fake-model"
-        assert body["messages"][0]["content"] == nb.build_prompt(nb.PAPER_TEMPLATE, "tabby cat", 3)
         assert len(srv.requests) == 2  # head class "sports car" has budget 0 under 0:1:1
         s = res.summary()
         assert s["requests"] == 2 and s["tokens"] == 120 and res.tally.cost == pytest.approx((100 + 2 * 20) / 1000)
