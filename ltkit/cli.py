@@ -6,12 +6,9 @@ stderr and exit status 2; `--debug` shows the traceback instead. Progress and no
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
 import importlib
 import logging
 import sys
-from typing import Iterator
 
 from ltkit.errors import UserError
 
@@ -54,21 +51,10 @@ def setup_logging(debug: bool = False) -> None:
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
         log.addHandler(handler)
         log.propagate = False
+    for handler in log.handlers:  # called again in one process (tests, a notebook): today's stderr, not a closed one
+        if type(handler) is logging.StreamHandler:
+            handler.stream = sys.stderr  # not setStream: it would flush the old stream, which may be closed
     log.setLevel(logging.DEBUG if debug else logging.INFO)
-
-
-@contextlib.contextmanager
-def argument_errors_raise() -> Iterator[None]:
-    """Every stage's argparse mistakes (bad option, bad choice) become UserError, so they end as one line too."""
-    def error(parser: argparse.ArgumentParser, message: str):
-        raise UserError(f"{parser.prog}: {message} (see --help)")
-
-    saved = argparse.ArgumentParser.error
-    argparse.ArgumentParser.error = error
-    try:
-        yield
-    finally:
-        argparse.ArgumentParser.error = saved
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(debug)
     try:
         module = importlib.import_module(STAGES[argv[0]][0])
-        with argument_errors_raise():
-            return int(module.main(argv[1:]) or 0)
+        return int(module.main(argv[1:]) or 0)
     except USER_ERRORS as e:
         if debug:
             raise

@@ -11,7 +11,6 @@ without training anything twice. The 3-seed tables of docs/results.md come from 
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import multiprocessing
 import os
@@ -22,6 +21,7 @@ from ltkit import notebooks, report, viz
 from ltkit.artifacts.accepted import training_overrides
 from ltkit.artifacts.layout import FILTER_JSON
 from ltkit.config import load_config
+from ltkit.errors import ArgumentParser
 from ltkit.io import read_json, write_json
 from ltkit.paths import from_root, repo_root
 from ltkit.pipeline import ensure_inputs
@@ -156,7 +156,7 @@ def _world_figures(world, preset: str, figs: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     """Generate the world, draw its figures, train the runs, execute the notebooks headless, write a summary."""
     root = repo_root()
-    p = argparse.ArgumentParser(prog="python -m ltkit demo", description=main.__doc__)
+    p = ArgumentParser(prog="python -m ltkit demo", description=main.__doc__)
     p.add_argument("--preset", default="builtin", choices=sorted(PRESETS))
     p.add_argument("--figures", default=str(root / "figures"), help="where figures, README.md and summary.json go")
     p.add_argument("--executed", default=str(root / "build" / "notebooks"), help="executed notebook copies")

@@ -5,6 +5,8 @@ message as one `error: ...` line on stderr and exits with status 2 (the tracebac
 """
 from __future__ import annotations
 
+import argparse
+
 
 class UserError(Exception):
     """A mistake the user can fix; the message says what and where."""
@@ -12,3 +14,14 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """A config file or override that does not fit `ltkit.config.Config`; names the key and the file."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for every stage's command line: a bad option or choice is a user error like any other.
+
+    `python -m ltkit` prints it as one `error: ...` line and exits with 2 (argparse's own `error` would
+    print usage and exit from inside the stage, which callers of `main(argv)` cannot catch as a result).
+    """
+
+    def error(self, message: str):
+        raise UserError(f"{self.prog}: {message} (see --help)")

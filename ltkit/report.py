@@ -9,7 +9,6 @@ with every classifier at once (direct and cRT), so a table costs one training pe
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -22,7 +21,7 @@ import numpy as np
 from ltkit import evaluate
 from ltkit.config import parse_value, split_overrides
 from ltkit.config import Config, load_config, recipe
-from ltkit.errors import ConfigError, UserError
+from ltkit.errors import ArgumentParser, ConfigError, UserError
 from ltkit.io import atomic_write_text, write_json
 from ltkit.pipeline import ensure_inputs
 from ltkit.train import Trainer, val_split
@@ -234,7 +233,7 @@ def ablation_tables(base: Config, grid: dict[str, list], seeds: list[int]) -> st
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m ltkit compare`: Tab. 2 and Tab. 6 on a preset, mean ± std over seeds, as markdown."""
-    p = argparse.ArgumentParser(prog="python -m ltkit compare", description=main.__doc__)
+    p = ArgumentParser(prog="python -m ltkit compare", description=main.__doc__)
     p.add_argument("--config", default="configs/builtin.yaml")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--out", help="markdown file to write (default: print only)")

@@ -10,7 +10,6 @@ same global batches as one, and evaluates its share of the val/test images. The 
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import logging
@@ -36,7 +35,7 @@ from ltkit.auxiliary import build_aux
 from ltkit.config import Config, check_same_recipe, config_yaml, load_config, split_overrides
 from ltkit.data import TransformedSet
 from ltkit.data.datasets import build_target_data
-from ltkit.errors import ConfigError, UserError
+from ltkit.errors import ArgumentParser, ConfigError, UserError
 from ltkit.io import append_jsonl, atomic_save, atomic_write_text
 from ltkit.loader import Normalize, build_loader, split_normalize
 from ltkit.losses import build_loss
@@ -391,7 +390,7 @@ def train(cfg: Config) -> dict | None:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m ltkit train --config configs/builtin.yaml [key=value | section.key=value ...]`."""
-    p = argparse.ArgumentParser(prog="python -m ltkit train", description=main.__doc__)
+    p = ArgumentParser(prog="python -m ltkit train", description=main.__doc__)
     p.add_argument("--config", help="YAML preset (configs/*.yaml)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. loss=nsce aux=neighbours epochs=5")
     options, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ltkit.data import profile_counts, shot_groups
+from ltkit.errors import ArgumentParser
 from ltkit.paths import cache_root
 from ltkit.render import COLOURS, jitter_copy, render, render_junk
 from ltkit.data.taxonomy import Taxonomy
@@ -302,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import time
 
-    p = argparse.ArgumentParser(prog="python -m ltkit world", description=main.__doc__)
+    p = ArgumentParser(prog="python -m ltkit world", description=main.__doc__)
     p.add_argument("--preset", default="builtin", choices=sorted(PRESETS))
     p.add_argument("--seed", type=int, help="override the preset's seed")
     p.add_argument("--image-size", type=int, choices=(32, 64), help="override the image size")

@@ -1,4 +1,9 @@
-"""`python -m ltkit STAGE` as real subprocesses: a user mistake in any stage is one `error:` line and exit 2."""
+"""`python -m ltkit STAGE`: a user mistake in any stage is one `error:` line and exit 2, a bug a traceback.
+
+Every stage is called in-process through `ltkit.cli.main` (what `python -m ltkit` runs); one test crosses the
+real process boundary.
+"""
+import importlib
 import os
 import subprocess
 import sys
@@ -6,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from ltkit import cli
 from ltkit.cli import STAGES, error_line
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,16 +33,10 @@ MISTAKES = {
 }
 
 
-@pytest.fixture(scope="module")
-def runs(world_cache, tmp_path_factory):
-    """Every command at once (each pays the import of torch), from a folder outside the repository."""
-    env = {**os.environ, "LTKIT_CACHE": str(world_cache), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "MPLBACKEND": "Agg"}
-    cwd = tmp_path_factory.mktemp("cwd")
-    procs = {k: subprocess.Popen([sys.executable, "-m", "ltkit", *args], env=env, cwd=cwd, text=True,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for k, args in MISTAKES.items() if args[0] in STAGES}
-    return {k: (p.wait(timeout=300), *p.communicate()) for k, p in procs.items()}
+def _run(args: list[str], capsys) -> tuple[int, str]:
+    """`python -m ltkit ARGS` in this process (every stage's `main(argv)`): exit status and stderr."""
+    rc = cli.main(args)
+    return rc, capsys.readouterr().err
 
 
 def test_every_stage_has_a_mistake_case():
@@ -44,19 +44,42 @@ def test_every_stage_has_a_mistake_case():
 
 
 @pytest.mark.parametrize("case", [k for k, args in MISTAKES.items() if k != "debug" and args[0] in STAGES])
-def test_user_mistake_is_one_error_line_and_status_2(runs, case):
-    rc, out, err = runs[case]
+def test_user_mistake_is_one_error_line_and_status_2(world_cache, tmp_path, monkeypatch, capsys, case):
+    monkeypatch.chdir(tmp_path)  # from a folder outside the repository
+    if MISTAKES[case][:2] == ["compare", "--config"] or MISTAKES[case][1:2] == ["--config"]:
+        monkeypatch.chdir(ROOT)  # the preset path is relative to the repository
+    rc, err = _run(MISTAKES[case], capsys)
     lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("ltkit.")]  # log lines are fine
     assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: "), (rc, err[-2000:])
-    assert "Traceback" not in err
     expect = {"world": "/dev/null/cache", "demo": "/dev/null/figures", "bad key": "'neighbours.backnd'",
               "bad option": "invalid choice: 'nope'"}
     assert expect.get(case, "/nonexistent") in lines[0]
 
 
-def test_debug_shows_the_traceback(runs):
-    rc, out, err = runs["debug"]
-    assert rc != 0 and "Traceback" in err and "FileNotFoundError" in err
+def test_debug_raises_the_error_itself(world_cache, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="/nonexistent"):
+        cli.main(MISTAKES["debug"])
+
+
+def test_a_bug_is_a_traceback_not_an_error_line(monkeypatch, capsys):
+    """Only what a user can fix becomes one line: an error from a bug keeps its traceback."""
+    def broken(argv):
+        raise ZeroDivisionError("a bug")
+    monkeypatch.setattr(importlib.import_module(STAGES["world"][0]), "main", broken)
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["world"])
+
+
+def test_the_real_command_line(world_cache, tmp_path):
+    """`python -m ltkit` in a real process: one user mistake and one --debug (the process boundary itself)."""
+    env = {**os.environ, "LTKIT_CACHE": str(world_cache), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "MPLBACKEND": "Agg"}
+    procs = {k: subprocess.Popen([sys.executable, "-m", "ltkit", *MISTAKES[k]], env=env, cwd=ROOT, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) for k in ("bad key", "debug")}
+    (rc, _, err), (drc, _, derr) = [(p.wait(timeout=300), *p.communicate()) for p in procs.values()]
+    assert rc == 2 and "Traceback" not in err and err.strip().splitlines()[-1].startswith("error: ")
+    assert drc != 0 and "Traceback" in derr and "FileNotFoundError" in derr
 
 
 def test_error_line_is_one_line():

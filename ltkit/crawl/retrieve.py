@@ -29,7 +29,7 @@ from ltkit.crawl.image_search import DDGSEngine, Engine, PoolEngine, SearchCache
 from ltkit.crawl.pool_server import PoolServer
 from ltkit.crawl.store import clean_partial
 from ltkit.data import datasets
-from ltkit.errors import UserError
+from ltkit.errors import ArgumentParser, UserError
 
 log = logging.getLogger(__name__)
 SEARCH_CACHE = "search_cache.jsonl"
@@ -179,7 +179,7 @@ def check_crawl_config(c):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ltkit crawl", description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(prog="python -m ltkit crawl", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])
     p.add_argument("--config", help="YAML preset (configs/*.yaml); default: the built-in world")
     p.add_argument("--out", help="crawl folder (sets crawl.out_dir)")

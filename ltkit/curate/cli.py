@@ -21,7 +21,7 @@ from ltkit.config import FilterConfig, load_config, split_overrides
 from ltkit.curate import filter as flt
 from ltkit.curate import quality as q
 from ltkit.data.datasets import build_target_data
-from ltkit.errors import UserError
+from ltkit.errors import ArgumentParser, UserError
 from ltkit.viz import save_figure
 from ltkit.viz.catalogue import record
 
@@ -68,7 +68,7 @@ def run(cfg, crawl: str | Path | None = None, quality: bool = False, sweep: str 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and filter (`python -m ltkit` turns user errors into one `error:` line, exit 2)."""
-    p = argparse.ArgumentParser(prog="python -m ltkit filter", description=__doc__,
+    p = ArgumentParser(prog="python -m ltkit filter", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML preset (configs/*.yaml); default: the built-in world")
     p.add_argument("--crawl", help="crawl folder with manifest.jsonl (default: the config's crawl folder)")

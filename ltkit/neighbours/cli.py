@@ -11,7 +11,6 @@ sampler applies; it goes to `neighbour_dir(cfg)`, where training looks for it.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ from ltkit.artifacts.neighbour_map import read_classes
 from ltkit.config import Config, load_config, split_overrides
 from ltkit.data import datasets
 from ltkit.data.taxonomy import Taxonomy
-from ltkit.errors import UserError
+from ltkit.errors import ArgumentParser, UserError
 from ltkit.neighbours.backends import Backend, ManualBackend, OpenAIBackend, TaxonomyBackend
 from ltkit.neighbours.prompt import PAPER_TEMPLATE
 from ltkit.neighbours.random_categories import RandomBackend, read_vocabulary
@@ -85,7 +84,7 @@ def search_config(cfg: Config, class_names: Sequence[str] | None = None, train_c
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m ltkit neighbours [--config PRESET] [key=value | neighbours.key=value ...]`."""
-    p = argparse.ArgumentParser(prog="python -m ltkit neighbours", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m ltkit neighbours", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", help="YAML preset (configs/*.yaml); default: the built-in world")
     p.add_argument("--out", help="output folder (sets neighbours.out_dir)")
     p.add_argument("--show", type=int, default=10, help="rows of the kept-names table to print")

@@ -8,7 +8,6 @@ pool-pretrained encoder, "hf" the timm weights from the Hugging Face cache, a pa
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import time
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from ltkit.config import load_config
-from ltkit.errors import UserError
+from ltkit.errors import ArgumentParser, UserError
 from ltkit.features import extract_features, weights_hash
 from ltkit.io import atomic_write_text
 from ltkit.models import create_model, transforms
@@ -146,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     User errors raise; `python -m ltkit pilot` prints them as one `error:` line and exits with 2.
     """
-    ap = argparse.ArgumentParser(prog="python -m ltkit pilot", description=main.__doc__)
+    ap = ArgumentParser(prog="python -m ltkit pilot", description=main.__doc__)
     ap.add_argument("--config", help="YAML preset, e.g. configs/builtin.yaml (default: the built-in defaults)")
     ap.add_argument("--cell", type=int, help="run only cell I of the grid (0-based; see --list)")
     ap.add_argument("--list", action="store_true", help="print the grid's cells and exit")
