@@ -25,6 +25,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, is_model_in
 from ltkit import cifar_resnet  # noqa: F401  (registers resnet20/32/44/56_cifar in timm)
 from ltkit.augment import pad_crop_transform
 from ltkit.backbone import StemStagesNet
+from ltkit.errors import UserError
 from ltkit.io import atomic_save, atomic_write_bytes
 
 # explicit: timm's register_model appends each registered model function to this list
@@ -168,11 +169,12 @@ def _hub_error(name: str, err: Exception) -> RuntimeError:
 
 
 def create_model(name: str, num_classes: int, img_size: int = 32, pretrained: bool | str | os.PathLike | None = None,
-                 world=None, **timm_kwargs) -> nn.Module:
+                 **timm_kwargs) -> nn.Module:
     """A timm backbone by name with a linear head over `num_classes` (L + K) outputs.
 
     pretrained: None/False scratch; True the timm weights from the Hugging Face cache; a path a local
-    weights file (.safetensors or a torch file); "pool" the pool-pretrained encoder of `world`.
+    weights file (.safetensors or a torch file). It only builds: "pool" (weights that must be trained
+    first) is resolved to a file by `ltkit.pretrain.resolve_pretrained` before this is called.
     ViTs get `img_size` and, for small images, a patch size giving an 8x8 grid (unless `patch_size`
     is passed); every model's data config reports `img_size` (timm keeps the weights' own).
     """
@@ -186,11 +188,8 @@ def create_model(name: str, num_classes: int, img_size: int = 32, pretrained: bo
         if img_size <= 64:
             kwargs.setdefault("patch_size", max(1, img_size // 8))
     if isinstance(pretrained, str) and pretrained == "pool":
-        if world is None:
-            raise ValueError("pretrained='pool' needs the world whose pool trains the encoder: pass world=...")
-        from ltkit.pretrain import pool_pretrained  # here, not at the top: pretrain builds its model with create_model
-
-        pretrained = pool_pretrained(world, model_name=name)
+        raise UserError("pretrained='pool' names weights that are trained first: resolve it to their file with "
+                        "ltkit.pretrain.resolve_pretrained(spec, world, model_name) before create_model")
     if pretrained is None or pretrained is False:
         return timm.create_model(name, pretrained=False, pretrained_cfg_overlay=overlay, **kwargs)
     if pretrained is True:

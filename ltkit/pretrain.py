@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ltkit.errors import UserError
 from ltkit.io import write_json
 from ltkit.models import DEFAULT_WORLD_MODEL, create_model, data_config, is_vit, save_weights
 from ltkit.paths import cache_root
@@ -173,6 +174,15 @@ def pool_pretrained(world, model_name: str = DEFAULT_WORLD_MODEL, epochs: int = 
     write_json(path.with_suffix(".json"), meta)
     log.info("pool encoder %s trained in %.1f s", path.name, meta["seconds"])
     return path
+
+
+def resolve_pretrained(spec, world, model_name: str):
+    """A `pretrained` setting as `create_model` takes it: "pool" becomes the pool encoder's file (trained once)."""
+    if not (isinstance(spec, str) and spec == "pool"):
+        return spec
+    if world is None:
+        raise UserError("pretrained=pool needs the built-in world whose pool trains the encoder (dataset=builtin...)")
+    return pool_pretrained(world, model_name=model_name)
 
 
 def load_encoder(world, model_name: str = DEFAULT_WORLD_MODEL, **settings) -> nn.Module:

@@ -104,8 +104,8 @@ def build_model(cfg: Config, num_classes: int, world: World | None, rank: int = 
         dist.barrier()
     extra = {"drop_path_rate": cfg.drop_path} if cfg.drop_path else {}
     try:
-        model = models.create_model(cfg.model, num_classes, img_size=cfg.img_size, pretrained=pretrained, world=world,
-                                    **extra)
+        model = models.create_model(cfg.model, num_classes, img_size=cfg.img_size,
+                                    pretrained=pretrain.resolve_pretrained(pretrained, world, cfg.model), **extra)
     except TypeError as e:
         if extra and "drop_path_rate" in str(e):
             raise ConfigError(f"drop_path={cfg.drop_path}: model {cfg.model!r} has no drop path (stochastic depth);"

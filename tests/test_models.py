@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from ltkit.data import world_data
+from ltkit.errors import UserError
 from ltkit.features import (cached_features, cosine_to, extract_features, extract_features_cached,
                             feature_cache_path, nearest_prototype_accuracy, patch_features, prototypes)
 from ltkit.models import DEFAULT_WORLD_MODEL, WORLD_VIT, create_model, data_config, save_weights, transforms
-from ltkit.pretrain import encoder_path, load_encoder, pool_pretrained
+from ltkit.pretrain import encoder_path, load_encoder, pool_pretrained, resolve_pretrained
 
 VIT_B = ["vit_base_patch16_224", "vit_base_patch16_clip_224.openai", "vit_base_patch14_dinov2.lvd142m"]
 
@@ -87,8 +88,10 @@ def test_missing_file_and_offline_hub_give_clear_errors(tmp_path, monkeypatch):
     assert "pretrained='/path/to/model.safetensors'" in str(err.value)
     with pytest.raises(RuntimeError, match="pool"):
         create_model(DEFAULT_WORLD_MODEL, 3, pretrained=True)  # no hub weights exist for the world's models
-    with pytest.raises(ValueError, match="world"):
+    with pytest.raises(UserError, match="resolve_pretrained"):  # create_model only builds; it never trains
         create_model(DEFAULT_WORLD_MODEL, 3, pretrained="pool")
+    with pytest.raises(UserError, match="world"):
+        resolve_pretrained("pool", None, DEFAULT_WORLD_MODEL)
 
 
 def test_transforms_for_32px():
@@ -143,7 +146,7 @@ def test_pool_encoder_caches_and_beats_random_init(tiny_world, monkeypatch):
     import ltkit.pretrain
 
     monkeypatch.setattr(ltkit.pretrain, "pool_pretrained", lambda world, model_name: path)
-    m = create_model(DEFAULT_WORLD_MODEL, n, pretrained="pool", world=tiny_world).eval()
+    m = create_model(DEFAULT_WORLD_MODEL, n, pretrained=resolve_pretrained("pool", tiny_world, DEFAULT_WORLD_MODEL)).eval()
     assert m.get_classifier().out_features == n
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():

@@ -21,6 +21,7 @@ from ltkit.errors import ArgumentParser, UserError
 from ltkit.features import extract_features, weights_hash
 from ltkit.io import atomic_write_text
 from ltkit.models import create_model, transforms
+from ltkit.pretrain import resolve_pretrained
 from ltkit.paths import cache_root, from_root
 from ltkit.pilot.draw import grid_level
 from ltkit.pilot.grid import (RESULTS_VERSION, Cell, collect, gap_figure, grid_cells, markdown_table, recipe_hash,
@@ -74,7 +75,8 @@ def build_encoder(cfg, world=None) -> Encoder:
         raise UserError("pilot.pretrained=pool needs a world pool (pilot.pool=builtin, ...)")
     with torch.random.fork_rng(devices=[]):  # a scratch encoder is the same for every process
         torch.manual_seed(cfg.seed)
-        model = create_model(name, 0, img_size=cfg.pilot.img_size or cfg.img_size, pretrained=weights, world=world).eval()
+        model = create_model(name, 0, img_size=cfg.pilot.img_size or cfg.img_size,
+                             pretrained=resolve_pretrained(weights, world, name)).eval()
     transform = transforms(model, train=False)
     return Encoder(model, transform, weights_hash(model) + hashlib.sha256(repr(transform).encode()).hexdigest()[:6])
 
