@@ -30,7 +30,7 @@ USER_ERRORS = (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryErr
 
 def usage() -> str:
     """The list of stages."""
-    lines = ["usage: python -m ltkit [--debug] STAGE [args...]", "", "stages:"]
+    lines = ["usage: ltkit [--debug] STAGE [args...]    (the same as python -m ltkit ...)", "", "stages:"]
     return "\n".join(lines + [f"  {name:<12} {text}" for name, (_, text) in STAGES.items()])
 
 

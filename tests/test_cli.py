@@ -85,3 +85,12 @@ def test_the_real_command_line(world_cache, tmp_path):
 def test_error_line_is_one_line():
     assert error_line(ValueError("a\nb")) == "error: a b"
     assert error_line(NotADirectoryError(20, "Not a directory", "/x/y")) == "error: Not a directory: /x/y"
+
+
+def test_ltkit_console_command_is_installed_and_dispatches():
+    """`ltkit STAGE` (the installed console script) is `python -m ltkit STAGE`."""
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "ltkit"]
+    assert script.load() is cli.main
+    assert script.load()(["--help"]) == 0
