@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from ltkit.data import shot_groups
+from ltkit.errors import UserError
 
 GROUPS = ("many", "medium", "few")
 
@@ -23,7 +24,7 @@ def default_ratio(train_counts: Sequence[int], many: int = 100, few: int = 20) -
     c, g = np.asarray(train_counts), shot_groups(train_counts, many, few)
     n = {k: int(c[g == k].sum()) for k in GROUPS}
     if n["many"] == 0:
-        raise ValueError("the default head:medium:tail ratio needs at least one Many-shot class; pass ratio=")
+        raise UserError("the default head:medium:tail ratio needs at least one Many-shot class; pass ratio=")
     mid = math.ceil(n["many"] / n["medium"]) if n["medium"] else 0
     tail = math.ceil(n["many"] / n["few"]) if n["few"] else 0
     return (1.0, float(mid), float(tail))
@@ -35,9 +36,9 @@ def parse_ratio(ratio: str | Sequence[float]) -> tuple[float, float, float]:
     try:
         r = tuple(float(p) for p in parts)
     except (TypeError, ValueError):
-        raise ValueError(f"ratio {ratio!r}: expected three numbers like '1:1:3'") from None
+        raise UserError(f"ratio {ratio!r}: expected three numbers like '1:1:3'") from None
     if len(r) != 3 or not all(math.isfinite(x) for x in r) or min(r) < 0 or max(r) == 0:
-        raise ValueError(f"ratio {ratio!r}: expected three non-negative numbers, not all zero, like '1:1:3'")
+        raise UserError(f"ratio {ratio!r}: expected three non-negative numbers, not all zero, like '1:1:3'")
     return r  # type: ignore[return-value]
 
 

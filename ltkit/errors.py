@@ -8,11 +8,15 @@ from __future__ import annotations
 import argparse
 
 
-class UserError(Exception):
-    """A mistake the user can fix; the message says what and where."""
+class UserError(ValueError):
+    """A mistake the user can fix (a setting, a path, a file's contents); the message says what and where.
+
+    A ValueError, since it is one: a value the user gave is wrong. Other ValueErrors are bugs and keep
+    their traceback.
+    """
 
 
-class ConfigError(UserError, ValueError):
+class ConfigError(UserError):
     """A config file or override that does not fit `ltkit.config.Config`; names the key and the file."""
 
 

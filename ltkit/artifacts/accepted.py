@@ -43,11 +43,11 @@ def load_accepted(path: str | Path, names: list[str], num_targets: int) -> tuple
     with open(path, newline="", encoding="utf-8") as f:
         lines = list(csv.reader(f))
     if not lines or tuple(lines[0]) != ACCEPTED_COLUMNS:
-        raise ValueError(f"{path}: line 1: expected header {','.join(ACCEPTED_COLUMNS)}")
+        raise UserError(f"{path}: line 1: expected header {','.join(ACCEPTED_COLUMNS)}")
     by_key: dict[str, list[str]] = {}
     for n, row in enumerate(lines[1:], 2):
         if len(row) != len(ACCEPTED_COLUMNS):
-            raise ValueError(f"{path}: line {n}: expected {len(ACCEPTED_COLUMNS)} fields, got {len(row)}")
+            raise UserError(f"{path}: line {n}: expected {len(ACCEPTED_COLUMNS)} fields, got {len(row)}")
         by_key.setdefault(name_key(row[2]), []).append(row[0])
     found = [k for k, n in enumerate(names) if by_key.get(name_key(n))]
     paths, labels = [], []

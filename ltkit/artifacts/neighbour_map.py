@@ -16,6 +16,7 @@ import numpy as np
 
 from ltkit.artifacts.layout import LLM_CACHE, NEIGHBOUR_MAP
 from ltkit.data.classnames import check_target_names
+from ltkit.errors import UserError
 from ltkit.io import atomic_write_text
 from ltkit.words import name_key
 
@@ -71,7 +72,7 @@ def _field_int(path: Path, lineno: int, field: str, text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"{path}: line {lineno}: field {field}: not an integer: {text!r}") from None
+        raise UserError(f"{path}: line {lineno}: field {field}: not an integer: {text!r}") from None
 
 
 def load_neighbour_map(path: str | os.PathLike, num_targets: int,
@@ -84,13 +85,13 @@ def load_neighbour_map(path: str | os.PathLike, num_targets: int,
     """
     path = Path(path)
     if class_names is not None and len(class_names) != num_targets:
-        raise ValueError(f"{len(class_names)} class names for num_targets={num_targets}")
+        raise UserError(f"{len(class_names)} class names for num_targets={num_targets}")
     if not path.exists():
         raise FileNotFoundError(f"{path}: no neighbour map (run `python -m ltkit neighbours --out {path.parent}`)")
     with open(path, newline="", encoding="utf-8") as f:
         lines = list(csv.reader(f))
     if not lines or tuple(h.strip() for h in lines[0]) != CSV_COLUMNS:
-        raise ValueError(f"{path}: line 1: expected header {','.join(CSV_COLUMNS)}, got {lines[:1]}")
+        raise UserError(f"{path}: line 1: expected header {','.join(CSV_COLUMNS)}, got {lines[:1]}")
     kept: dict[int, tuple[str, int]] = {}
     seen: dict[str, int] = {}
     target_name: dict[int, str] = {}
@@ -98,7 +99,7 @@ def load_neighbour_map(path: str | os.PathLike, num_targets: int,
         if not row:
             continue
         if len(row) != len(CSV_COLUMNS):
-            raise ValueError(f"{path}: line {n}: expected {len(CSV_COLUMNS)} fields, got {len(row)}")
+            raise UserError(f"{path}: line {n}: expected {len(CSV_COLUMNS)} fields, got {len(row)}")
         r = dict(zip(CSV_COLUMNS, row))
         t, name, err = _field_int(path, n, "target_id", r["target_id"]), r["aux_name"].strip(), ""
         if class_names is not None and 0 <= t < num_targets:
@@ -121,11 +122,11 @@ def load_neighbour_map(path: str | os.PathLike, num_targets: int,
         else:
             seen[name_key(name)], kept[a] = n, (name, t)
         if err:
-            raise ValueError(f"{path}: line {n}: field {err}")
+            raise UserError(f"{path}: line {n}: field {err}")
     ids = sorted(kept)
     if ids != list(range(num_targets, num_targets + len(ids))):
         missing = sorted(set(range(num_targets, num_targets + len(ids))) - set(ids))
-        raise ValueError(f"{path}: aux_id must be exactly {num_targets}..{num_targets + len(ids) - 1}; "
+        raise UserError(f"{path}: aux_id must be exactly {num_targets}..{num_targets + len(ids) - 1}; "
                          f"missing {missing[:5]}")
     return NeighbourMap([kept[a][0] for a in ids], np.array([kept[a][1] for a in ids], dtype=np.int64), num_targets)
 
@@ -146,8 +147,8 @@ def read_classes(path: str | os.PathLike) -> tuple[list[str], list[int] | None]:
             name = line
         names.append(name.strip())
     if counts and len(counts) != len(names):
-        raise ValueError(f"{path}: either every line or none has ',train_count'")
+        raise UserError(f"{path}: either every line or none has ',train_count'")
     if not names:
-        raise ValueError(f"{path}: no class names")
+        raise UserError(f"{path}: no class names")
     return names, counts or None
 

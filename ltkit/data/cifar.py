@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ltkit.data import ArrayImages, FileImages, ImageSet, LTData, make_long_tailed
+from ltkit.errors import UserError
 from ltkit.paths import cache_root
 from ltkit.data.readers import decode_names, load_cifar100, load_image_folders, unpickle
 
@@ -36,7 +37,7 @@ TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 def _which(name: str) -> tuple[str, str, str, int]:
     if name not in SETS:
-        raise ValueError(f"unknown CIFAR set {name!r}; expected one of {sorted(SETS)}")
+        raise UserError(f"unknown CIFAR set {name!r}; expected one of {sorted(SETS)}")
     return SETS[name]
 
 
@@ -66,7 +67,7 @@ def extract_tarball(path: str | os.PathLike, cache: str | os.PathLike | None = N
         if not dest.is_dir():
             raise
     except tarfile.TarError as e:
-        raise ValueError(f"{path}: not a readable tar archive ({e})") from None
+        raise UserError(f"{path}: not a readable tar archive ({e})") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
@@ -85,12 +86,12 @@ def _cifar10_batches(folder: Path, files: list[str], num_classes: int) -> ArrayI
     for name in files:
         d = unpickle(folder / name, "CIFAR-10")
         if "data" not in d or "labels" not in d:
-            raise ValueError(f"{folder / name}: missing field 'data' or 'labels'")
+            raise UserError(f"{folder / name}: missing field 'data' or 'labels'")
         x, y = np.asarray(d["data"], dtype=np.uint8), np.asarray(d["labels"], dtype=np.int64)
         if x.ndim != 2 or x.shape[1] != 3072 or len(x) != len(y):
-            raise ValueError(f"{folder / name}: 'data' has shape {x.shape} for {len(y)} labels, expected (N, 3072)")
+            raise UserError(f"{folder / name}: 'data' has shape {x.shape} for {len(y)} labels, expected (N, 3072)")
         if len(y) and (y.min() < 0 or y.max() >= num_classes):
-            raise ValueError(f"{folder / name}: label {y[(y < 0) | (y >= num_classes)][0]} outside 0..{num_classes - 1}")
+            raise UserError(f"{folder / name}: label {y[(y < 0) | (y >= num_classes)][0]} outside 0..{num_classes - 1}")
         xs.append(x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         ys.append(y)
     return ArrayImages(np.concatenate(xs), np.concatenate(ys))
@@ -101,7 +102,7 @@ def load_cifar10_pickles(folder: str | os.PathLike) -> LTData:
     folder = Path(folder)
     names = unpickle(folder / "batches.meta", "CIFAR-10").get("label_names")
     if not names:
-        raise ValueError(f"{folder / 'batches.meta'}: missing 'label_names'")
+        raise UserError(f"{folder / 'batches.meta'}: missing 'label_names'")
     names = decode_names(names)
     train = _cifar10_batches(folder, [f"data_batch_{i}" for i in range(1, 6)], len(names))
     test = _cifar10_batches(folder, ["test_batch"], len(names))
@@ -114,7 +115,7 @@ def load_cifar(name: str, root: str | os.PathLike, download: bool = False) -> LT
     root = Path(root)
     if root.is_file():
         if not root.name.endswith(TARBALL_SUFFIXES):
-            raise ValueError(f"{root}: expected a folder or a {'/'.join(TARBALL_SUFFIXES)} archive")
+            raise UserError(f"{root}: expected a folder or a {'/'.join(TARBALL_SUFFIXES)} archive")
         root = extract_tarball(root)
     if (root / pickles).is_dir():
         return load_cifar10_pickles(root / pickles) if name == "cifar10" else load_cifar100(root)

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
+from ltkit.errors import UserError
 from ltkit.words import name_key
 
 _WNID = re.compile(r"^n\d{8}\s+(.+)$")
@@ -46,7 +47,7 @@ def read_class_names(path: str | os.PathLike, num_classes: int | None = None) ->
             continue
         if (m := _PLACES.match(line)) is not None:
             if int(m.group(2)) != len(names):
-                raise ValueError(f"{path}: line {n}: index {m.group(2)} but this is class {len(names)}")
+                raise UserError(f"{path}: line {n}: index {m.group(2)} but this is class {len(names)}")
             name = _places_name(m.group(1))
         elif (m := _WNID.match(line)) is not None:
             name = m.group(1).strip()
@@ -54,13 +55,13 @@ def read_class_names(path: str | os.PathLike, num_classes: int | None = None) ->
             name = line
         key = name_key(name)
         if key in seen:
-            raise ValueError(f"{path}: line {n}: class name {name!r} repeats line {seen[key]}")
+            raise UserError(f"{path}: line {n}: class name {name!r} repeats line {seen[key]}")
         seen[key] = n
         names.append(name)
     if not names:
-        raise ValueError(f"{path}: no class names")
+        raise UserError(f"{path}: no class names")
     if num_classes is not None and len(names) != num_classes:
-        raise ValueError(f"{path}: {len(names)} class names, but the dataset has {num_classes} classes")
+        raise UserError(f"{path}: {len(names)} class names, but the dataset has {num_classes} classes")
     return names
 
 
@@ -90,5 +91,5 @@ def check_target_names(rows: Sequence[tuple[int, int, str]], class_names: Sequen
         if not same_class(name, class_names[t]):
             hint = (" (the dataset has no class names: put a class-name file next to its split files, see"
                     " ltkit.data.classnames)" if numeric else "; the map was written for another class list or order")
-            raise ValueError(f"{where}: line {line}: field target_name: {name!r} is not class {t} of the dataset,"
+            raise UserError(f"{where}: line {line}: field target_name: {name!r} is not class {t} of the dataset,"
                              f" {class_names[t]!r}{hint}")

@@ -5,6 +5,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ltkit.errors import UserError
+
 
 # ---------------------------------------------------------------------------------------------
 # imbalance profiles
@@ -13,7 +15,7 @@ import numpy as np
 def exp_profile(num_classes: int, head: int, imbalance: float) -> np.ndarray:
     """CIFAR-LT counts: head * imbalance^(-i / (L-1)), so the tail class gets head / imbalance."""
     if num_classes < 1 or head < 1 or imbalance < 1:
-        raise ValueError("exp_profile needs num_classes >= 1, head >= 1, imbalance >= 1")
+        raise UserError("exp_profile needs num_classes >= 1, head >= 1, imbalance >= 1")
     if num_classes == 1:
         return np.array([head])
     i = np.arange(num_classes)
@@ -34,7 +36,7 @@ def pareto_profile(num_classes: int, head: int, imbalance: float, alpha: float =
     if num_classes < 2:
         return exp_profile(num_classes, head, imbalance)
     if head < 1 or imbalance < 1 or alpha <= 0:
-        raise ValueError("pareto_profile needs head >= 1, imbalance >= 1, alpha > 0")
+        raise UserError("pareto_profile needs head >= 1, imbalance >= 1, alpha > 0")
     q = np.arange(1, num_classes + 1) / (num_classes + 1)  # survival probability of the r-th largest class
     x = q ** (-1 / alpha) - 1  # decreasing
     t = (x - x[-1]) / (x[0] - x[-1])  # 1 for the head class, 0 for the tail class
@@ -48,7 +50,7 @@ def profile_counts(profile: str, num_classes: int, head: int, imbalance: float) 
         return exp_profile(num_classes, head, imbalance)
     if profile == "pareto":
         return pareto_profile(num_classes, head, imbalance)
-    raise ValueError(f"unknown imbalance profile {profile!r}; expected 'exp' or 'pareto'")
+    raise UserError(f"unknown imbalance profile {profile!r}; expected 'exp' or 'pareto'")
 
 
 def subsample_indices(labels: Sequence[int], counts: Sequence[int], seed: int = 0,
@@ -69,7 +71,7 @@ def subsample_indices(labels: Sequence[int], counts: Sequence[int], seed: int = 
     for c, n in zip(order, counts):
         idx = np.flatnonzero(labels == c)
         if len(idx) < n:
-            raise ValueError(f"class {c} has {len(idx)} samples, fewer than the {n} the profile asks for")
+            raise UserError(f"class {c} has {len(idx)} samples, fewer than the {n} the profile asks for")
         keep.append(np.sort(rng.choice(idx, size=int(n), replace=False)))
     return np.concatenate(keep) if keep else np.array([], int)
 

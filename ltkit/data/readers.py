@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ltkit.data import IMAGE_EXTENSIONS, ArrayImages, FileImages, LTData
+from ltkit.errors import UserError
 from ltkit.io import read_json
 from ltkit.data.taxonomy import Taxonomy
 
@@ -44,15 +45,15 @@ def read_split_file(path: str | os.PathLike, num_classes: int | None = None) -> 
             continue
         parts = line.rsplit(maxsplit=1)
         if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-            raise ValueError(f"{path}:{n}: expected 'relative/path label', got {line!r}")
+            raise UserError(f"{path}:{n}: expected 'relative/path label', got {line!r}")
         label = int(parts[1])
         if label < 0 or (num_classes is not None and label >= num_classes):
             expected = f"0..{num_classes - 1}" if num_classes is not None else ">= 0"
-            raise ValueError(f"{path}:{n}: unknown label {label} (expected {expected})")
+            raise UserError(f"{path}:{n}: unknown label {label} (expected {expected})")
         paths.append(parts[0])
         labels.append(label)
     if not paths:
-        raise ValueError(f"{path}: no samples")
+        raise UserError(f"{path}: no samples")
     return paths, np.array(labels)
 
 
@@ -66,7 +67,7 @@ def load_split_files(name: str, root: str | os.PathLike, train: str, val: str | 
     te_p, te_y = read_split_file(test, n)
     names = class_names or [str(i) for i in range(n)]
     if len(names) != n:
-        raise ValueError(f"{name}: {len(names)} class names for {n} classes")
+        raise UserError(f"{name}: {len(names)} class names for {n} classes")
     return LTData(name, names, FileImages(root, tr_p, tr_y), FileImages(root, *va) if va else None,
                   FileImages(root, te_p, te_y)).check()
 
@@ -95,12 +96,12 @@ def _read_inat_json(path: Path) -> dict:
     """An iNat annotation file, checked for its three top-level lists of objects."""
     obj = read_json(path, "iNaturalist annotation file")
     if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a COCO-style object with 'images', 'annotations', 'categories'")
+        raise UserError(f"{path}: expected a COCO-style object with 'images', 'annotations', 'categories'")
     for key in ("images", "annotations", "categories"):
         if key not in obj:
-            raise ValueError(f"{path}: missing top-level field {key!r}")
+            raise UserError(f"{path}: missing top-level field {key!r}")
         if not isinstance(obj[key], list) or not all(isinstance(x, dict) for x in obj[key]):
-            raise ValueError(f"{path}: field {key!r} must be a list of objects")
+            raise UserError(f"{path}: field {key!r} must be a list of objects")
     return obj
 
 
@@ -110,20 +111,20 @@ def _inat_split(path: Path, cat_index: dict[int, int]) -> tuple[list[str], np.nd
     files = {}
     for i, im in enumerate(obj["images"]):
         if "id" not in im or "file_name" not in im:
-            raise ValueError(f"{path}: images[{i}] lacks 'id' or 'file_name'")
+            raise UserError(f"{path}: images[{i}] lacks 'id' or 'file_name'")
         files[im["id"]] = im["file_name"]
     paths, labels = [], []
     for i, a in enumerate(obj["annotations"]):
         if a.get("image_id") not in files:
-            raise ValueError(f"{path}: annotations[{i}]: unknown image_id {a.get('image_id')!r}")
+            raise UserError(f"{path}: annotations[{i}]: unknown image_id {a.get('image_id')!r}")
         if a.get("category_id") not in cat_index:
-            raise ValueError(f"{path}: annotations[{i}]: unknown category_id {a.get('category_id')!r}")
+            raise UserError(f"{path}: annotations[{i}]: unknown category_id {a.get('category_id')!r}")
         paths.append(files[a["image_id"]])
         labels.append(cat_index[a["category_id"]])
     unlabelled = set(files) - {a["image_id"] for a in obj["annotations"]}
     if unlabelled:
         example = min(unlabelled, key=str)
-        raise ValueError(f"{path}: {len(unlabelled)} images have no annotation (e.g. image id {example!r})")
+        raise UserError(f"{path}: {len(unlabelled)} images have no annotation (e.g. image id {example!r})")
     return paths, np.array(labels, dtype=np.int64)
 
 
@@ -143,14 +144,14 @@ def load_inat(root: str | os.PathLike, train_json: str | os.PathLike, val_json: 
         if isinstance(cats, dict):  # tolerate {"categories": [...]}
             cats = cats.get("categories")
         if not isinstance(cats, list) or not all(isinstance(c, dict) for c in cats):
-            raise ValueError(f"{cats_file}: expected a list of category objects")
+            raise UserError(f"{cats_file}: expected a list of category objects")
     for i, c in enumerate(cats):  # validate before sorting by id
         if "id" not in c or "name" not in c:
-            raise ValueError(f"{cats_file}: categories[{i}] lacks 'id' or 'name'")
+            raise UserError(f"{cats_file}: categories[{i}] lacks 'id' or 'name'")
     cats = sorted(cats, key=lambda c: c["id"])
     cat_index = {c["id"]: i for i, c in enumerate(cats)}
     if len(cat_index) != len(cats):
-        raise ValueError(f"{cats_file}: duplicate category ids")
+        raise UserError(f"{cats_file}: duplicate category ids")
     names = [c["name"] for c in cats]
     ranks = ("supercategory", "kingdom", "phylum", "class", "order", "family", "genus")
     # iNat's rank order is kingdom > ... > genus; supercategory is a coarse grouping of its own
@@ -169,12 +170,12 @@ def load_image_folder(root: str | os.PathLike) -> tuple[list[str], FileImages]:
     root = _need_dir(root, "ImageFolder")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir())
     if not classes:
-        raise ValueError(f"{root}: no class folders")
+        raise UserError(f"{root}: no class folders")
     paths, labels = [], []
     for y, c in enumerate(classes):
         files = sorted(p for p in (root / c).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not files:
-            raise ValueError(f"{root / c}: class folder has no images ({', '.join(IMAGE_EXTENSIONS)})")
+            raise UserError(f"{root / c}: class folder has no images ({', '.join(IMAGE_EXTENSIONS)})")
         paths += [str(p.relative_to(root)) for p in files]
         labels += [y] * len(files)
     return classes, FileImages(root, paths, labels)
@@ -191,7 +192,7 @@ def load_image_folders(name: str, train: str | os.PathLike, test: str | os.PathL
         n, s = load_image_folder(root)
         if n != names:
             extra = sorted(set(n) - set(names))
-            raise ValueError(f"{root}: class folders differ from train's" + (f" (unknown: {extra[:5]})" if extra else ""))
+            raise UserError(f"{root}: class folders differ from train's" + (f" (unknown: {extra[:5]})" if extra else ""))
         sets[split] = s
     return LTData(name, names, tr, sets.get("val"), sets["test"]).check()
 
@@ -208,9 +209,9 @@ def unpickle(path: Path, what: str = "CIFAR-100") -> dict:
         try:
             d = pickle.load(f, encoding="latin1")
         except Exception as e:
-            raise ValueError(f"{path}: not a {what} python pickle ({type(e).__name__}: {e})") from None
+            raise UserError(f"{path}: not a {what} python pickle ({type(e).__name__}: {e})") from None
     if not isinstance(d, dict):
-        raise ValueError(f"{path}: not a {what} python pickle (a {type(d).__name__}, not a dict)")
+        raise UserError(f"{path}: not a {what} python pickle (a {type(d).__name__}, not a dict)")
     # pickles written from Python 3 with bytes keys (the `encoding="bytes"` view) keep them as bytes
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in d.items()}
 
@@ -225,13 +226,13 @@ def _cifar_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     d = unpickle(path)
     for key in ("data", "fine_labels", "coarse_labels"):
         if key not in d:
-            raise ValueError(f"{path}: missing field {key!r}")
+            raise UserError(f"{path}: missing field {key!r}")
     x = np.asarray(d["data"], dtype=np.uint8)
     if x.ndim != 2 or x.shape[1] != 3072:
-        raise ValueError(f"{path}: field 'data' has shape {x.shape}, expected (N, 3072)")
+        raise UserError(f"{path}: field 'data' has shape {x.shape}, expected (N, 3072)")
     fine, coarse = np.asarray(d["fine_labels"], dtype=np.int64), np.asarray(d["coarse_labels"], dtype=np.int64)
     if len(fine) != len(x) or len(coarse) != len(x):
-        raise ValueError(f"{path}: {len(x)} images but {len(fine)} fine and {len(coarse)} coarse labels")
+        raise UserError(f"{path}: {len(x)} images but {len(fine)} fine and {len(coarse)} coarse labels")
     return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), fine, coarse
 
 
@@ -251,17 +252,17 @@ def load_cifar100(root: str | os.PathLike, download: bool = False) -> LTData:
     meta = unpickle(folder / "meta")
     fine, coarse = meta.get("fine_label_names"), meta.get("coarse_label_names")
     if fine is None or coarse is None:
-        raise ValueError(f"{folder / 'meta'}: missing 'fine_label_names' or 'coarse_label_names'")
+        raise UserError(f"{folder / 'meta'}: missing 'fine_label_names' or 'coarse_label_names'")
     fine, coarse = decode_names(fine), decode_names(coarse)
     xs, ys, cs = _cifar_arrays(folder / "train")
     xt, yt, ct = _cifar_arrays(folder / "test")
     for split, y, c in (("train", ys, cs), ("test", yt, ct)):
         if len(y) and (y.min() < 0 or y.max() >= len(fine)):
             bad = y[(y < 0) | (y >= len(fine))][0]
-            raise ValueError(f"{folder / split}: unknown fine label {bad} (expected 0..{len(fine) - 1})")
+            raise UserError(f"{folder / split}: unknown fine label {bad} (expected 0..{len(fine) - 1})")
         if len(c) and (c.min() < 0 or c.max() >= len(coarse)):
             bad = c[(c < 0) | (c >= len(coarse))][0]
-            raise ValueError(f"{folder / split}: unknown coarse label {bad} (expected 0..{len(coarse) - 1})")
+            raise UserError(f"{folder / split}: unknown coarse label {bad} (expected 0..{len(coarse) - 1})")
     parent = {}
     for y, c in zip(ys, cs):
         parent.setdefault(fine[y], coarse[c])

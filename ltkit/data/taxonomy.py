@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ltkit.errors import UserError
 from ltkit.io import atomic_write_text, read_json
 from ltkit.words import normalise
 
@@ -29,7 +30,7 @@ class Taxonomy:
         self.paths = {c: tuple(p) for c, p in self.paths.items()}
         for c, p in self.paths.items():
             if not p:
-                raise ValueError(f"taxonomy: class {c!r} has an empty ancestor path")
+                raise UserError(f"taxonomy: class {c!r} has an empty ancestor path")
         # a lone string is one synonym, not a sequence of one-letter synonyms
         self.synonyms = {c: (s,) if isinstance(s, str) else tuple(s) for c, s in self.synonyms.items()}
 
@@ -102,23 +103,23 @@ class Taxonomy:
         path = Path(path)
         obj = read_json(path, "taxonomy file")
         if not isinstance(obj, dict) or not isinstance(obj.get("classes"), dict):
-            raise ValueError(f"{path}: expected an object with a 'classes' mapping of name -> ancestor list")
+            raise UserError(f"{path}: expected an object with a 'classes' mapping of name -> ancestor list")
         for name, anc in obj["classes"].items():
             if isinstance(anc, str):
                 anc = [anc]
             if not isinstance(anc, list) or not anc or not all(isinstance(a, str) for a in anc):
-                raise ValueError(f"{path}: classes[{name!r}]: expected a non-empty list of ancestor names")
+                raise UserError(f"{path}: classes[{name!r}]: expected a non-empty list of ancestor names")
             obj["classes"][name] = anc
         syn = obj.get("synonyms", {})
         if not isinstance(syn, dict):
-            raise ValueError(f"{path}: 'synonyms' must map a class name to a list of names")
+            raise UserError(f"{path}: 'synonyms' must map a class name to a list of names")
         for name, names in syn.items():
             if name not in obj["classes"]:
-                raise ValueError(f"{path}: synonyms[{name!r}]: not a class of this taxonomy")
+                raise UserError(f"{path}: synonyms[{name!r}]: not a class of this taxonomy")
             if isinstance(names, str):
                 names = [names]
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-                raise ValueError(f"{path}: synonyms[{name!r}]: expected a list of names")
+                raise UserError(f"{path}: synonyms[{name!r}]: expected a list of names")
             syn[name] = names
         return cls(obj["classes"], syn)
 
@@ -148,10 +149,10 @@ class Taxonomy:
         synsets = []
         for wnid in wnids:
             if len(wnid) < 2 or wnid[0] != "n" or not wnid[1:].isdigit():
-                raise ValueError(f"not an ImageNet wnid: {wnid!r} (expected 'n' and 8 digits)")
+                raise UserError(f"not an ImageNet wnid: {wnid!r} (expected 'n' and 8 digits)")
             s = wn.synset_from_pos_and_offset("n", int(wnid[1:]))
             if s is None:
-                raise ValueError(f"wnid {wnid} is not in WordNet 3.0")
+                raise UserError(f"wnid {wnid} is not in WordNet 3.0")
             synsets.append((wnid, s, [normalise(lemma) for lemma in s.lemma_names()]))
         # ImageNet has homonyms ("crane" the bird and the machine): each becomes "crane (<wnid>)"
         first = [lemmas[0] for _, _, lemmas in synsets]

@@ -261,17 +261,17 @@ def read_manual(path: str | os.PathLike) -> dict[str, list[str]]:
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})") from None
+            raise UserError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})") from None
         if not isinstance(obj, dict):
-            raise ValueError(f"{path}: expected an object mapping class name -> list of neighbour names")
+            raise UserError(f"{path}: expected an object mapping class name -> list of neighbour names")
         for cls, names in obj.items():
             if isinstance(names, str):
                 names = [names]
             if not isinstance(names, list):
-                raise ValueError(f"{path}: field {cls!r}: expected a list of names, got {type(names).__name__}")
+                raise UserError(f"{path}: field {cls!r}: expected a list of names, got {type(names).__name__}")
             for i, n in enumerate(names):
                 if not isinstance(n, str) or not n.strip():
-                    raise ValueError(f"{path}: field {cls!r}[{i}]: expected a non-empty string, got {n!r}")
+                    raise UserError(f"{path}: field {cls!r}[{i}]: expected a non-empty string, got {n!r}")
             out.setdefault(normalise(cls), []).extend(n.strip() for n in names)
         return out
     for lineno, row in enumerate(csv.reader(io.StringIO(text)), 1):
@@ -280,7 +280,7 @@ def read_manual(path: str | os.PathLike) -> dict[str, list[str]]:
         if lineno == 1 and [c.strip().lower() for c in row] in (["class", "neighbour"], ["class", "neighbor"]):
             continue
         if len(row) != 2 or not row[0].strip() or not row[1].strip():
-            raise ValueError(f"{path}: line {lineno}: expected 'class,neighbour' with both fields non-empty, got {row}")
+            raise UserError(f"{path}: line {lineno}: expected 'class,neighbour' with both fields non-empty, got {row}")
         out.setdefault(normalise(row[0]), []).append(row[1].strip())
     return out
 
