@@ -95,9 +95,9 @@ class Tuner:
                                              f"γ2={self.preset.gamma2:.2f}, caption={self.preset.caption_mode}",
                                      layout=w.Layout(width="auto", grid_area="reset"))
         self.reset_button.add_class("ltkit-reset")
-        self.caption = w.ToggleButtons(options=list(CAPTION_MODES), value=s.caption_mode, description="caption",
-                                       style={**label, "button_width": "72px"},
-                                       layout=w.Layout(width="auto", grid_area="caption"))
+        # the toggle's own description would sit above its buttons in a grid cell: a label beside it instead
+        self.caption = w.ToggleButtons(options=list(CAPTION_MODES), value=s.caption_mode,
+                                       style={"button_width": "72px"}, layout=w.Layout(width="auto"))
         self.caption.add_class("ltkit-caption")
         self.note = self._html("ltkit-note", grid_area="note")
         self.search = w.Text(placeholder="whole words, e.g. red star", description="class", continuous_update=True,
@@ -119,7 +119,7 @@ class Tuner:
         self.thumb_css = w.HTML()
         self._slot_rows = [-1] * (len(STRIPS) * per_grid)  # row index shown in each image slot (-1: empty)
         self._cells = [self._cell(w, k) for k in range(len(self._slot_rows))]
-        self._strip_titles = [w.HTML() for _ in STRIPS]
+        self._strip_titles = [self._html("ltkit-strip") for _ in STRIPS]
         cell_grid = dict(grid_template_columns=f"repeat(auto-fill, {THUMB + 12}px)", grid_gap="2px", width="100%")
         strips = [w.VBox([t, w.GridBox([box for box, _, _ in self._cells[k * per_grid:(k + 1) * per_grid]],
                                        layout=w.Layout(**cell_grid))], layout=w.Layout(min_width="0"))
@@ -165,7 +165,9 @@ class Tuner:
 
     def _layout(self, w):
         """Three grids: controls (slider | reset, caption toggle, note), picker | class view, save + echo."""
-        controls = w.GridBox([self.window, self.reset_button, self.caption, self.note], layout=w.Layout(
+        caption = w.HBox([w.Label("caption", layout=w.Layout(width="64px", justify_content="flex-end")), self.caption],
+                         layout=w.Layout(grid_area="caption", align_items="center"))
+        controls = w.GridBox([self.window, self.reset_button, caption, self.note], layout=w.Layout(
             grid_template_columns="minmax(0, 1fr) max-content", grid_template_areas='"window reset" "caption caption" '
             '"note note"', grid_gap="4px 16px", width="100%", align_items="center"))
         left = w.VBox([self.search, self.sort, self.classes, self.cap_table], layout=w.Layout(min_width="0"))
@@ -273,8 +275,8 @@ class Tuner:
         self._decisions = decide(self.scores, self.settings, self.overrides)
         self._counts = class_counts(self.scores, self._decisions)
         self.note.value = self._caption_note()
-        self._refresh_list()
-        self._refresh_class()
+        self._refresh_list(echo=False)
+        self._refresh_class()  # echoes last: the echo line showing new thresholds means the panel is up to date
 
     def _caption_note(self) -> str:
         """Why the caption mode changes what it does, or nothing (so a toggle that moves no count does not look dead)."""
@@ -304,7 +306,7 @@ class Tuner:
                "name": lambda a: (self._counts[a]["name"], a)}[self.sort.value]
         return sorted(ids, key=key)
 
-    def _refresh_list(self, render: bool = False) -> None:
+    def _refresh_list(self, render: bool = False, echo: bool = True) -> None:
         order = self._order()
         keep = self.classes.value if self.classes.value in order else (order[0] if order else None)
         opts = [(f"{self._counts[a]['name']}  ·  kept {self._counts[a]['kept']}/{self._counts[a]['total']}", a)
@@ -318,7 +320,7 @@ class Tuner:
         self._refresh_caps(order)
         if render and keep != before:
             self._refresh_class()
-        else:
+        elif echo:
             self._refresh_applied()
 
     def _refresh_caps(self, order: list[int], limit: int = 12) -> None:
@@ -347,14 +349,14 @@ class Tuner:
 
     def _refresh_class(self) -> None:
         a = self.classes.value
-        self._refresh_applied()
         if a is None:
             self.histogram.value = b""
             self._fill_strips([np.zeros(0, np.int64)] * len(STRIPS), "<i>no class matches the search</i>")
-            return
-        idx = np.flatnonzero(self.scores.aux_ids == a)
-        self.histogram.value = self._histogram(idx, self._counts[a]["name"])
-        self._fill_strips(self._strips(idx))
+        else:
+            idx = np.flatnonzero(self.scores.aux_ids == a)
+            self.histogram.value = self._histogram(idx, self._counts[a]["name"])
+            self._fill_strips(self._strips(idx))
+        self._refresh_applied()
 
     def _histogram(self, idx: np.ndarray, name: str) -> bytes:
         import matplotlib.pyplot as plt
