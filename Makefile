@@ -1,10 +1,10 @@
-# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Two commands do everything on a fresh machine: `make demo` and `make test`; `make lab` opens the notebooks.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test clean-figures
+.PHONY: demo test lab clean-figures
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(PY) -m pytest -q
+
+# JupyterLab from the venv, its file browser on notebooks/ (the notebooks find the repository themselves)
+lab: $(STAMP)
+	$(PY) -m jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
 
 clean-figures:
 	rm -f figures/*.png figures/*.pdf figures/summary.json

@@ -253,7 +253,10 @@ def test_tuner_driven_in_code(toy):
     assert f"kept <span class='ltkit-kept'>{int(d.keep.sum())}</span>" in t.applied.value
     leak_class = next(r["aux_name"] for r, tr in zip(scores.rows, scores.truth) if tr == "near_duplicate")
     t.set(cls=leak_class)
-    assert t.counts()["cls_total"] == 7 and "LEAK" in t.grids.value and t.histogram.value[:4] == b"\x89PNG"
+    shown = t.shown()
+    assert t.counts()["cls_total"] == 7 and t.histogram.value[:4] == b"\x89PNG"
+    assert {i for i, _ in shown} == set(np.flatnonzero(scores.aux_ids == t.classes.value).tolist())  # 7 < per_grid
+    assert any("LEAK" in text for _, text in shown)
     t.set(search="circle")
     assert [name for name, _ in t.classes.options] and all("circle" in n for n, _ in t.classes.options)
     t.set(search="", sort="most affected")
@@ -266,6 +269,119 @@ def test_tuner_driven_in_code(toy):
     assert json.loads((root / artifacts.FILTER_JSON).read_text())["saved_by"] == "tuner"
     with pytest.raises(KeyError):
         t.set(cls="no such class")
+
+
+def test_class_search_matches_whole_words():
+    from ltkit.curate.tuner import matches
+
+    assert matches("red", "red wavy star") and matches("stars WAVY", "red wavy star") and matches("", "anything")
+    assert not matches("red", "checkered star") and not matches("wav", "red wavy star")
+
+
+def test_tuner_explains_caption_modes_and_resets_to_the_preset(toy):
+    from ltkit.curate.tuner import Tuner
+
+    _, _, scores = toy
+    more = int((scores.caption["words"] & ~scores.caption["phrase"]).sum())
+    t = Tuner(scores, flt.FilterConfig(gamma1=0.4), preset=flt.FilterConfig(gamma1=0.7, gamma2=0.98))
+    t.set(caption_mode="words")
+    assert (f"accepts {more} captions" in t.note.value) if more else ("same images" in t.note.value)
+    t.set(caption_mode="off")
+    assert "every image passes" in t.note.value
+    t.set(gamma1=0.2, gamma2=0.9)
+    t.reset()
+    assert (t.settings.gamma1, t.settings.gamma2, t.settings.caption_mode) == (0.7, 0.98, "phrase")
+    assert t.counts()["kept"] == flt.decide(scores, flt.FilterConfig(gamma1=0.7, gamma2=0.98)).keep.sum()
+
+
+@pytest.fixture()
+def crawl_copy(toy, tmp_path):
+    """The toy crawl's scores over a private copy of its folder (overrides and saves stay in the test)."""
+    import shutil
+
+    root, target, scores = toy
+    shutil.copytree(root / "images", tmp_path / "images")
+    shutil.copy(root / "manifest.jsonl", tmp_path / "manifest.jsonl")
+    return replace(scores, crawl_dir=tmp_path)
+
+
+def test_overrides_file_last_line_wins_and_bad_lines_name_the_file(tmp_path):
+    from ltkit.curate.overrides import OVERRIDES, read_overrides, record_override
+    from ltkit.errors import UserError
+
+    assert read_overrides(tmp_path) == {}
+    record_override(tmp_path, "a", "h1", "drop", by="alice")
+    record_override(tmp_path, "b", "h2", "keep", by="bob")
+    record_override(tmp_path, "a", "h1", "auto", by="alice")  # withdrawn: back to the thresholds
+    o = record_override(tmp_path, "b", "h2", "drop")
+    got = read_overrides(tmp_path)
+    assert list(got) == ["b"] and got["b"].decision == "drop" and got["b"].by and got["b"].time.endswith("Z")
+    assert len((tmp_path / OVERRIDES).read_text().splitlines()) == 4  # append-only: the history stays
+    assert got["b"] == o
+    with open(tmp_path / OVERRIDES, "a") as f:
+        f.write(json.dumps(dict(key="c", decision="maybe")) + "\n")
+    with pytest.raises(UserError, match=r"overrides.jsonl: override 5: decision 'maybe'"):
+        read_overrides(tmp_path)
+    (tmp_path / OVERRIDES).write_text('{"key": "a", "decision": "keep"}\nnot json\n{"key": "b", "decision": "keep"}\n')
+    with pytest.raises(UserError, match=r"overrides.jsonl: line 2: invalid JSON"):
+        read_overrides(tmp_path)
+
+
+def test_override_wins_over_any_thresholds_and_is_counted_apart(crawl_copy):
+    from ltkit.curate.overrides import read_overrides, record_override
+
+    scores, root = crawl_copy, crawl_copy.crawl_dir
+    s = flt.FilterConfig(gamma1=0.5, gamma2=0.999)
+    auto = flt.decide(scores, s).keep
+    up, down = int(np.flatnonzero(~auto)[0]), int(np.flatnonzero(auto)[0])
+    record_override(root, scores.rows[up]["key"], scores.rows[up]["sha256"], "keep", by="alice")
+    record_override(root, scores.rows[down]["key"], scores.rows[down]["sha256"], "drop", by="bob")
+    other = next(i for i in range(len(scores)) if i not in (up, down))
+    record_override(root, scores.rows[other]["key"], "another image", "drop", by="carol")  # other bytes: not applied
+    for g1, g2 in ((0.5, 0.999), (-1.0, 1.0), (0.99, 0.999)):  # thresholds moved: the hand decisions stay
+        d = flt.decide(scores, replace(s, gamma1=g1, gamma2=g2), read_overrides(root))
+        assert d.keep[up] and not d.keep[down] and sorted(d.overrides) == sorted([up, down])
+        free = np.ones(len(scores), bool)
+        free[[up, down]] = False
+        assert np.array_equal(d.keep[free], d.auto_keep[free])
+    d = flt.decide(scores, s, read_overrides(root))
+    prov = flt.save_accepted(scores, d)
+    assert prov["overrides"]["keep"] == 1 and prov["overrides"]["drop"] == 1 and prov["overrides"]["changed"] == 2
+    assert prov["kept"] == auto.sum() and prov["kept_by_thresholds"] == auto.sum()  # one in, one out
+    assert prov["dropped_by_reason"]["override"] == 1
+    rows = [json.loads(x) for x in (root / flt.FILTER_MANIFEST).read_text().splitlines()]
+    assert (rows[up]["override"], rows[up]["override_by"], rows[up]["keep"], rows[up]["auto_keep"]) == ("keep", "alice", True, False)
+    assert (rows[down]["override"], rows[down]["reason"], rows[down]["keep"]) == ("drop", "override", False)
+    assert sum("override" in r for r in rows) == 2
+    with open(root / artifacts.ACCEPTED) as f:
+        accepted = {r["sha256"] for r in csv.DictReader(f)}
+    assert scores.rows[up]["sha256"] in accepted and scores.rows[down]["sha256"] not in accepted
+
+
+def test_a_click_in_the_tuner_flips_and_survives_a_threshold_move(crawl_copy):
+    from ltkit.curate.overrides import OVERRIDES
+    from ltkit.curate.tuner import Tuner
+
+    scores = crawl_copy
+    t = Tuner(scores, flt.FilterConfig(gamma1=0.5, gamma2=0.999), user="curator")
+    slot = next(k for k, i in enumerate(t._slot_rows) if i >= 0)
+    i = t._slot_rows[slot]
+    was = bool(t.decisions.keep[i])
+    t._cells[slot][1].click()  # what a click on the image does
+    line = json.loads((scores.crawl_dir / OVERRIDES).read_text().splitlines()[-1])
+    assert line["key"] == scores.rows[i]["key"] and line["by"] == "curator" and line["time"]
+    assert line["decision"] == ("drop" if was else "keep") and bool(t.decisions.keep[i]) != was
+    assert "by hand" in dict(t.shown())[i] and t.counts()["overrides"] == 1 and "override" in t.status.value
+    t.set(gamma1=-1.0, gamma2=1.0)  # a window that keeps every captioned image
+    assert bool(t.decisions.keep[i]) == (line["decision"] == "keep")
+    saved = t.save()
+    assert saved["overrides"]["keep"] + saved["overrides"]["drop"] == 1
+    assert "wrote accepted.csv" in t.status.value and "Notebook 03 trains on accepted.csv" in t.status.value
+    t.save()
+    assert "replaced accepted.csv, accepted_neighbours.csv, filter_manifest.jsonl, filter.json" in t.status.value
+    t.flip(i)  # twice: back to the thresholds
+    last = json.loads((scores.crawl_dir / OVERRIDES).read_text().splitlines()[-1])
+    assert last["decision"] == "auto" and t.counts()["overrides"] == 0
 
 
 def test_cli_filters_a_folder_dataset(toy, tmp_path, monkeypatch, capsys):
@@ -293,6 +409,20 @@ def test_cli_filters_a_folder_dataset(toy, tmp_path, monkeypatch, capsys):
     prov = json.loads((root / artifacts.FILTER_JSON).read_text())
     assert prov["settings"]["gamma1"] == 0.1 and prov["dataset"] == "folders"
     assert f"kept {prov['kept']} of 18" in capsys.readouterr().out
+    # a curator's click in the tuner (overrides.jsonl) counts in the command line's accepted set too
+    from ltkit.curate.overrides import OVERRIDES, record_override
+
+    kept = [json.loads(x) for x in (root / flt.FILTER_MANIFEST).read_text().splitlines()]
+    row = next(r for r in kept if r["keep"])
+    record_override(root, row["key"], row["sha256"], "drop", by="curator")
+    try:
+        assert cli.main(args) == 0
+        out = capsys.readouterr().out
+        again = json.loads((root / artifacts.FILTER_JSON).read_text())
+        assert again["kept"] == prov["kept"] - 1 and again["overrides"] == dict(keep=0, drop=1, changed=1, file=OVERRIDES)
+        assert "manual overrides from overrides.jsonl: 0 kept, 1 dropped" in out
+    finally:
+        (root / OVERRIDES).unlink()
     for bad in (["--crawl", str(tmp_path / "nowhere")], ["filter.gamma1=0.99999"], ["filter.caption_mode=fuzzy"]):
         assert cli.main(args + bad) == 2
         err = capsys.readouterr().err.strip()

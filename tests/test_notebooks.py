@@ -74,3 +74,7 @@ def test_main_job_on_builtin_tiny(tiny_world, tmp_path, monkeypatch):
         nb = nbformat.read(executed / name, as_version=4)
         outs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
         assert not [o for o in outs if o.output_type == "error"]
+    nb04 = nbformat.read(executed / "04_feature_visualization.ipynb", as_version=4)
+    for cell in nb04.cells:  # every figure the notebook saves is also shown where it is made
+        if cell.cell_type == "code" and "save_figure(" in cell.source:
+            assert any("image/png" in o.get("data", {}) for o in cell.outputs), cell.source[:200]

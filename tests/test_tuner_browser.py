@@ -1,13 +1,17 @@
-"""The tuner in a real browser: JupyterLab on 127.0.0.1, headless Debian chromium through Playwright.
+"""The tuner and notebook 04 in a real browser: JupyterLab on 127.0.0.1, headless Debian chromium through Playwright.
 
-Opens notebook 02 on builtin-tiny, runs it, moves the lower bound of the range slider, picks a class,
-clicks Save, and checks the files the kernel wrote against what the page shows and what the kernel
-holds. Needs `apt-get install chromium` and `pip install playwright` (never `playwright install`):
-without them the test skips, unless LTKIT_REQUIRE_BROWSER=1 (CI), where it fails instead.
-The screenshot is kept as build/test-artifacts/tuner.png.
+Opens notebook 02 on builtin-tiny, runs it, checks the tuner's layout (the range readout and the caption
+toggle do not overlap, the toggle is one row, the echo line is not cut), moves the lower bound of the range
+slider and waits for the histogram to change, clicks an image (a manual override), picks a class, clicks
+Save and waits for the saved state, then checks the files the kernel wrote against what the page shows and
+what the kernel holds. A second test runs notebook 04 on builtin-tiny in the browser and checks that every
+figure it saves is shown. Needs `apt-get install chromium` and `pip install playwright` (never
+`playwright install`): without them the tests skip, unless LTKIT_REQUIRE_BROWSER=1 (CI), where they fail.
+Screenshots: figures/tuner.png (before the move), figures/tuner_moved.png (after it), figures/notebook04.png.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -22,8 +26,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FIGURES = REPO / "figures"
 ARTIFACTS = REPO / "build" / "test-artifacts"
-NOTEBOOK = REPO / "notebooks" / "02_neighbour_crawl.ipynb"
+NOTEBOOKS = REPO / "notebooks"
 KERNEL_READY = """() => {
   const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
   const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
@@ -37,6 +42,46 @@ KERNEL_EVAL = """async (code) => {
   await f.done;
   return out;
 }"""
+# Every code cell has started (an execution count) and the kernel is idle again, or a cell failed.
+ALL_RUN = """() => {
+  const w = window.jupyterapp.shell.currentWidget, cells = w.content.model.cells;
+  let done = true, failed = false;
+  for (let i = 0; i < cells.length; i++) {
+    const c = cells.get(i);
+    if (c.type !== 'code') continue;
+    done = done && c.executionCount !== null;
+    for (let j = 0; j < c.outputs.length; j++) failed = failed || c.outputs.get(j).type === 'error';
+  }
+  return failed || (done && w.sessionContext.session.kernel.status === 'idle');
+}"""
+ERRORS = """() => {
+  const cells = window.jupyterapp.shell.currentWidget.content.model.cells, out = [];
+  for (let i = 0; i < cells.length; i++) {
+    const c = cells.get(i);
+    if (c.type !== 'code') continue;
+    for (let j = 0; j < c.outputs.length; j++) {
+      const o = c.outputs.get(j).toJSON();
+      if (o.output_type === 'error') out.push(o.ename + ': ' + o.evalue);
+    }
+  }
+  return out;
+}"""
+# Boxes of the tuner's top controls; the readout's *text* box, since its text can overflow its element.
+LAYOUT = """() => {
+  const t = document.querySelector('.jp-OutputArea-output .ltkit-tuner');
+  const box = (b) => ({left: b.left, right: b.right, top: b.top, bottom: b.bottom});
+  const readout = t.querySelector('.ltkit-window .widget-readout');
+  const range = document.createRange();
+  range.selectNodeContents(readout);
+  const applied = t.querySelector('.ltkit-applied .widget-html-content');
+  return {readout: box(range.getBoundingClientRect()), toggle: box(t.querySelector('.ltkit-caption').getBoundingClientRect()),
+          toggle_rows: new Set([...t.querySelectorAll('.ltkit-caption button')].map(b => Math.round(b.getBoundingClientRect().top))).size,
+          tuner: box(t.getBoundingClientRect()), applied_cut: applied.scrollWidth > applied.clientWidth + 1};
+}"""
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return a["left"] < b["right"] and b["left"] < a["right"] and a["top"] < b["bottom"] and b["top"] < a["bottom"]
 
 
 def _browser_or_skip():
@@ -60,7 +105,7 @@ def _free_port() -> int:
 
 @pytest.fixture()
 def lab(tiny_world, world_cache, tmp_path):
-    """JupyterLab serving a copy of notebook 02 set to builtin-tiny; yields (url, notebook folder, crawl folder)."""
+    """JupyterLab serving copies of notebooks 02 and 04 set to builtin-tiny; yields (url of a notebook, folder, crawl)."""
     _browser_or_skip()
     from ltkit.pretrain import pool_pretrained
 
@@ -68,8 +113,12 @@ def lab(tiny_world, world_cache, tmp_path):
     nb_dir, crawl = tmp_path / "nb", tmp_path / "crawl"
     nb_dir.mkdir()
     # papermill only writes the copy with an injected-parameters cell; the browser runs it
-    papermill.execute_notebook(str(NOTEBOOK), str(nb_dir / "02.ipynb"), prepare_only=True, kernel_name="python3",
-                               parameters={"preset": "builtin-tiny", "out_dir": str(crawl)})
+    papermill.execute_notebook(str(NOTEBOOKS / "02_neighbour_crawl.ipynb"), str(nb_dir / "02.ipynb"), prepare_only=True,
+                               kernel_name="python3", parameters={"preset": "builtin-tiny", "out_dir": str(crawl)})
+    papermill.execute_notebook(str(NOTEBOOKS / "04_feature_visualization.ipynb"), str(nb_dir / "04.ipynb"),
+                               prepare_only=True, kernel_name="python3",
+                               parameters={"preset": "builtin-tiny", "out_dir": str(tmp_path / "runs"),
+                                           "figures_dir": str(tmp_path / "figures"), "ablations": {"k": [1, 3]}})
     home = tmp_path / "jupyter"
     settings = home / "settings" / "@jupyterlab" / "notebook-extension"
     settings.mkdir(parents=True)
@@ -98,10 +147,32 @@ def lab(tiny_world, world_cache, tmp_path):
                 if server.poll() is not None:
                     raise RuntimeError("jupyter lab exited:\n" + (tmp_path / "lab.log").read_text()[-2000:])
                 time.sleep(0.25)
-        yield f"{base}/lab/tree/02.ipynb?reset&token={token}", nb_dir, crawl
+        yield lambda name: f"{base}/lab/tree/{name}?reset&token={token}", nb_dir, crawl
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # the server and the kernels it started
         server.wait(timeout=20)
+
+
+def _run_all(page, url: str, timeout_s: int) -> None:
+    """Open a notebook, wait for its kernel, run every cell and wait until the last one has run (or one failed)."""
+    page.goto(url)
+    page.wait_for_function(KERNEL_READY, timeout=90_000)
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    page.wait_for_function(ALL_RUN, timeout=timeout_s * 1000)
+    failed = page.evaluate(ERRORS)
+    assert not failed, failed
+
+
+def _on_failure(page, name: str) -> None:
+    """Keep what the page showed: a screenshot and any error output of a cell."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}-failure.png"), full_page=True)
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    print("cell errors:", [errors.nth(i).inner_text()[-800:] for i in range(errors.count())])
+
+
+def _launch(p):
+    return p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
 
 
 def test_tuner_in_jupyterlab(lab, tmp_path):
@@ -109,17 +180,19 @@ def test_tuner_in_jupyterlab(lab, tmp_path):
 
     url, _, crawl = lab
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        page = browser.new_page(viewport={"width": 1300, "height": 1700})
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 1500})  # a laptop's browser window
         try:
-            page.goto(url)
-            page.wait_for_function(KERNEL_READY, timeout=90_000)
-            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            _run_all(page, url("02.ipynb"), 300)
             applied = page.locator(".jp-OutputArea-output .ltkit-applied")
-            applied.wait_for(timeout=180_000)
-            page.wait_for_function(KERNEL_READY, timeout=180_000)  # every cell has run
+            applied.wait_for(timeout=30_000)
+            tuner = page.locator(".jp-OutputArea-output .ltkit-tuner")
+            tuner.scroll_into_view_if_needed()
+            layout = page.evaluate(LAYOUT)
+            FIGURES.mkdir(exist_ok=True)
+            tuner.screenshot(path=str(FIGURES / "tuner.png"))
             g1, g2 = (float(x) for x in page.evaluate(KERNEL_EVAL, "tuner.window.value").strip("()").split(","))
+            histogram = page.locator(".jp-OutputArea-output .ltkit-histogram").get_attribute("src")
             # move the lower bound down 10 steps (0.01 each) with the keyboard, as a user would
             page.locator(".jp-OutputArea-output .noUi-handle-lower").focus()
             for _ in range(10):
@@ -127,6 +200,16 @@ def test_tuner_in_jupyterlab(lab, tmp_path):
             want = f"γ1={g1 - 0.10:.2f} γ2={g2:.2f}"
             page.wait_for_function("(w) => [...document.querySelectorAll('.ltkit-applied')].some("
                                    "e => e.textContent.includes(w))", arg=want, timeout=30_000)
+            page.wait_for_function("(old) => document.querySelector('.jp-OutputArea-output .ltkit-histogram').src "
+                                   "!== old", arg=histogram, timeout=30_000)
+            tuner.screenshot(path=str(FIGURES / "tuner_moved.png"))
+            # click the first image of the strips: a manual override, written at once
+            thumb = page.locator(".jp-OutputArea-output button.ltkit-thumb").first
+            row = int(next(c for c in thumb.get_attribute("class").split() if re.fullmatch(r"ltkit-t\d+", c))[7:])
+            kept_before = page.evaluate(KERNEL_EVAL, f"bool(tuner.decisions.keep[{row}])") == "True"
+            thumb.click()
+            page.locator(".jp-OutputArea-output .ltkit-status", has_text=re.compile(r"^override: ")).wait_for(timeout=30_000)
+            key = page.evaluate(KERNEL_EVAL, f"tuner.scores.rows[{row}]['key']").strip("'")
             # pick the third class of the list (sorted by most affected) by typing its name in the search box
             option = page.locator(".jp-OutputArea-output .ltkit-classes select option").nth(2)
             name = " ".join(option.inner_text().split("·")[0].split())  # the list shows no-break spaces
@@ -134,30 +217,65 @@ def test_tuner_in_jupyterlab(lab, tmp_path):
             page.wait_for_function("(n) => [...document.querySelectorAll('.ltkit-class')].some("
                                    "e => e.textContent === n)", arg=name, timeout=30_000)
             page.locator(".jp-OutputArea-output button.ltkit-save").click()
-            page.locator(".jp-OutputArea-output .ltkit-status", has_text="saved").wait_for(timeout=30_000)
+            # the saved state exactly: the status before Save ("not saved yet: ...", "override: ...") never matches
+            page.locator(".jp-OutputArea-output .ltkit-status", has_text=re.compile(r"^saved \d+ images")).wait_for(
+                timeout=30_000)
+            status = page.locator(".jp-OutputArea-output .ltkit-status").inner_text()
             kept_page = int(applied.locator(".ltkit-kept").inner_text())
             cls_kept_page = int(applied.locator(".ltkit-class-kept").inner_text())
             kernel = json.loads(page.evaluate(KERNEL_EVAL, "import json; json.dumps(tuner.counts())").strip("'"))
-            tuner = page.locator(".jp-OutputArea-output .ltkit-tuner")
-            tuner.scroll_into_view_if_needed()
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            tuner.screenshot(path=str(tmp_path / "tuner.png"))
-            shutil.copy(tmp_path / "tuner.png", ARTIFACTS / "tuner.png")
-        except Exception:  # keep what the page showed: the screenshot and any error output of a cell
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "tuner-failure.png"), full_page=True)
-            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
-            print("cell errors:", [errors.nth(i).inner_text()[-800:] for i in range(errors.count())])
+        except Exception:
+            _on_failure(page, "tuner")
             print("applied:", [e.inner_text() for e in page.locator(".ltkit-applied").all()])
-            print("kernel:", page.evaluate(KERNEL_EVAL, "tuner.search.value, tuner.classes.value, tuner.settings"))
             raise
         finally:
             browser.close()
+    # the layout holds at this width: the readout's text clears the toggle, the toggle is one row, nothing cut
+    assert not _overlap(layout["readout"], layout["toggle"]), layout
+    assert layout["toggle_rows"] == 1 and not layout["applied_cut"], layout
+    assert layout["tuner"]["right"] <= 1280, layout
     saved = json.loads((crawl / "filter.json").read_text())
     assert saved["settings"]["gamma1"] == pytest.approx(g1 - 0.10) and saved["settings"]["gamma2"] == pytest.approx(g2)
     assert saved["saved_by"] == "tuner" and saved["kept"] == kept_page == kernel["kept"]
     assert cls_kept_page == kernel["cls_kept"] and kernel["cls"] is not None
+    assert "replaced accepted.csv" in status and "Notebook 03 trains on accepted.csv" in status
     accepted = (crawl / "accepted.csv").read_text().splitlines()
     assert len(accepted) - 1 == kept_page
-    assert len((crawl / "filter_manifest.jsonl").read_text().splitlines()) == saved["images"] == kernel["images"]
-    assert (tmp_path / "tuner.png").stat().st_size > 10_000
+    manifest = [json.loads(x) for x in (crawl / "filter_manifest.jsonl").read_text().splitlines()]
+    assert len(manifest) == saved["images"] == kernel["images"]
+    # the click: one override line with who and when, applied in the saved set and counted apart
+    (override,) = [json.loads(x) for x in (crawl / "overrides.jsonl").read_text().splitlines()]
+    assert override["key"] == key and override["decision"] == ("drop" if kept_before else "keep")
+    assert override["by"] and override["time"] and kernel["overrides"] == 1
+    assert saved["overrides"]["keep"] + saved["overrides"]["drop"] == 1
+    (hand,) = [r for r in manifest if "override" in r]
+    assert hand["key"] == key and hand["keep"] == (not kept_before) and hand["override_by"] == override["by"]
+    assert (FIGURES / "tuner.png").stat().st_size > 10_000 and (FIGURES / "tuner_moved.png").stat().st_size > 10_000
+
+
+def test_notebook04_shows_every_figure_it_saves(lab, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url, nb_dir, _ = lab
+    saving = sum("save_figure(" in "".join(c["source"]) for c in json.loads((nb_dir / "04.ipynb").read_text())["cells"]
+                 if c["cell_type"] == "code")
+    with sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 1500})
+        try:
+            _run_all(page, url("04.ipynb"), 900)
+            # the cells that save a figure, each with an image in its output
+            shown = page.evaluate("""() => [...document.querySelectorAll('.jp-CodeCell')].filter(
+                c => c.querySelector('.jp-InputArea').textContent.includes('save_figure(')).map(
+                c => c.querySelectorAll('.jp-OutputArea-output img').length)""")
+            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count()
+            page.locator(".jp-OutputArea-output img").nth(1).scroll_into_view_if_needed()  # the photo PCA figure
+            FIGURES.mkdir(exist_ok=True)
+            page.screenshot(path=str(FIGURES / "notebook04.png"))
+        except Exception:
+            _on_failure(page, "notebook04")
+            raise
+        finally:
+            browser.close()
+    assert len(shown) == saving and all(n >= 1 for n in shown), shown
+    assert errors == 0 and (FIGURES / "notebook04.png").stat().st_size > 10_000

@@ -84,6 +84,20 @@ def test_patch_pca_on_a_tiny_random_vit(tmp_path):
     assert all(p.stat().st_size > 1000 for p in paths)
     with pytest.raises(ValueError, match="threshold"):
         pp.patch_pca(feats, 1.5)
+    for maps in ({"EfficientNet-Lite0": m}, {"EfficientNet-Lite0": m, "a much longer model name": m}):
+        fig = pp.pca_figure(shown, maps)
+        assert not _overlapping_texts(fig), _overlapping_texts(fig)
+
+
+def _overlapping_texts(fig) -> list[tuple[str, str]]:
+    """Pairs of visible, non-empty texts of a figure whose drawn boxes intersect."""
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    from matplotlib.text import Text
+
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    boxes = [(t.get_text(), t.get_window_extent(r)) for t in texts]
+    return [(a, b) for k, (a, ba) in enumerate(boxes) for b, bb in boxes[k + 1:] if ba.overlaps(bb)]
 
 
 def test_pca_on_a_real_photo_finds_the_subject():

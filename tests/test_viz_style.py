@@ -1,4 +1,5 @@
 """House style and figure saving: paper widths, stable names, byte-identical PDFs of unchanged figures."""
+import base64
 import time
 
 import numpy as np
@@ -40,3 +41,14 @@ def test_a_changed_figure_changes_the_file_and_stems_with_folders_are_kept(tmp_p
     ax.plot([0, 1], [1, 0])
     p = save_figure(fig, tmp_path / "sub" / "curve", formats=("pdf",))[0]
     assert p == tmp_path / "sub" / "curve.pdf" and p.read_bytes() != a
+
+
+def test_saved_png_shows_the_file_that_was_saved(tmp_path):
+    from ltkit.viz import saved_png
+
+    paths = save_figure(_plot(), "curve", folder=tmp_path)
+    img = saved_png(paths)
+    assert img.data == (tmp_path / "curve.png").read_bytes() and img.format == "png"
+    assert base64.b64decode(img._repr_png_()) == img.data  # what display() sends, whatever the matplotlib backend
+    with pytest.raises(ValueError, match="no .png"):
+        saved_png(save_figure(_plot(), "only_pdf", folder=tmp_path, formats=("pdf",)))

@@ -5,7 +5,8 @@
     python -m ltkit filter --crawl crawl/mine dataset=folders data_root=data/mine filter.encoder=dinov2
 
 Features are cached by image content (under $LTKIT_CACHE/features), so a second run with other
-thresholds encodes nothing. `--quality` prints precision / recall against the built-in world's pool
+thresholds encodes nothing. A curator's manual overrides (`overrides.jsonl` in the crawl folder, written
+by clicks in the tuner) win over the thresholds here as in the tuner. `--quality` prints precision / recall against the built-in world's pool
 truth; `--sweep NAME` draws the gamma1 x gamma2 sweep as figures/NAME.png and .pdf.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ltkit.artifacts.layout import crawl_dir
 from ltkit.config import FilterConfig, load_config, split_overrides
 from ltkit.curate import filter as flt
 from ltkit.curate import quality as q
+from ltkit.curate.overrides import OVERRIDES, read_overrides
 from ltkit.data.datasets import build_target_data
 from ltkit.errors import ArgumentParser, UserError
 from ltkit.viz import save_figure
@@ -44,13 +46,16 @@ def run(cfg, crawl: str | Path | None = None, quality: bool = False, sweep: str 
     scores = flt.score_crawl(root, target, flt.build_encoder(settings.encoder, world, settings.batch_size),
                              world=world, leak_splits=settings.leak_splits)
     print(f"scored {len(scores)} images of {root} with encoder {scores.encoder} in {time.perf_counter() - t:.1f}s")
-    d = flt.decide(scores, settings)
+    d = flt.decide(scores, settings, read_overrides(root))  # the curator's clicks in the tuner count here too
+    n_over = d.override_counts()
     if dry_run:
         prov = dict(kept=int(d.keep.sum()), images=len(scores), leaks=int(d.leak.sum()))
     else:
         prov = flt.save_accepted(scores, d, extra=dict(saved_by="python -m ltkit filter", dataset=cfg.dataset))
     print(f"kept {prov['kept']} of {prov['images']} images (γ1={settings.gamma1}, γ2={settings.gamma2}, "
           f"caption={settings.caption_mode}); leaks caught: {prov['leaks']}"
+          + (f"; manual overrides from {OVERRIDES}: {n_over['keep']} kept, {n_over['drop']} dropped "
+             f"({n_over['changed']} against the thresholds)" if d.overrides else "")
           + ("" if dry_run else f"; wrote {root / artifacts.ACCEPTED} and {root / artifacts.FILTER_JSON}"))
     if quality or sweep:
         rows = q.quality_table(scores, settings)

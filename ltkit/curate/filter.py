@@ -6,14 +6,15 @@ An image crawled for auxiliary class a (queried from target class t) is kept whe
 - gamma1 < cos(p_t, f) < gamma2, p_t the mean feature of t's training images (an auxiliary class has
   no target images, so the prototype is its parent's). The window keeps images similar to the class
   without being copies of it;
-- it is no near-duplicate of a target val or test image (`ltkit.curate.leak`).
+- it is no near-duplicate of a target val or test image (`ltkit.curate.leak`);
+unless a curator flipped its decision by hand (`ltkit.curate.overrides`, `overrides.jsonl`), which wins.
 
 Everything expensive (features, hashes, nearest references) is computed once into `FilterScores`;
 `decide` applies thresholds in microseconds, which is what the tuner does on every slider move.
 Outputs next to the crawl's manifest: `filter_manifest.jsonl` (every image, its numbers, each check
 and the reason), `accepted.csv` + `accepted_neighbours.csv` (the auxiliary dataset the trainer
 reads: images, labels L..L+K'-1, the neighbour map of the classes that kept images) and
-`filter.json` (thresholds and provenance: time, encoder, counts).
+`filter.json` (thresholds and provenance: time, encoder, counts, the overrides counted apart).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import csv
 import io
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
@@ -35,6 +36,7 @@ from ltkit.artifacts.neighbour_map import CSV_COLUMNS as NEIGHBOUR_COLUMNS
 from ltkit.config import FilterConfig
 from ltkit.curate.encode import Encoder, build_encoder, encode_cached
 from ltkit.curate.leak import LeakScores, leak_scores, phash
+from ltkit.curate.overrides import OVERRIDES, Override, match_overrides
 from ltkit.data import FileImages, LTData
 from ltkit.errors import UserError
 from ltkit.features import prototypes
@@ -146,7 +148,7 @@ def _default_cache() -> Path:
 
 @dataclass
 class Decisions:
-    """Each check's outcome per image under one setting, and the reason an image was dropped."""
+    """Each check's outcome per image under one setting, the curator's overrides, and why an image was dropped."""
 
     caption_ok: np.ndarray
     above_gamma1: np.ndarray
@@ -154,30 +156,51 @@ class Decisions:
     leak: np.ndarray
     leak_split: list[str]
     settings: FilterConfig
+    overrides: dict[int, Override] = field(default_factory=dict)  # row index -> manual decision
 
     @property
     def window_ok(self) -> np.ndarray:
         return self.above_gamma1 & self.below_gamma2
 
     @property
-    def keep(self) -> np.ndarray:
+    def auto_keep(self) -> np.ndarray:
+        """What the thresholds alone keep."""
         return self.caption_ok & self.window_ok & ~self.leak
 
+    @property
+    def keep(self) -> np.ndarray:
+        """The thresholds' decision, with each override in force replacing it."""
+        k = self.auto_keep
+        for i, o in self.overrides.items():
+            k[i] = o.decision == "keep"
+        return k
+
+    def override_counts(self) -> dict:
+        """Overrides in force: kept / dropped by hand, and how many of them differ from the thresholds now."""
+        auto = self.auto_keep
+        keep = [i for i, o in self.overrides.items() if o.decision == "keep"]
+        drop = [i for i, o in self.overrides.items() if o.decision == "drop"]
+        return dict(keep=len(keep), drop=len(drop), changed=int((~auto[keep]).sum() + auto[drop].sum()))
+
     def reasons(self) -> list[str]:
-        """'' for a kept image, else every failed check joined by '+' (caption, gamma1, gamma2, leak:<split>)."""
+        """'' for a kept image, 'override' for one dropped by hand, else every failed check joined by '+'."""
         out = []
-        for c, a, b, lk, s in zip(self.caption_ok, self.above_gamma1, self.below_gamma2, self.leak, self.leak_split):
+        for i, (k, c, a, b, lk, s) in enumerate(zip(self.keep, self.caption_ok, self.above_gamma1, self.below_gamma2,
+                                                    self.leak, self.leak_split)):
+            if k or i in self.overrides:
+                out.append("" if k else "override")
+                continue
             out.append("+".join(r for r, bad in (("caption", not c), ("gamma1", not a), ("gamma2", not b),
                                                   (f"leak:{s}", lk)) if bad))
         return out
 
 
-def decide(scores: FilterScores, settings: FilterConfig) -> Decisions:
-    """Apply thresholds to precomputed scores (no features are touched)."""
+def decide(scores: FilterScores, settings: FilterConfig, overrides: dict[str, Override] | None = None) -> Decisions:
+    """Apply thresholds to precomputed scores (no features are touched), then the curator's `overrides` (by key)."""
     s = settings.check()
     leak = scores.leak.flagged(s.leak_hamming, s.leak_cos)
     return Decisions(scores.caption[s.caption_mode], scores.cos > s.gamma1, scores.cos < s.gamma2, leak,
-                     scores.leak.split_of(s.leak_hamming, s.leak_cos), s)
+                     scores.leak.split_of(s.leak_hamming, s.leak_cos), s, match_overrides(scores.rows, overrides or {}))
 
 
 def class_counts(scores: FilterScores, d: Decisions) -> dict[int, dict]:
@@ -197,7 +220,7 @@ def class_counts(scores: FilterScores, d: Decisions) -> dict[int, dict]:
 
 def write_filter_manifest(scores: FilterScores, d: Decisions) -> Path:
     """`filter_manifest.jsonl`: per image, its numbers, each check and the reason (atomic rewrite)."""
-    lk, reasons = scores.leak, d.reasons()
+    lk, reasons, keep, auto = scores.leak, d.reasons(), d.keep, d.auto_keep
     lines = []
     for i, r in enumerate(scores.rows):
         row = dict(key=r["key"], aux_id=int(r["aux_id"]), aux_name=r["aux_name"], target_id=int(r["target_id"]),
@@ -206,7 +229,10 @@ def write_filter_manifest(scores: FilterScores, d: Decisions) -> Path:
                    gamma1=d.settings.gamma1, gamma2=d.settings.gamma2,
                    leak_hamming=int(lk.hamming[i]), leak_cos=round(float(lk.cos[i]), 5),
                    leak_hash_ref=_ref(lk, lk.hamming_ref[i]), leak_cos_ref=_ref(lk, lk.cos_ref[i]),
-                   leak=bool(d.leak[i]), keep=bool(d.keep[i]), reason=reasons[i])
+                   leak=bool(d.leak[i]), keep=bool(keep[i]), reason=reasons[i])
+        if i in d.overrides:  # a hand decision: the thresholds' own and who changed it when
+            o = d.overrides[i]
+            row.update(auto_keep=bool(auto[i]), override=o.decision, override_by=o.by, override_time=o.time)
         if r.get("truth"):
             row["truth"] = r["truth"]
         lines.append(json.dumps(row))
@@ -249,6 +275,7 @@ def save_accepted(scores: FilterScores, d: Decisions, extra: dict | None = None)
                 images=len(scores), kept=int(keep.sum()), caption_ok=int(d.caption_ok.sum()),
                 window_ok=int(d.window_ok.sum()), leaks=int(d.leak.sum()),
                 leaks_by_split=dict(Counter(s for s in d.leak_split if s)), dropped_by_reason=dict(reasons),
+                kept_by_thresholds=int(d.auto_keep.sum()), overrides=dict(d.override_counts(), file=OVERRIDES),
                 aux_classes=len(per_class), aux_classes_kept=len(new_id), num_targets=L,
                 files=dict(manifest=MANIFEST, filter_manifest=FILTER_MANIFEST, accepted=ACCEPTED,
                            neighbours=ACCEPTED_MAP), **(extra or {}))

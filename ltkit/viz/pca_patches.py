@@ -176,31 +176,38 @@ def _square(img):
 
 
 def pca_figure(images: np.ndarray, maps: dict[str, PatchPCA], show_mask: bool = True):
-    """Rows: images; columns: the image, then per model its PC1 mask (optional) and foreground RGB map."""
+    """Rows: images; columns: the image, then per model its PC1 mask (optional) and foreground RGB map.
+
+    Column titles name only what a column shows ("PC1 > 0.5", "3 PCs"); the model's name stands once
+    above its columns, so long names ("EfficientNet-Lite0") never run into the next title.
+    """
     import matplotlib.pyplot as plt
 
-    cols = 1 + len(maps) * (2 if show_mask else 1)
+    per = 2 if show_mask else 1
+    cols = 1 + len(maps) * per
     n = len(images)
     width = WIDTHS["double"] if cols > 3 else WIDTHS["single"]
+    height = width / cols * n + 0.5  # + two lines of titles
     with house_style():
-        fig, axes = plt.subplots(n, cols, figsize=(width, width / cols * n + 0.3), squeeze=False)
+        fig, axes = plt.subplots(n, cols, figsize=(width, height), squeeze=False)
+        fig.subplots_adjust(wspace=0.04, hspace=0.04, top=1 - 0.5 / height, bottom=0.01, left=0.01, right=0.99)
+        axes[0, 0].set_title("image")
         for i in range(n):
             axes[i, 0].imshow(images[i])
-            j = 1
-            for name, m in maps.items():
+        for k, (name, m) in enumerate(maps.items()):
+            j = 1 + k * per
+            for i in range(n):
                 if show_mask:
                     axes[i, j].imshow(m.pc1[i], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
                     axes[i, j].contour(m.mask[i].astype(float), levels=[0.5], colors="#D55E00", linewidths=0.8)
-                    if i == 0:
-                        axes[i, j].set_title(f"{name}: PC1 > {m.threshold:g}")
-                    j += 1
-                axes[i, j].imshow(m.rgb[i], interpolation="nearest")
-                if i == 0:
-                    axes[i, j].set_title(f"{name}: 3 PCs")
-                j += 1
+                axes[i, j + per - 1].imshow(m.rgb[i], interpolation="nearest")
+            if show_mask:
+                axes[0, j].set_title(f"PC1 > {m.threshold:g}")
+            axes[0, j + per - 1].set_title("3 PCs")
+            left, right = axes[0, j].get_position(), axes[0, j + per - 1].get_position()
+            fig.text((left.x0 + right.x1) / 2, 1 - 0.08 / height, name, ha="center", va="top", fontweight="bold")
         for ax in axes.flat:
             ax.set_xticks([]), ax.set_yticks([])
-        fig.subplots_adjust(wspace=0.04, hspace=0.04)
     return fig
 
 

@@ -100,3 +100,16 @@ def save_figure(fig, name: str | os.PathLike, folder: str | os.PathLike | None =
     if close:
         plt.close(fig)
     return paths
+
+
+def saved_png(paths: Sequence[Path]):
+    """The PNG among `save_figure`'s files as an IPython image: a notebook shows what it saved, on any backend.
+
+    `display(fig)` shows a figure only under the inline backend; headless runs (MPLBACKEND=Agg) print its repr.
+    """
+    from IPython.display import Image
+
+    png = next((p for p in paths if Path(p).suffix == ".png"), None)
+    if png is None:
+        raise ValueError(f"no .png among {[str(p) for p in paths]}: save the figure with formats including 'png'")
+    return Image(filename=str(png))
