@@ -7,7 +7,8 @@ Save and waits for the saved state, then checks the files the kernel wrote again
 what the kernel holds. A second test runs notebook 04 on builtin-tiny in the browser and checks that every
 figure it saves is shown. Needs `apt-get install chromium` and `pip install playwright` (never
 `playwright install`): without them the tests skip, unless LTKIT_REQUIRE_BROWSER=1 (CI), where they fail.
-Screenshots: figures/tuner.png (before the move), figures/tuner_moved.png (after it), figures/notebook04.png.
+Screenshots: tuner.png (before the move), tuner_moved.png (after it), notebook04.png, in build/screenshots/, or in
+the folder LTKIT_SCREENSHOTS names (`LTKIT_SCREENSHOTS=figures` refreshes the README's copies).
 """
 import json
 import os
@@ -26,7 +27,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FIGURES = REPO / "figures"
+# Screenshots go to build/ unless LTKIT_SCREENSHOTS names a folder: `LTKIT_SCREENSHOTS=figures` refreshes the
+# README's (a test run never changes tracked files by itself).
+FIGURES = Path(os.environ.get("LTKIT_SCREENSHOTS") or REPO / "build" / "screenshots")
+if not FIGURES.is_absolute():
+    FIGURES = REPO / FIGURES
 ARTIFACTS = REPO / "build" / "test-artifacts"
 NOTEBOOKS = REPO / "notebooks"
 KERNEL_READY = """() => {
@@ -190,6 +195,7 @@ def test_tuner_in_jupyterlab(lab, tmp_path):
             tuner.scroll_into_view_if_needed()
             layout = page.evaluate(LAYOUT)
             FIGURES.mkdir(exist_ok=True)
+            FIGURES.mkdir(parents=True, exist_ok=True)
             tuner.screenshot(path=str(FIGURES / "tuner.png"))
             g1, g2 = (float(x) for x in page.evaluate(KERNEL_EVAL, "tuner.window.value").strip("()").split(","))
             histogram = page.locator(".jp-OutputArea-output .ltkit-histogram").get_attribute("src")
@@ -271,6 +277,7 @@ def test_notebook04_shows_every_figure_it_saves(lab, tmp_path):
             errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count()
             page.locator(".jp-OutputArea-output img").nth(1).scroll_into_view_if_needed()  # the photo PCA figure
             FIGURES.mkdir(exist_ok=True)
+            FIGURES.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(FIGURES / "notebook04.png"))
         except Exception:
             _on_failure(page, "notebook04")
