@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from ltkit import evaluate
-from ltkit.config import parse_value, split_overrides
+from ltkit.config import no_stray_arguments, parse_value, split_overrides
 from ltkit.errors import ConfigError, UserError
 from ltkit.io import atomic_write_text, write_json
 from ltkit.train import TrainConfig, Trainer, load_config, recipe, val_split
@@ -242,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     options, overrides = split_overrides(list(argv), valued=("--ablate",))
     args = p.parse_args(options)
+    no_stray_arguments(args.overrides)
     base = load_config(args.config, overrides)
     grid = dict(parse_ablation(a) for a in args.ablate)
     t = time.time()

@@ -33,7 +33,8 @@ from tqdm.auto import tqdm
 
 from ltkit import evaluate, models, pretrain
 from ltkit.auxiliary import build_aux, random_categories  # noqa: F401 (random_categories: old import path)
-from ltkit.config import Config, check_same_recipe, config_yaml, load_config, recipe, split_overrides  # noqa: F401
+from ltkit.config import (Config, check_same_recipe, config_yaml, load_config, no_stray_arguments, recipe,  # noqa: F401
+                          split_overrides)
 from ltkit.data import TransformedSet
 from ltkit.data.datasets import build_target_data
 from ltkit.errors import ConfigError, UserError
@@ -398,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. loss=nsce aux=neighbours epochs=5")
     options, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
     args = p.parse_args(options)
+    no_stray_arguments(args.overrides)
     cfg = load_config(args.config, overrides)
     res = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from ltkit.config import FilterConfig, load_config, split_overrides
+from ltkit.config import FilterConfig, load_config, no_stray_arguments, split_overrides
 from ltkit.curate import filter as flt
 from ltkit.curate import quality as q
 from ltkit.crawl.retrieve import crawl_dir
@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     opts, overrides = split_overrides(argv)
     args = p.parse_args(opts)
+    no_stray_arguments(args.overrides)
     if args.crawl and not Path(args.crawl).is_dir():
         raise UserError(f"--crawl {args.crawl}: no such folder")
     run(load_config(args.config, overrides), args.crawl, args.quality, args.sweep, args.figures, args.dry_run,

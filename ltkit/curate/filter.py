@@ -18,6 +18,7 @@ reads: images, labels L..L+K'-1, the neighbour map of the classes that kept imag
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from collections import Counter
@@ -31,12 +32,12 @@ import numpy as np
 from ltkit.config import FilterConfig
 from ltkit.curate.encode import Encoder, build_encoder, encode_cached
 from ltkit.curate.leak import LeakScores, leak_scores, phash
-from ltkit.crawl.manifest import manifest_files, read_manifest
+from ltkit.crawl.manifest import inside, manifest_files, read_manifest
 from ltkit.words import CAPTION_MODES, caption_match, name_key
 from ltkit.data import FileImages, LTData
 from ltkit.errors import UserError
 from ltkit.features import prototypes
-from ltkit.io import atomic_write_text, write_json
+from ltkit.io import atomic_write_text, read_text, write_json
 from ltkit.paths import cache_root
 
 MANIFEST, FILTER_MANIFEST = "manifest.jsonl", "filter_manifest.jsonl"
@@ -58,12 +59,20 @@ def read_crawl(crawl_dir: str | Path) -> list[dict]:
     """Downloaded images of a crawl (the final row of each key, all shards, status ok), checked."""
     if not manifest_files(crawl_dir):
         raise FileNotFoundError(f"{Path(crawl_dir) / MANIFEST}: no crawl manifest (run `python -m ltkit crawl` first)")
-    rows = [r for r in read_manifest(crawl_dir) if r.get("status") == "ok"]
-    for n, row in enumerate(rows, 1):
+    everything = read_manifest(crawl_dir)
+    rows = [r for r in everything if r.get("status") == "ok"]
+    where = Path(crawl_dir) / MANIFEST
+    if not rows:
+        raise UserError(f"{where}: no downloaded image to filter ({len(everything)} rows, none ok)")
+    for row in rows:
         missing = [f for f in REQUIRED if f != "caption" and row.get(f) in (None, "")]  # empty captions are data
+        if "target_id" in missing and row.get("engine") == "urls":
+            raise UserError(f"{where}: key {row['key']}: a --urls crawl without a target column; give the URL list a "
+                            "target column (the target class each auxiliary class was queried from) and crawl again")
         if missing:
-            raise ValueError(f"{Path(crawl_dir) / MANIFEST}: key {row['key']}: field {missing[0]}: missing on a "
-                             f"downloaded row")
+            raise ValueError(f"{where}: key {row['key']}: field {missing[0]}: missing on a downloaded row")
+        if inside(crawl_dir, row["path"]) is None:
+            raise UserError(f"{where}: key {row['key']}: field path: {row['path']!r} leaves the crawl folder")
     return rows
 
 
@@ -196,8 +205,8 @@ def class_counts(scores: FilterScores, d: Decisions) -> dict[int, dict]:
 # outputs
 
 
-def write_filter_manifest(scores: FilterScores, d: Decisions) -> Path:
-    """`filter_manifest.jsonl`: per image, its numbers, each check and the reason (atomic rewrite)."""
+def filter_manifest_text(scores: FilterScores, d: Decisions) -> str:
+    """`filter_manifest.jsonl`: per image, its numbers, each check and the reason."""
     lk, reasons = scores.leak, d.reasons()
     lines = []
     for i, r in enumerate(scores.rows):
@@ -211,9 +220,7 @@ def write_filter_manifest(scores: FilterScores, d: Decisions) -> Path:
         if r.get("truth"):
             row["truth"] = r["truth"]
         lines.append(json.dumps(row))
-    path = scores.crawl_dir / FILTER_MANIFEST
-    atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
-    return path
+    return "\n".join(lines) + ("\n" if lines else "")
 
 
 def _ref(lk: LeakScores, j: int) -> str:
@@ -241,9 +248,8 @@ def save_accepted(scores: FilterScores, d: Decisions, extra: dict | None = None)
     map_rows.sort(key=lambda r: (r[0], r[3] == "", r[3] if r[3] != "" else 0))
     rows = [[r["path"], new_id[int(r["aux_id"])], r["aux_name"], int(r["target_id"]), r["sha256"],
              round(float(scores.cos[i]), 5)] for i, r in enumerate(scores.rows) if keep[i]]
-    write_filter_manifest(scores, d)
-    _write_csv(root / ACCEPTED_MAP, NEIGHBOUR_COLUMNS, map_rows)
-    _write_csv(root / ACCEPTED, ACCEPTED_COLUMNS, rows)
+    files = {FILTER_MANIFEST: filter_manifest_text(scores, d), ACCEPTED_MAP: _csv_text(NEIGHBOUR_COLUMNS, map_rows),
+             ACCEPTED: _csv_text(ACCEPTED_COLUMNS, rows)}
     reasons = Counter(x for x in d.reasons() if x)
     prov = dict(time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 settings=asdict(d.settings), encoder=scores.encoder, encoder_key=scores.encoder_key,
@@ -253,16 +259,49 @@ def save_accepted(scores: FilterScores, d: Decisions, extra: dict | None = None)
                 aux_classes=len(per_class), aux_classes_kept=len(new_id), num_targets=L,
                 files=dict(manifest=MANIFEST, filter_manifest=FILTER_MANIFEST, accepted=ACCEPTED,
                            neighbours=ACCEPTED_MAP), **(extra or {}))
-    write_json(root / FILTER_JSON, prov)  # last: its presence means the set above is complete
+    save_all_or_nothing(root, files, prov)
     return prov
 
 
-def _write_csv(path: Path, header, rows) -> None:
+def save_all_or_nothing(root: Path, files: dict[str, str], prov: dict) -> None:
+    """Write `files` (name -> text) and then `filter.json`, the marker that vouches for them by their sha256.
+
+    The marker goes first and comes back last: a save cut off anywhere (full disk, kill) leaves either no
+    marker or one whose hashes do not match, and `check_saved_set` (which every reader calls) refuses both,
+    rather than pair a new accepted set with the thresholds of an old one.
+    """
+    (root / FILTER_JSON).unlink(missing_ok=True)
+    for name, text in files.items():
+        atomic_write_text(root / name, text)
+    write_json(root / FILTER_JSON, {**prov, "sha256": {name: _sha256(text.encode()) for name, text in files.items()}})
+
+
+def check_saved_set(root: Path) -> dict:
+    """The provenance of a crawl's saved filter outputs, once each file it vouches for has the hash it names."""
+    path = root / FILTER_JSON
+    if not path.is_file():
+        raise UserError(f"{path}: no provenance beside the accepted set (run `python -m ltkit filter`)")
+    try:
+        prov = json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: line {e.lineno}: invalid JSON ({e.msg}); run `python -m ltkit filter` again") from None
+    for name, digest in (prov.get("sha256") or {}).items():  # files saved before the hashes existed carry none
+        if not (root / name).is_file() or _sha256((root / name).read_bytes()) != digest:
+            raise UserError(f"{root / name}: not the file {path.name} was saved with (a save was cut off, or it was "
+                            "edited); run `python -m ltkit filter` again")
+    return prov
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _csv_text(header, rows) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
     w.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def load_settings(crawl_dir: str | Path) -> FilterConfig | None:
@@ -270,7 +309,7 @@ def load_settings(crawl_dir: str | Path) -> FilterConfig | None:
     path = Path(crawl_dir) / FILTER_JSON
     if not path.is_file():
         return None
-    s = json.loads(path.read_text())["settings"]
+    s = json.loads(read_text(path))["settings"]
     s["leak_splits"] = list(s.get("leak_splits", ()))
     return FilterConfig(**s)
 
@@ -284,14 +323,15 @@ def load_accepted(path: str | Path, names: list[str], num_targets: int) -> tuple
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no accepted set (run `python -m ltkit filter --crawl {path.parent}`)")
-    with open(path, newline="", encoding="utf-8") as f:
-        lines = list(csv.reader(f))
+    lines = list(csv.reader(io.StringIO(read_text(path), newline="")))
     if not lines or tuple(lines[0]) != ACCEPTED_COLUMNS:
-        raise ValueError(f"{path}: line 1: expected header {','.join(ACCEPTED_COLUMNS)}")
+        raise UserError(f"{path}: line 1: expected header {','.join(ACCEPTED_COLUMNS)}")
     by_key: dict[str, list[str]] = {}
     for n, row in enumerate(lines[1:], 2):
         if len(row) != len(ACCEPTED_COLUMNS):
-            raise ValueError(f"{path}: line {n}: expected {len(ACCEPTED_COLUMNS)} fields, got {len(row)}")
+            raise UserError(f"{path}: line {n}: expected {len(ACCEPTED_COLUMNS)} fields, got {len(row)}")
+        if inside(path.parent, row[0]) is None:  # an image outside the crawl folder is nothing the filter saw
+            raise UserError(f"{path}: line {n}: field path: {row[0]!r} leaves the crawl folder")
         by_key.setdefault(name_key(row[2]), []).append(row[0])
     found = [k for k, n in enumerate(names) if by_key.get(name_key(n))]
     paths, labels = [], []
@@ -311,6 +351,7 @@ def training_overrides(crawl_dir: str | Path) -> dict:
     s = load_settings(root)
     if s is None:
         raise FileNotFoundError(f"{root / FILTER_JSON}: the crawl has no accepted set (run `python -m ltkit filter`)")
+    check_saved_set(root)
     # the map the crawl searched (classes left without images drop out); else the accepted classes' own map
     nmap = root / "neighbours.csv" if (root / "neighbours.csv").is_file() else root / ACCEPTED_MAP
     return {"aux_images": str(root / ACCEPTED), "neighbours_csv": str(nmap),
@@ -328,10 +369,7 @@ def accepted_for_config(cfg, names: list[str], num_targets: int,
     if not path.is_file():
         raise UserError(f"{path}: no accepted set; run `python -m ltkit crawl` and `python -m ltkit filter` "
                         "with the same config first")
-    prov_path = path.parent / FILTER_JSON
-    if not prov_path.is_file():
-        raise UserError(f"{prov_path}: no provenance beside the accepted set (run `python -m ltkit filter`)")
-    prov = json.loads(prov_path.read_text())
+    prov = check_saved_set(path.parent)
     if prov.get("dataset") not in (None, cfg.dataset):
         raise UserError(f"{path}: an accepted set of dataset {prov['dataset']!r}, but the config trains {cfg.dataset!r}")
     saved = prov["settings"]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ltkit.data import datasets
-from ltkit.config import Config, load_config, neighbour_dir, split_overrides
+from ltkit.config import Config, load_config, neighbour_dir, no_stray_arguments, split_overrides
 from ltkit.neighbours.backends import Backend, ManualBackend, OpenAIBackend, TaxonomyBackend
 from ltkit.neighbours.neighbour_map import read_classes
 from ltkit.neighbours.search import SearchResult, format_rows, search_neighbours
@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="e.g. k=3 aux_ratio=0:1:1 neighbours.backend=openai neighbours.model=m")
     options, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
     args = p.parse_args(options)
+    no_stray_arguments(args.overrides)
     cfg = load_config(args.config, overrides + ([f"neighbours.out_dir={args.out}"] if args.out else []))
     res = search_config(cfg, progress=log.info)
     print(format_rows([r for r in res.rows if r.status == "kept"], args.show))
