@@ -430,7 +430,7 @@ def parse_value(key: str, text: str) -> Any:
     """A top-level key's value as a `key=value` override would set it (checks that the key exists)."""
     values: dict = {}
     _set(values, key, text, "", parse=True)
-    return values[key]
+    return check_fields(Config, values)[key]
 
 
 # ---------------------------------------------------------------------------------------------

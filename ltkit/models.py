@@ -25,6 +25,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, is_model_in
 from ltkit import cifar_resnet  # noqa: F401  (registers resnet20/32/44/56_cifar in timm)
 from ltkit.augment import pad_crop_transform
 from ltkit.backbone import StemStagesNet
+from ltkit.errors import UserError
 from ltkit.io import atomic_save, atomic_write_bytes
 
 # explicit: timm's register_model appends each registered model function to this list
@@ -176,6 +177,8 @@ def create_model(name: str, num_classes: int, img_size: int = 32, pretrained: bo
     ViTs get `img_size` and, for small images, a patch size giving an 8x8 grid (unless `patch_size`
     is passed); every model's data config reports `img_size` (timm keeps the weights' own).
     """
+    if not timm.is_model(name):
+        raise UserError(f"model={name!r}: no such timm model (timm.list_models('*{name[:8]}*') lists similar names)")
     overlay = dict(timm_kwargs.pop("pretrained_cfg_overlay", None) or {})
     overlay["input_size"] = (3, img_size, img_size)
     if img_size <= 64:

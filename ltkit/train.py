@@ -56,12 +56,25 @@ TrainConfig = Config  # the name this module had for it before ltkit.config
 # distributed helpers
 
 
+def checked_device(text: str) -> torch.device:
+    """`device=` as a torch device that exists here, or a UserError naming the setting."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise UserError(f"device={text!r}: expected cpu, cuda, cuda:N or another torch device") from None
+    if device.type == "cuda":
+        n = torch.cuda.device_count()
+        if (device.index or 0) >= n:
+            raise UserError(f"device={text!r}: this machine has {n} CUDA device(s)")
+    return device
+
+
 def _dist_setup(cfg: Config) -> tuple[int, int, torch.device]:
     """(rank, world size, device); initialises the process group under torchrun."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if cfg.device:
-        device = torch.device(cfg.device)
+        device = checked_device(cfg.device)
     else:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if world_size > 1 and not dist.is_initialized():

@@ -360,6 +360,18 @@ def test_9_an_empty_crawl_and_a_corrupt_image_in_the_filter_are_named(tmp_path):
         FileImages(tmp_path, ["bad.jpg"], [0]).load(0)
 
 
+def test_9_unknown_models_and_devices_are_named():
+    from ltkit.models import create_model
+    from ltkit.train import checked_device
+
+    with pytest.raises(UserError, match="model='resnet_nosuch'"):
+        create_model("resnet_nosuch", 3)
+    with pytest.raises(UserError, match=r"device='cuda:99'"):
+        checked_device("cuda:99")
+    with pytest.raises(UserError, match="device='gpu'"):
+        checked_device("gpu")
+
+
 # --- 10. smaller holes ---------------------------------------------------------------------------------------------
 
 
@@ -448,3 +460,4 @@ def test_11_the_neighbour_search_drops_every_spelling_of_a_target():
     assert [(r.aux_name, r.reason) for r in rows] == [
         ("Sport Car", "in_label_set"), ("SportsCar", "in_label_set"), ("sports-cars", "in_label_set"), ("coupe", ""),
         ("Sport Cars", "in_label_set"), ("tiger cat", "")]
+

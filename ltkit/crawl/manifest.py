@@ -206,11 +206,13 @@ def crawl_lock(crawl_dir: str | os.PathLike, shard: tuple[int, int] = (0, 1)) ->
     own classes) and each holds its own shard lock, so a second copy of a shard is refused too.
     """
     d, (i, n) = Path(crawl_dir), shard
-    d.mkdir(parents=True, exist_ok=True)
+    with storage_errors(d):
+        d.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         for name, mode in [(LOCK, fcntl.LOCK_EX if n == 1 else fcntl.LOCK_SH)] + (
                 [(f"{LOCK}.shard-{i}-of-{n}", fcntl.LOCK_EX)] if n > 1 else []):
-            f = stack.enter_context(open(d / name, "a+b"))
+            with storage_errors(d / name):  # a read-only folder: one line, not a traceback
+                f = stack.enter_context(open(d / name, "a+b"))
             try:
                 fcntl.flock(f.fileno(), mode | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -232,10 +234,8 @@ def record_classes(crawl_dir: str | os.PathLike, classes: Sequence[tuple[str, in
     if (d / CLASSES).is_file():
         have = read_json(d / CLASSES, "class list")["classes"]
     else:
-        have = {}
-        for r in read_manifest(d):
-            have[int(r["aux_id"])] = [r.get("aux_name"), r.get("target_id")]
-        have = [have.get(a) for a in range(max(have) + 1)] if have else []
+        by_id = {int(r["aux_id"]): [r.get("aux_name"), r.get("target_id")] for r in read_manifest(d)}
+        have = [by_id.get(a) for a in range(max(by_id, default=-1) + 1)]
     for a, (old, new) in enumerate(zip(have, want)):
         if old is not None and list(old) != new:
             raise UserError(f"{d}: auxiliary id {a} was crawled as {old[0]!r} (target {old[1]}), but {source} makes it "

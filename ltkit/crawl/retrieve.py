@@ -80,6 +80,7 @@ def read_url_list(path: str | os.PathLike, target_names: Callable[[], Sequence[s
     if not path.is_file():
         raise UserError(f"URL list not found: {path}")
     classes: dict[str, tuple[str, int | None]] = {}
+    ids: dict[str, int] = {}
     batches: list[list[Job]] = []
     names = None
     for n, row in csv_rows(path, ("aux_name", "url")):
@@ -94,7 +95,7 @@ def read_url_list(path: str | os.PathLike, target_names: Callable[[], Sequence[s
                 raise UserError(f"{path}: line {n}: field target: {target!r} is no class of the dataset")
         if classes.setdefault(name, (name, t))[1] != t:
             raise UserError(f"{path}: line {n}: field target: {name!r} belongs to {classes[name][1]} on an earlier line")
-        a = list(classes).index(name)
+        a = ids.setdefault(name, len(ids))
         if a == len(batches):
             batches.append([])
         meta = {"aux_name": name, "target_id": t, "target_name": names[t] if t is not None else None, "query": None,
