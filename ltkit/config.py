@@ -212,7 +212,7 @@ class Config:
     device: str | None = run_only(None)  # default: cuda if available
     # evaluation: direct | crt | tau
     classifier: str = run_only("direct")
-    eval_every: int = run_only(1, "[1, inf)")
+    eval_every: int = run_only(1, "[0, inf)")
     progress: bool = run_only(True)
     # stage sections
     neighbours: NeighbourConfig = field(default_factory=NeighbourConfig)
