@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -21,12 +22,18 @@ from typing import Any
 import yaml
 
 from ltkit.errors import ConfigError
+from ltkit.io import read_text
 from ltkit.paths import repo_root
 
 
-def run_only(default: Any = None) -> Any:
-    """A field that may differ between a run and its resume (left out of `recipe`)."""
-    return field(default=default, metadata={"run_only": True})
+def run_only(default: Any = None, within: str | None = None) -> Any:
+    """A field that may differ between a run and its resume (left out of `recipe`); `within` as in `bounded`."""
+    return field(default=default, metadata={"run_only": True, **({"within": within} if within else {})})
+
+
+def bounded(default: Any, within: str) -> Any:
+    """A numeric field with its allowed values: an interval such as "[1, inf)" or "(0, 1]", or "0 or [0.01, 100]"."""
+    return field(default=default, metadata={"within": within})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -47,11 +54,11 @@ class NeighbourConfig:
     classes_file: str | None = None    # target classes (name[,train_count] per line) instead of the dataset's
     out_dir: str | None = None         # where neighbours.csv goes; default: <out_dir>/_neighbours/<settings>
     cache: str | None = run_only(None)  # the answer cache; default: llm_cache.jsonl beside neighbours.csv
-    timeout: float = run_only(60.0)    # openai: seconds per request
-    retries: int = run_only(4)         # openai: retries on 429, 5xx, timeouts
+    timeout: float = run_only(60.0, "(0, 3600]")  # openai: seconds per request
+    retries: int = run_only(4, "[0, 100]")  # openai: retries on 429, 5xx, timeouts
     structured: bool = False           # openai: ask for a JSON list (response_format); falls back to the prompt
-    workers: int = run_only(8)         # requests in flight at once
-    price_per_1k: float | None = run_only(None)  # price per 1K tokens, to show the cost
+    workers: int = run_only(8, "[1, 1024]")  # requests in flight at once
+    price_per_1k: float | None = run_only(None, "[0, inf)")  # price per 1K tokens, to show the cost
 
 
 @dataclass
@@ -60,28 +67,28 @@ class CrawlConfig:
 
     engine: str = "pool"               # pool (the world's pool, or pool_dir) | ddgs (web image search)
     out_dir: str | None = None         # crawl folder; default: the neighbour map's folder
-    per_class: int = 50                # search hits per auxiliary class
+    per_class: int = bounded(50, "[1, 10000]")  # search hits per auxiliary class
     query: str = "{name}"              # search query; {name} is the auxiliary class name
     pool_dir: str | None = None        # pool: a folder of images with captions.csv (path,caption[,label])
     ddgs_backend: str = "duckduckgo"   # ddgs: pinned engine ("auto" picks DDG or Bing at random)
     region: str = "us-en"              # ddgs
     safesearch: str = "moderate"       # ddgs: on | moderate | off
     license: str | None = None         # ddgs: Public | Share | ShareCommercially | Modify | ModifyCommercially
-    resize: int | None = None          # longest side of stored images (down only); None keeps the size
-    search_interval: float = run_only(1.5)  # ddgs: seconds between searches
-    search_retries: int = run_only(4)  # ddgs: retries with backoff per query
-    concurrency: int = run_only(64)    # requests in flight
-    per_host: int = run_only(2)        # connections per host
-    host_interval: float = run_only(0.2)  # seconds between request starts to one host
-    rate_limit: float = run_only(0.0)  # requests per second overall; 0 = no limit
-    connect_timeout: float = run_only(10.0)
-    read_timeout: float = run_only(20.0)
-    total_timeout: float = run_only(60.0)  # per request: ends slow drips
-    retries: int = run_only(2)         # on 429, 5xx and dropped connections (Retry-After honoured)
-    backoff: float = run_only(1.0)     # seconds, doubled per retry, when no Retry-After is sent
-    max_bytes: int = run_only(20_000_000)
-    max_pixels: int = run_only(40_000_000)  # decompression-bomb limit
-    max_redirects: int = run_only(5)
+    resize: int | None = bounded(None, "[1, 100000]")  # longest side of stored images (down only); None keeps the size
+    search_interval: float = run_only(1.5, "[0, 600]")  # ddgs: seconds between searches
+    search_retries: int = run_only(4, "[0, 100]")  # ddgs: retries with backoff per query
+    concurrency: int = run_only(64, "[1, 100000]")  # requests in flight
+    per_host: int = run_only(2, "[1, 1000]")  # connections per host
+    host_interval: float = run_only(0.2, "[0, 600]")  # seconds between request starts to one host
+    rate_limit: float = run_only(0.0, "0 or [0.01, 1e6]")  # requests per second overall; 0 = no limit
+    connect_timeout: float = run_only(10.0, "(0, 3600]")
+    read_timeout: float = run_only(20.0, "(0, 3600]")
+    total_timeout: float = run_only(60.0, "(0, 3600]")  # per request: ends slow drips
+    retries: int = run_only(2, "[0, 100]")  # on 429, 5xx and dropped connections (Retry-After honoured)
+    backoff: float = run_only(1.0, "[0, 600]")  # seconds, doubled per retry, when no Retry-After is sent
+    max_bytes: int = run_only(20_000_000, "[1, 1e11]")
+    max_pixels: int = run_only(40_000_000, "[1, 1e11]")  # decompression-bomb limit
+    max_redirects: int = run_only(5, "[0, 100]")
     allow_loopback: bool = run_only(False)  # admit 127.0.0.0/8 (tests, local servers); private ranges never
     progress: bool = run_only(True)
 
@@ -91,14 +98,14 @@ class FilterConfig:
     """Caption and similarity filters of the crawled images (paper Sec. 3.1; `python -m ltkit filter`)."""
 
     caption_mode: str = "phrase"       # phrase | words | off: how the caption must name the auxiliary class
-    gamma1: float = 0.7                # keep gamma1 < cos(prototype of the parent, image feature) < gamma2
-    gamma2: float = 0.98
+    gamma1: float = bounded(0.7, "[-1, 1]")  # keep gamma1 < cos(prototype of the parent, image feature) < gamma2
+    gamma2: float = bounded(0.98, "[-1, 1]")
     encoder: str = "pool"              # pool[:epochs=N] | timm:<name>[@<weights file>] | dinov2[:<timm name>]
-    leak_hamming: int = 6              # pHash bits (of 64): a val/test image this close is a test leak
-    leak_cos: float = 0.99             # feature cosine: a val/test image this similar is a test leak
-    leak_splits: list = field(default_factory=lambda: ["val", "test"])  # target splits the leak check compares with
-    cap: int = run_only(50)            # the tuner shows kept images per class against this cap
-    batch_size: int = run_only(256)    # encoder batch
+    leak_hamming: int = bounded(6, "[0, 64]")  # pHash bits (of 64): a val/test image this close is a test leak
+    leak_cos: float = bounded(0.99, "[-1, 1]")  # feature cosine: a val/test image this similar is a test leak
+    leak_splits: list[str] = field(default_factory=lambda: ["val", "test"])  # target splits the leak check compares with
+    cap: int = run_only(50, "[1, inf)")  # the tuner shows kept images per class against this cap
+    batch_size: int = run_only(256, "[1, inf)")  # encoder batch
 
     def check(self) -> "FilterConfig":
         """Raise a ConfigError naming the field of an impossible setting."""
@@ -120,20 +127,20 @@ class PilotConfig:
     taxonomy: str | None = None        # folders: a Taxonomy JSON file, or "wordnet" for folders named by wnid
     model: str | None = None           # frozen encoder (a timm name); None: the config's model
     pretrained: str | None = None      # its weights: pool | hf | a file | none; None: the config's pretrained
-    img_size: int | None = None        # encoder input size; None: the config's img_size
-    num_classes: int = 48              # N classes per draw (the paper: 500)
-    superclasses: list[int] = field(default_factory=lambda: [4, 8, 16, 24])  # S (the paper: 20, 40, 60, 100)
-    ratios: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.1, 0.05, 0.01, 0.001])  # tail / head
+    img_size: int | None = bounded(None, "[1, 10000]")  # encoder input size; None: the config's img_size
+    num_classes: int = bounded(48, "[2, inf)")  # N classes per draw (the paper: 500)
+    superclasses: list[int] = field(default_factory=lambda: [4, 8, 16, 24], metadata={"within": "[1, inf)"})  # S (the paper: 20, 40, 60, 100)
+    ratios: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.1, 0.05, 0.01, 0.001], metadata={"within": "(0, 1]"})  # tail / head
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # a draw per (S, seed) (the paper: 5 runs)
     level: str = "auto"                # taxonomy level of the superclasses (0 = coarsest); auto: coarsest that fits
-    head: int = 100                    # train images of the head class
-    test_per_class: int = 20           # the balanced test split
-    hidden: int = 0                    # classifier: 0 linear probe; > 0 one hidden layer of that width
-    steps: int = 300                   # AdamW steps per cell (the same for every cell, whatever its size)
-    batch_size: int = 256
-    lr: float = 0.01
-    weight_decay: float = 0.001
-    head_tail_frac: float = 1 / 3      # head / tail: the top / bottom fraction of classes by train count
+    head: int = bounded(100, "[1, inf)")  # train images of the head class
+    test_per_class: int = bounded(20, "[1, inf)")  # the balanced test split
+    hidden: int = bounded(0, "[0, inf)")  # classifier: 0 linear probe; > 0 one hidden layer of that width
+    steps: int = bounded(300, "[1, inf)")  # AdamW steps per cell (the same for every cell, whatever its size)
+    batch_size: int = bounded(256, "[1, inf)")
+    lr: float = bounded(0.01, "(0, inf)")
+    weight_decay: float = bounded(0.001, "[0, inf)")
+    head_tail_frac: float = bounded(1 / 3, "(0, 0.5]")  # head / tail: the top / bottom fraction of classes by train count
     out_dir: str | None = run_only(None)  # default: <out_dir>/pilot-<pool>-<recipe hash>
 
 
@@ -157,55 +164,55 @@ class Config:
     splits_dir: str | None = None      # ImageNet-LT / Places-LT split files (default: data_root)
     inat_train_json: str | None = None
     inat_val_json: str | None = None
-    imbalance: float = 100.0           # cifar10-lt / cifar100-lt: head / tail images
-    head: int | None = None            # cifar10-lt / cifar100-lt: images of class 0 (None: 5000 / 500)
-    many: int = 100                    # shot-group thresholds: many > 100 images, few < 20
-    few: int = 20
-    val_holdout: int = 10              # without a val split: per-class images held out of train as val (data.holdout_val)
+    imbalance: float = bounded(100.0, "[1, inf)")  # cifar10-lt / cifar100-lt: head / tail images
+    head: int | None = bounded(None, "[1, inf)")  # cifar10-lt / cifar100-lt: images of class 0 (None: 5000 / 500)
+    many: int = bounded(100, "[1, inf)")  # shot-group thresholds: many > 100 images, few < 20
+    few: int = bounded(20, "[0, inf)")
+    val_holdout: int = bounded(10, "[0, inf)")  # without a val split: per-class images held out of train as val (data.holdout_val)
     # auxiliary data: none | neighbours (SD) | random (RD)
     aux: str = "none"
     neighbours_csv: str | None = None  # from `python -m ltkit neighbours`; default: neighbours.out_dir's
     aux_images: str | None = None      # crawl (this config's filtered crawl), an accepted.csv or <aux name>/ folders; None: world pool
-    k: int = 5                         # auxiliary categories per class at most
+    k: int = bounded(5, "[1, 1000]")  # auxiliary categories per class at most
     aux_ratio: str | None = None       # head:medium:tail, e.g. "1:1:3"; None = 1:ceil(Nh/Nm):ceil(Nh/Nt)
-    aux_cap: int = 50                  # images per auxiliary class per epoch
+    aux_cap: int = bounded(50, "[1, inf)")  # images per auxiliary class per epoch
     # loss: ce | balce | nsce
     loss: str = "balce"
-    lambda_s: float = 0.1
-    tau: float = 1.0
+    lambda_s: float = bounded(0.1, "(0, 1]")
+    tau: float = bounded(1.0, "[0, inf)")
     # model
     model: str = "ltkit_cnn_small"
     pretrained: str | None = None      # None | "pool" | "hf" (HF cache) | path to a weights file
-    img_size: int = 32
+    img_size: int = bounded(32, "[1, 10000]")
     # optimisation
-    epochs: int = 30
-    batch_size: int = 128              # per step, across all processes
-    accum_steps: int = 1               # effective batch = batch_size * accum_steps
-    lr: float = 2e-3                   # used as given unless blr is set
-    blr: float | None = None           # base lr per 256 images (MAE / LiVT): lr = blr x batch_size x accum_steps / 256
-    weight_decay: float = 0.05         # timm's AdamW groups: none on norms, biases and embeddings
-    layer_decay: float | None = None   # layer-wise lr decay (timm), e.g. 0.75 for ViT-B fine-tuning; None: off
-    drop_path: float = 0.0             # stochastic depth (models that take drop_path_rate, e.g. ViTs)
-    warmup_epochs: float = 2.0
-    betas: tuple[float, float] = (0.9, 0.95)
+    epochs: int = bounded(30, "[1, inf)")
+    batch_size: int = bounded(128, "[1, inf)")  # per step, across all processes
+    accum_steps: int = bounded(1, "[1, inf)")  # effective batch = batch_size * accum_steps
+    lr: float = bounded(2e-3, "(0, inf)")  # used as given unless blr is set
+    blr: float | None = bounded(None, "(0, inf)")  # base lr per 256 images (MAE / LiVT): lr = blr x batch_size x accum_steps / 256
+    weight_decay: float = bounded(0.05, "[0, inf)")  # timm's AdamW groups: none on norms, biases and embeddings
+    layer_decay: float | None = bounded(None, "(0, 1]")  # layer-wise lr decay (timm), e.g. 0.75 for ViT-B fine-tuning; None: off
+    drop_path: float = bounded(0.0, "[0, 1)")  # stochastic depth (models that take drop_path_rate, e.g. ViTs)
+    warmup_epochs: float = bounded(2.0, "[0, inf)")
+    betas: tuple[float, float] = bounded((0.9, 0.95), "[0, 1)")
     optimizer: str = "adamw"           # adamw | sgd (momentum, as the CIFAR ResNet papers train)
-    momentum: float = 0.9              # sgd
+    momentum: float = bounded(0.9, "[0, 1)")  # sgd
     augment: bool = True               # False: train on the eval transform (no crop, flip or RandAugment)
     randaugment: str | None = "rand-m9-mstd0.5"
-    color_jitter: float = 0.4          # timm's default; 0 where colour is a class attribute (the world)
-    mixup: float = 0.8
-    cutmix: float = 1.0
-    label_smoothing: float = 0.0
+    color_jitter: float = bounded(0.4, "[0, inf)")  # timm's default; 0 where colour is a class attribute (the world)
+    mixup: float = bounded(0.8, "[0, inf)")
+    cutmix: float = bounded(1.0, "[0, inf)")
+    label_smoothing: float = bounded(0.0, "[0, 1)")
     amp: bool = True                   # bf16 autocast on GPU
     channels_last: bool = run_only(False)  # NHWC images and weights (faster convolutions on GPU)
     compile: bool = run_only(False)    # torch.compile the model
-    num_workers: int = run_only(0)
-    threads: int | None = run_only(None)  # torch CPU threads (None: torch's default); numbers repeat bit for bit
+    num_workers: int = run_only(0, "[0, 1024]")
+    threads: int | None = run_only(None, "[1, 1024]")  # torch CPU threads (None: torch's default); numbers repeat bit for bit
                                           # only at the same thread count
     device: str | None = run_only(None)  # default: cuda if available
     # evaluation: direct | crt | tau
     classifier: str = run_only("direct")
-    eval_every: int = run_only(1)
+    eval_every: int = run_only(1, "[0, inf)")
     progress: bool = run_only(True)
     # stage sections
     neighbours: NeighbourConfig = field(default_factory=NeighbourConfig)
@@ -242,15 +249,92 @@ def parse_yaml(text: str) -> Any:
 
 
 def _is_str_field(f: dataclasses.Field) -> bool:
-    return "str" in str(f.type)
+    return "str" in (k.strip() for k in str(f.type).split("|"))
 
 
 def _override_value(f: dataclasses.Field, text: str) -> Any:
     """A `key=value` value: YAML for numbers, lists and booleans; strings stay strings (name=001)."""
+    if text.strip().lower() == "none" and _is_str_field(f) and "None" not in str(f.type):
+        return "none"  # a value of its own where the field cannot be empty (aux=none, backend=none)
     if text.strip().lower() in ("null", "none", "~", ""):
         return None
     value = parse_yaml(text)
     return text.strip() if _is_str_field(f) and not isinstance(value, str) else value
+
+
+# ---------------------------------------------------------------------------------------------
+# every value checked where it is read: against its field's type and declared `within` interval
+
+
+def in_interval(x: float, within: str) -> bool:
+    """Whether x lies in `within`: intervals like "[1, inf)" or "(0, 1]" and single numbers, joined by " or "."""
+    for part in (p.strip() for p in within.split(" or ")):
+        if part[0] not in "[(":
+            if x == float(part):
+                return True
+            continue
+        lo, hi = (float(v) for v in part[1:-1].split(","))
+        if (lo <= x if part[0] == "[" else lo < x) and (x <= hi if part[-1] == "]" else x < hi):
+            return True
+    return False
+
+
+def _scalar(key: str, value: Any, kind: str, within: str | None) -> Any:
+    """One value as `kind` (bool, int, float, str; anything else passes), or a ConfigError naming `key`."""
+    if kind == "bool":
+        if isinstance(value, bool):  # "false", "no", 0 or "fasle" are not booleans: a typo must not mean true
+            return value
+        raise ConfigError(f"{key}={value!r}: expected true or false")
+    if kind == "str":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # `name: 2024` in YAML
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}={value!r}: expected a string")
+        return value
+    if kind not in ("int", "float"):
+        return value
+    what = "an integer" if kind == "int" else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key}={value!r}: expected {what}")
+    if not math.isfinite(value):  # NaN passes every `<` check and inf switches limits off
+        raise ConfigError(f"{key}={value!r}: expected a finite number")
+    if kind == "int" and value != int(value):
+        raise ConfigError(f"{key}={value!r}: expected an integer")
+    value = int(value) if kind == "int" else float(value)
+    if within and not in_interval(value, within):
+        raise ConfigError(f"{key}={value!r}: must be in {within}")
+    return value
+
+
+def check_value(key: str, value: Any, hint: str, within: str | None = None) -> Any:
+    """`value` as a field of type `hint` ('int | None', 'list[float]', 'tuple[float, float]'), or a ConfigError."""
+    kinds = [k.strip() for k in str(hint).split("|")]
+    if value is None:
+        if "None" in kinds:
+            return None
+        raise ConfigError(f"{key}: must be set (got null)")
+    kind = next(k for k in kinds if k != "None")
+    outer, _, inner = kind.partition("[")
+    if outer not in ("list", "tuple"):
+        return _scalar(key, value, kind, within)
+    if not isinstance(value, (list, tuple)):  # `leak_splits=val` must not become ['v', 'a', 'l']
+        raise ConfigError(f"{key}={value!r}: expected a list, e.g. {key.split('.')[-1]}=[a,b]")
+    items = [k.strip() for k in inner.rstrip("]").split(",")] if inner else []
+    if outer == "tuple" and len(items) != len(value):
+        raise ConfigError(f"{key}={list(value)!r}: expected {len(items)} values")
+    out = [_scalar(f"{key}[{i}]", v, items[i if outer == "tuple" else 0] if items else "", within)
+           for i, v in enumerate(value)]
+    return tuple(out) if outer == "tuple" else out
+
+
+def check_fields(cls, values: dict, prefix: str = "", where: str = "") -> dict:
+    """The values of dataclass `cls`'s fields (a subset), each checked by `check_value` (errors name file and key)."""
+    fields = _fields(cls)
+    try:
+        return {k: check_value(prefix + k, v, fields[k].type, fields[k].metadata.get("within"))
+                for k, v in values.items()}
+    except ConfigError as e:
+        raise ConfigError(f"{where}{e}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,11 +376,9 @@ def config_from_dict(values: dict, where: str = "", strict: bool = True) -> Conf
         except ConfigError:
             if strict:
                 raise
-    if "betas" in flat and flat["betas"] is not None:
-        flat["betas"] = tuple(flat["betas"])
-    for name, cls in SECTIONS.items():
-        flat[name] = cls(**flat.get(name, {}))
-    return Config(**flat)
+    sections = {name: check_fields(cls, flat.pop(name, {}), f"{name}.", where) for name, cls in SECTIONS.items()}
+    flat = check_fields(Config, flat, "", where)
+    return Config(**flat, **{name: SECTIONS[name](**v) for name, v in sections.items()})
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | dict | None = None) -> Config:
@@ -310,7 +392,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | di
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
         try:
-            values = parse_yaml(path.read_text()) or {}
+            values = parse_yaml(read_text(path)) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: invalid YAML ({e})".replace("\n", " ")) from None
         if not isinstance(values, dict):
@@ -340,11 +422,17 @@ def split_overrides(argv: list[str], valued: tuple[str, ...] = ()) -> tuple[list
     return [a for a in argv if a not in overrides], overrides
 
 
+def no_stray_arguments(tokens: list[str]) -> None:
+    """Refuse command-line words that are neither options nor key=value (`epochs 1` would be dropped silently)."""
+    if tokens:
+        raise ConfigError(f"argument {tokens[0]!r}: expected key=value (e.g. {tokens[0]}=...) or an option")
+
+
 def parse_value(key: str, text: str) -> Any:
     """A top-level key's value as a `key=value` override would set it (checks that the key exists)."""
     values: dict = {}
     _set(values, key, text, "", parse=True)
-    return values[key]
+    return check_fields(Config, values)[key]
 
 
 # ---------------------------------------------------------------------------------------------

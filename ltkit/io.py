@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
+from ltkit.errors import UserError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -59,6 +60,16 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})") from None
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A user's text file (config, CSV, list) as UTF-8 with any BOM dropped; another encoding is a UserError."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")  # Excel and Notepad write a BOM, which would glue onto the first key
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise UserError(f"{path}: line {line}: not UTF-8 (byte 0x{data[e.start]:02x}); save the file as UTF-8") from None
 
 
 def append_jsonl(path: str | os.PathLike, row: dict) -> None:

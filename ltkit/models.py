@@ -178,6 +178,8 @@ def create_model(name: str, num_classes: int, img_size: int = 32, pretrained: bo
     ViTs get `img_size` and, for small images, a patch size giving an 8x8 grid (unless `patch_size`
     is passed); every model's data config reports `img_size` (timm keeps the weights' own).
     """
+    if not timm.is_model(name):
+        raise UserError(f"model={name!r}: no such timm model (timm.list_models('*{name[:8]}*') lists similar names)")
     overlay = dict(timm_kwargs.pop("pretrained_cfg_overlay", None) or {})
     overlay["input_size"] = (3, img_size, img_size)
     if img_size <= 64:

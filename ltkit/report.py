@@ -19,8 +19,7 @@ import time
 import numpy as np
 
 from ltkit import evaluate
-from ltkit.config import parse_value, split_overrides
-from ltkit.config import Config, load_config, recipe
+from ltkit.config import Config, load_config, no_stray_arguments, parse_value, recipe, split_overrides
 from ltkit.errors import ArgumentParser, ConfigError, UserError
 from ltkit.io import atomic_write_text, write_json
 from ltkit.pipeline import ensure_inputs
@@ -244,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     options, overrides = split_overrides(list(argv), valued=("--ablate",))
     args = p.parse_args(options)
+    no_stray_arguments(args.overrides)
     base = load_config(args.config, overrides)
     grid = dict(parse_ablation(a) for a in args.ablate)
     t = time.time()

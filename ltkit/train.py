@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from ltkit import evaluate, models, pretrain
 from ltkit.auxiliary import build_aux
-from ltkit.config import Config, check_same_recipe, config_yaml, load_config, split_overrides
+from ltkit.config import Config, check_same_recipe, config_yaml, load_config, no_stray_arguments, split_overrides
 from ltkit.data import TransformedSet
 from ltkit.data.datasets import build_target_data
 from ltkit.errors import ArgumentParser, ConfigError, UserError
@@ -52,12 +52,25 @@ LOG_EVERY = 50  # steps between progress-bar loss updates (each one a host-devic
 # distributed helpers
 
 
+def checked_device(text: str) -> torch.device:
+    """`device=` as a torch device that exists here, or a UserError naming the setting."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise UserError(f"device={text!r}: expected cpu, cuda, cuda:N or another torch device") from None
+    if device.type == "cuda":
+        n = torch.cuda.device_count()
+        if (device.index or 0) >= n:
+            raise UserError(f"device={text!r}: this machine has {n} CUDA device(s)")
+    return device
+
+
 def _dist_setup(cfg: Config) -> tuple[int, int, torch.device]:
     """(rank, world size, device); initialises the process group under torchrun."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if cfg.device:
-        device = torch.device(cfg.device)
+        device = checked_device(cfg.device)
     else:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if world_size > 1 and not dist.is_initialized():
@@ -395,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. loss=nsce aux=neighbours epochs=5")
     options, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
     args = p.parse_args(options)
+    no_stray_arguments(args.overrides)
     cfg = load_config(args.config, overrides)
     ensure_inputs(cfg)
     res = train(cfg)

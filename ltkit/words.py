@@ -1,8 +1,9 @@
 """Words shared by every stage: what "the same class name" means, and whether a caption names a class.
 
-`name_key` is the one notion of "the same name" in ltkit: the neighbour search's label-set check, the
-neighbour map, the class-name files and the caption filter all compare names through it. This module sits
-at the bottom of the package: it imports nothing of ltkit.
+`name_key` is the notion of "the same name" in ltkit: the neighbour search's duplicate check, the
+neighbour map, the class-name files and the caption filter all compare names through it. The label-set
+check is stricter (`same_label`: a proposal that is a target class in any spelling must never become an
+auxiliary class). This module sits at the bottom of the package: it imports nothing of ltkit.
 """
 from __future__ import annotations
 
@@ -67,6 +68,36 @@ def name_key(name: str) -> str:
     """Comparison key: `normalise` plus a singular last word."""
     words = normalise(name).split()
     return " ".join(words[:-1] + [singular(words[-1])]) if words else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# the label set: a stricter notion of "the same class" for what must never be an auxiliary class
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def label_variants(name: str, max_words: int = 6) -> frozenset[str]:
+    """Every spelling-free key of a name: camel case split ('SportsCar'), case, spaces, '-' and '_' dropped,
+    and each word either as written or singular ('Sport Car', 'sports-cars' and 'sports car' share 'sportcar').
+
+    Two names are the same label when their variants meet (`same_label`). Each word may or may not be
+    singularised (2^words keys, all-or-none past `max_words`) because a join hides the word boundaries
+    that `singular` needs: 'sportscar' meets 'sports car' only as written.
+    """
+    words = normalise(_CAMEL.sub(" ", name)).split()
+    if not words:
+        return frozenset()
+    if len(words) > max_words:
+        return frozenset({"".join(words), "".join(singular(w) for w in words)})
+    keys = [""]
+    for w in words:
+        keys = [k + v for k in keys for v in {w, singular(w)}]
+    return frozenset(keys)
+
+
+def same_label(a: str, b: str) -> bool:
+    """Whether two names differ only by plurals of any word, spacing, hyphens, case or camel case."""
+    return bool(label_variants(a) & label_variants(b))
 
 
 # ---------------------------------------------------------------------------------------------

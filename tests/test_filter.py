@@ -449,6 +449,43 @@ def test_trainer_reads_the_accepted_set_only_with_its_thresholds(toy):
         artifacts.accepted_for_config(SimpleNamespace(**{**vars(cfg), "dataset": "builtin"}), names, 2)
 
 
+def test_5_filter_save_is_all_or_nothing(toy, monkeypatch):
+    """Issue 21 item 5: a save cut off after accepted.csv (full disk, kill) never pairs the new set with the
+    old thresholds: every reader refuses until a save completes; an edited file is refused the same way."""
+    import errno
+    from types import SimpleNamespace
+
+    from ltkit.errors import UserError
+
+    root, _, scores = toy
+    names = [r["aux_name"] for r in scores.rows]
+    old, new = flt.FilterConfig(gamma1=0.3, gamma2=0.99), flt.FilterConfig(gamma1=0.6, gamma2=0.99)
+    cfg = lambda s: SimpleNamespace(aux_images=str(root / flt.ACCEPTED), dataset="toy", filter=s)  # noqa: E731
+    flt.save_accepted(scores, flt.decide(scores, old), extra=dict(dataset="toy"))
+    before = (root / flt.ACCEPTED).read_bytes()
+    assert len(artifacts.accepted_for_config(cfg(old), names, 2)[0])
+
+    def full_disk(path, obj):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(flt, "write_json", full_disk)  # the last write of the save fails
+    with pytest.raises(OSError):
+        flt.save_accepted(scores, flt.decide(scores, new), extra=dict(dataset="toy"))
+    monkeypatch.undo()
+    assert (root / flt.ACCEPTED).read_bytes() != before  # the new set is on disk ...
+    for s in (old, new):  # ... and nothing reads it, with either thresholds
+        with pytest.raises(UserError, match="filter.json"):
+            artifacts.accepted_for_config(cfg(s), names, 2)
+    with pytest.raises((UserError, FileNotFoundError), match="filter.json"):
+        artifacts.training_overrides(root)
+    flt.save_accepted(scores, flt.decide(scores, new), extra=dict(dataset="toy"))
+    assert len(artifacts.accepted_for_config(cfg(new), names, 2)[0])
+    (root / flt.ACCEPTED).write_bytes(before)  # an accepted set from another save, put back by hand
+    with pytest.raises(UserError, match="not the file filter.json was saved with"):
+        artifacts.accepted_for_config(cfg(new), names, 2)
+    flt.save_accepted(scores, flt.decide(scores, new), extra=dict(dataset="toy"))
+
+
 def test_aux_images_crawl_is_this_configs_own_filtered_crawl(tmp_path):
     """`aux_images: crawl` (the real-data presets) resolves to accepted.csv beside the neighbour map the same
     config writes, or in crawl.out_dir; a missing accepted set is one clear error, not a folder scan."""

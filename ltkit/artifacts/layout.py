@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 NEIGHBOUR_MAP, LLM_CACHE = "neighbours.csv", "llm_cache.jsonl"
 MANIFEST, FILTER_MANIFEST = "manifest.jsonl", "filter_manifest.jsonl"
+CLASSES, LOCK = "classes.json", ".crawl.lock"  # the class list a crawl folder's aux ids belong to; its lock
 ACCEPTED, ACCEPTED_MAP, FILTER_JSON = "accepted.csv", "accepted_neighbours.csv", "filter.json"
 
 

@@ -15,14 +15,14 @@ import json
 import os
 import time
 from collections import Counter, defaultdict
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator, Sequence
 
-from ltkit.artifacts.layout import MANIFEST
+from ltkit.artifacts.layout import CLASSES, LOCK, MANIFEST
 from ltkit.errors import UserError
-from ltkit.io import last_line_start, atomic_write_text, read_jsonl, write_json
+from ltkit.io import atomic_write_text, last_line_start, read_json, read_jsonl, write_json
 
 # every row has these; `truth` only on hits of the built-in world's pool (for measuring filters)
 FIELDS = ("key", "aux_id", "aux_name", "target_id", "target_name", "query", "engine", "rank", "url", "caption",
@@ -35,6 +35,20 @@ class ManifestBusy(UserError, RuntimeError):
     """Another process holds a manifest's lock: a crawl (or a merge) is still writing it."""
 
 
+class StorageError(UserError):
+    """The crawl folder takes no more (full disk, read-only, quota): the crawl stops; what finished is kept."""
+
+
+@contextmanager
+def storage_errors(what: str | os.PathLike) -> Iterator[None]:
+    """An OSError while writing `what` becomes one StorageError that says how to go on."""
+    try:
+        yield
+    except OSError as e:
+        raise StorageError(f"{what}: {e.strerror or e}; the crawl stopped. Make room (or make the folder writable) "
+                           "and run the same command again: finished URLs are kept, the rest are fetched") from None
+
+
 def hit_key(aux_id: int, url: str) -> str:
     """Stable id of a hit: sha1 of the auxiliary class and the URL (the same URL may serve two classes)."""
     return hashlib.sha1(f"{aux_id}\t{url}".encode("utf-8")).hexdigest()
@@ -43,6 +57,19 @@ def hit_key(aux_id: int, url: str) -> str:
 def image_path(aux_id: int, sha256: str) -> str:
     """Where a kept image lives, relative to the crawl folder: nothing from the URL reaches it."""
     return f"images/{aux_id:05d}/{sha256}.jpg"
+
+
+def inside(root: str | os.PathLike, rel: object) -> Path | None:
+    """root/rel if `rel` is a relative path that stays inside `root` (no '..', not absolute, no link out), else None."""
+    if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        return None
+    root = Path(root)
+    path = root / rel
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return None  # a symlink that leads out
+    return path
 
 
 def shard_manifest(i: int, n: int) -> str:
@@ -114,18 +141,22 @@ class ManifestWriter:
         """Append one row and flush it to the OS."""
         # ASCII (non-ASCII captions as \u escapes): a row cut by a kill can then never end inside a UTF-8
         # character, which would make the whole file undecodable instead of leaving a torn last line
-        self._f.write((json.dumps(row) + "\n").encode("ascii"))
-        self._f.flush()
-        if time.monotonic() - self._synced > self.sync_every:
-            os.fsync(self._f.fileno())
-            self._synced = time.monotonic()
+        with storage_errors(self.path):
+            self._f.write((json.dumps(row) + "\n").encode("ascii"))
+            self._f.flush()
+            if time.monotonic() - self._synced > self.sync_every:
+                os.fsync(self._f.fileno())
+                self._synced = time.monotonic()
 
     def close(self) -> None:
         """fsync, unlock and close."""
         if not self._f.closed:
-            self._f.flush()
-            os.fsync(self._f.fileno())
-            self._f.close()
+            try:
+                with storage_errors(self.path):
+                    self._f.flush()
+                    os.fsync(self._f.fileno())
+            finally:
+                self._f.close()
 
     def __enter__(self) -> "ManifestWriter":
         return self
@@ -144,24 +175,80 @@ class ResumeState:
 
 def resume_state(crawl_dir: str | os.PathLike, retry_failed: bool = False) -> ResumeState:
     """Keys that are finished: ok with the file still on disk, duplicate, refused, and failed unless retried."""
-    state, root = ResumeState(), Path(crawl_dir)
-    for row in read_manifest(crawl_dir):
+    state, root, lost = ResumeState(), Path(crawl_dir), set()
+    rows = read_manifest(crawl_dir)
+    for row in rows:
         status = row.get("status")
         if status == "ok":
-            if not (row.get("path") and (root / row["path"]).is_file()):
-                continue  # the image was deleted: fetch it again
+            path = inside(root, row.get("path"))
+            if path is None or not path.is_file():
+                lost.add(row["key"])  # deleted, or a path that leaves the folder: fetch it again
+                continue
             state.kept[int(row["aux_id"])].setdefault(row["sha256"], row["key"])
         elif status == "failed" and retry_failed:
             continue
         elif status not in STATUSES:
             continue
         state.done.add(row["key"])
+    # a duplicate of a lost image is fetched again too: if the lost one's URL now fails, it keeps the image
+    state.done -= {r["key"] for r in rows if r.get("status") == "duplicate"
+                   and str(r.get("reason", "")).removeprefix("same_image_as:") in lost}
     return state
+
+
+@contextmanager
+def crawl_lock(crawl_dir: str | os.PathLike, shard: tuple[int, int] = (0, 1)) -> Iterator[None]:
+    """Hold the crawl folder before anything in it is touched (temp files cleaned, ids recorded).
+
+    An unsharded crawl holds the folder alone; shards of one split share it (each cleans only its
+    own classes) and each holds its own shard lock, so a second copy of a shard is refused too.
+    """
+    d, (i, n) = Path(crawl_dir), shard
+    with storage_errors(d):
+        d.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        for name, mode in [(LOCK, fcntl.LOCK_EX if n == 1 else fcntl.LOCK_SH)] + (
+                [(f"{LOCK}.shard-{i}-of-{n}", fcntl.LOCK_EX)] if n > 1 else []):
+            with storage_errors(d / name):  # a read-only folder: one line, not a traceback
+                f = stack.enter_context(open(d / name, "a+b"))
+            try:
+                fcntl.flock(f.fileno(), mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ManifestBusy(f"{d}: another crawl is running in this folder (one process per shard); "
+                                   "nothing was touched") from None
+        yield
+
+
+def record_classes(crawl_dir: str | os.PathLike, classes: Sequence[tuple[str, int | None]], source: str) -> None:
+    """Tie the folder's auxiliary ids to the class list it is crawled for: (aux_name, target_id) per id.
+
+    Ids are positions in a neighbour map or a URL list, so crawling into the same folder for another
+    list (say k=3, then k=2) would file two classes under one id. The first crawl records the list in
+    classes.json; a later one must agree on every id both have (a longer list may add classes). A
+    folder crawled before the record existed is checked against its manifest's rows.
+    """
+    d = Path(crawl_dir)
+    want = [[str(name), None if t is None else int(t)] for name, t in classes]
+    if (d / CLASSES).is_file():
+        have = read_json(d / CLASSES, "class list")["classes"]
+    else:
+        by_id = {int(r["aux_id"]): [r.get("aux_name"), r.get("target_id")] for r in read_manifest(d)}
+        have = [by_id.get(a) for a in range(max(by_id, default=-1) + 1)]
+    for a, (old, new) in enumerate(zip(have, want)):
+        if old is not None and list(old) != new:
+            raise UserError(f"{d}: auxiliary id {a} was crawled as {old[0]!r} (target {old[1]}), but {source} makes it "
+                            f"{new[0]!r} (target {new[1]}): the folder belongs to another class list; crawl into "
+                            "another folder (--out / crawl.out_dir)")
+    merged = want + have[len(want):]  # null: an id no crawl has named yet
+    if merged != have:
+        write_json(d / CLASSES, {"source": source, "classes": merged})
 
 
 def merge_manifests(crawl_dir: str | os.PathLike) -> dict:
     """Join manifest.jsonl and every shard manifest into manifest.jsonl (final row per key), then remove the shards."""
     d = Path(crawl_dir)
+    if not manifest_files(d):  # `--merge --out typo` must not leave an empty crawl behind
+        raise UserError(f"{d}: no crawl manifest to merge")
     with ExitStack() as locks:
         for p in manifest_files(d):  # a shard still crawling raises ManifestBusy: its rows would go to a removed file
             locks.enter_context(ManifestWriter(p))

@@ -15,12 +15,13 @@ to RGB and re-encoded, so the stored file is a plain JPEG named by its hash, nev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -29,7 +30,8 @@ import aiohttp
 from yarl import URL
 
 import ltkit
-from ltkit.artifacts.manifest import ManifestWriter, ResumeState, hit_key
+from ltkit.artifacts.manifest import ManifestWriter, ResumeState, StorageError, hit_key
+from ltkit.config import CrawlConfig, check_value
 from ltkit.crawl.policy import (AddressRefused, Failure, GuardedResolver, check_url, retry_after, robots_forbid,
                                 split_hostport)
 from ltkit.crawl.store import Stored, store_image
@@ -38,6 +40,12 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = f"ltkit/{ltkit.__version__} (research image crawler; honours X-Robots-Tag noai)"
 REDIRECTS = (301, 302, 303, 307, 308)
+
+
+# allowed values (`ltkit.config.in_interval`): the crawl section's, and those of the settings only code sets;
+# NaN, inf or a rate of 1e-6 would switch a limit off or hang the crawl
+_WITHIN = {**{f.name: f.metadata["within"] for f in fields(CrawlConfig) if "within" in f.metadata},
+           "max_retry_after": "[0, 86400]", "jpeg_quality": "[1, 100]", "threads": "[1, 256]"}
 
 
 @dataclass
@@ -67,16 +75,10 @@ class DownloadSettings:
     threads: int = 4                # decode and write threads
 
     def check(self) -> "DownloadSettings":
-        """Raise a ValueError naming the field of an impossible setting."""
-        for name in ("concurrency", "per_host", "max_bytes", "max_pixels", "threads", "jpeg_quality"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"crawl.{name}: must be >= 1, got {getattr(self, name)}")
-        for name in ("host_interval", "rate_limit", "backoff", "retries", "max_redirects", "max_retry_after"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"crawl.{name}: must be >= 0, got {getattr(self, name)}")
-        for name in ("connect_timeout", "read_timeout", "total_timeout"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"crawl.{name}: must be > 0, got {getattr(self, name)}")
+        """Raise a ConfigError naming the field of an impossible setting (types, finite values, ranges)."""
+        for f in fields(self):
+            if f.name in _WITHIN or f.type == "bool":
+                setattr(self, f.name, check_value(f"crawl.{f.name}", getattr(self, f.name), f.type, _WITHIN.get(f.name)))
         for host, target in self.resolve.items():
             if not split_hostport(target):
                 raise ValueError(f"crawl.resolve: {host!r} -> {target!r}: expected ip:port")
@@ -174,11 +176,16 @@ class Downloader:
     def __init__(self, crawl_dir: str | os.PathLike, settings: DownloadSettings | None = None) -> None:
         self.dir, self.s = Path(crawl_dir), (settings or DownloadSettings()).check()
 
-    def run(self, batches: Iterable[list[Job]], manifest: str | os.PathLike, state: ResumeState | None = None,
-            progress: bool = True) -> RunStats:
-        """Download every job not in `state.done`; `batches` may be a lazy generator (searches feed it)."""
+    def run(self, batches: Iterable[list[Job]], manifest: str | os.PathLike | ManifestWriter,
+            state: ResumeState | None = None, progress: bool = True) -> RunStats:
+        """Download every job not in `state.done`; `batches` may be a lazy generator (searches feed it).
+
+        `manifest` is a path or a writer the caller already holds (and closes). A full disk or a read-only
+        folder stops the run with a StorageError; the URLs it did not finish have no row, so the next run
+        fetches them.
+        """
         def main() -> RunStats:
-            return asyncio.run(self._run(iter(batches), Path(manifest), state or ResumeState(), progress))
+            return asyncio.run(self._run(iter(batches), manifest, state or ResumeState(), progress))
 
         try:
             asyncio.get_running_loop()
@@ -187,10 +194,11 @@ class Downloader:
         with ThreadPoolExecutor(1, thread_name_prefix="ltkit-crawl") as ex:  # Jupyter runs a loop already
             return ex.submit(main).result()
 
-    async def _run(self, batches: Iterator[list[Job]], manifest: Path, state: ResumeState, progress: bool) -> RunStats:
+    async def _run(self, batches: Iterator[list[Job]], manifest: str | os.PathLike | ManifestWriter, state: ResumeState,
+                   progress: bool) -> RunStats:
         from tqdm.auto import tqdm
 
-        s, stats, self._state = self.s, RunStats(), state
+        s, stats, self._state, self._fatal = self.s, RunStats(), state, None
         self._mapped = {h.lower() for h in s.resolve}
         self._hosts: dict[str, _Host] = {}
         self._inflight = asyncio.Semaphore(s.concurrency)
@@ -205,12 +213,14 @@ class Downloader:
         queued: set[str] = set()
         t0 = time.monotonic()
         try:
-            with ManifestWriter(manifest) as self._writer:
+            held = isinstance(manifest, ManifestWriter)
+            with contextlib.nullcontext(manifest) if held else ManifestWriter(manifest) as self._writer:
                 async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
                                                  headers={"User-Agent": s.user_agent},
                                                  cookie_jar=aiohttp.DummyCookieJar()) as self._session:
                     loop = asyncio.get_running_loop()
-                    while (batch := await loop.run_in_executor(feeder, next, batches, None)) is not None:
+                    while self._fatal is None and (
+                            batch := await loop.run_in_executor(feeder, next, batches, None)) is not None:
                         for job in batch:
                             if job.key in state.done or job.key in queued:
                                 stats.skipped += job.key in state.done
@@ -237,18 +247,27 @@ class Downloader:
             self._bar.close()
             self._pool.shutdown(wait=True)
             feeder.shutdown(wait=False)
+        if self._fatal is not None:
+            raise self._fatal
         stats.seconds = time.monotonic() - t0
         return stats
 
     async def _worker(self, host: _Host, stats: RunStats) -> None:
-        """Serve one host's queue until its end marker (None)."""
+        """Serve one host's queue until its end marker (None); after a storage fault, drain it unrecorded."""
         while (job := await host.queue.get()) is not None:
+            if self._fatal is not None:
+                continue  # no row: the next run fetches it
             t0 = time.monotonic()
             try:
                 await self._download(job, stats, t0)
+            except StorageError as e:  # the folder takes no more: every other URL would fail the same way
+                self._fatal = self._fatal or e
             except Exception as e:  # a bug must not stop a crawl of a million URLs; it is logged and recorded
                 log.exception("ltkit crawl: unexpected error on %s", job.url)
-                self._record(job, stats, "failed", f"internal_error:{type(e).__name__}", t0=t0)
+                try:
+                    self._record(job, stats, "failed", f"internal_error:{type(e).__name__}", t0=t0)
+                except StorageError as fault:
+                    self._fatal = self._fatal or fault
 
     async def _download(self, job: Job, stats: RunStats, t0: float) -> None:
         """Fetch with retries, store, dedup within the class, record."""

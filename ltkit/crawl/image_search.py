@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import logging
 import os
@@ -19,9 +20,10 @@ from pathlib import Path
 from typing import Callable, Iterator, Protocol, Sequence
 from urllib.parse import quote
 
-from ltkit.words import caption_match, name_key
+from ltkit.artifacts.manifest import storage_errors
 from ltkit.errors import UserError
-from ltkit.io import append_jsonl, read_jsonl
+from ltkit.io import append_jsonl, read_jsonl, read_text
+from ltkit.words import caption_match, name_key
 
 log = logging.getLogger(__name__)
 
@@ -217,13 +219,12 @@ class PoolEngine:
 
 def csv_rows(path: str | os.PathLike, required: Sequence[str]) -> Iterator[tuple[int, dict]]:
     """(line number, row) of a CSV with a header that has the `required` columns (else a UserError)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = set(required) - set(reader.fieldnames or [])
-        if missing:
-            raise UserError(f"{path}: line 1: missing column(s) {', '.join(sorted(missing))} "
-                            f"(need {','.join(required)})")
-        yield from enumerate(reader, 2)
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))  # UTF-8 with or without a BOM
+    missing = set(required) - set(reader.fieldnames or [])
+    if missing:
+        raise UserError(f"{path}: line 1: missing column(s) {', '.join(sorted(missing))} "
+                        f"(need {','.join(required)})")
+    yield from enumerate(reader, 2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,7 +254,8 @@ class SearchCache:
         hits = engine.search(query, max_results)
         row = {"key": key, "engine": engine.name, "params": engine.params(), "query": query,
                "max_results": max_results, "hits": [asdict(h) for h in hits], "time": time.time()}
-        append_jsonl(self.path, row)
+        with storage_errors(self.path):
+            append_jsonl(self.path, row)
         self._rows[key] = row
         self.searched += 1
         return hits

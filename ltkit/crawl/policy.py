@@ -41,26 +41,57 @@ _COMPAT = ipaddress.ip_network("::/96")        # deprecated IPv4-compatible addr
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # local-use NAT64 (RFC 8215): a private network by definition
 
 
+def _ipv4_part(part: str) -> int | None:
+    """One part of a legacy IPv4 literal as inet_aton reads it: 0x.. hex, 0.. octal, else decimal."""
+    p = part.lower()
+    base, digits = (16, p[2:]) if p.startswith("0x") else (8, p[1:]) if len(p) > 1 and p[0] == "0" else (10, p)
+    if not p.isascii() or (base != 16 and not digits.isdigit()) or (digits and not all(
+            c in "0123456789abcdef"[:base] for c in digits)) or (base == 10 and not digits):
+        return None
+    return int(digits, base) if digits else 0
+
+
+def legacy_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """The address of a numeric host in the forms inet_aton and browsers accept: `2130706433`, `127.1`,
+    `0177.0.0.1`, `0x7f.1`, `0`, a trailing dot; None if the host is not one (a name)."""
+    parts = host.split(".")
+    if len(parts) > 1 and parts[-1] == "":
+        parts = parts[:-1]  # "127.0.0.1." is 127.0.0.1
+    if not 1 <= len(parts) <= 4:
+        return None
+    values = [_ipv4_part(p) for p in parts]
+    if any(v is None for v in values) or any(v > 255 for v in values[:-1]) or values[-1] >= 256 ** (5 - len(parts)):
+        return None
+    n = values[-1]
+    for i, v in enumerate(values[:-1]):
+        n += v << (8 * (3 - i))
+    return ipaddress.IPv4Address(n)
+
+
+def parse_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host names if it is an IP literal in any form the HTTP client accepts, else None."""
+    host = host.strip("[]").split("%")[0]
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return legacy_ipv4(host)
+
+
 def address_allowed(ip: str, allow_loopback: bool = False) -> bool:
-    """Public unicast only; loopback if allowed. An IPv6 address that carries an IPv4 one (mapped, NAT64,
-    6to4, IPv4-compatible) is judged as that IPv4 address: a translator or relay may connect to it."""
-    a = ipaddress.ip_address(ip.split("%")[0])
+    """Public unicast only; loopback if allowed (only by True itself: a truthy string or number is not True).
+    An IPv6 address that carries an IPv4 one (mapped, NAT64, 6to4, IPv4-compatible) is judged as that IPv4
+    address: a translator or relay may connect to it. A host that is no IP literal is not allowed."""
+    a = parse_ip(ip)
+    if a is None:
+        return False
     if isinstance(a, ipaddress.IPv6Address) and not a.is_loopback:
         if a in _NAT64_LOCAL or a.is_site_local:
             return False
         embedded = ipaddress.IPv4Address(int(a) & 0xFFFF_FFFF) if a in _NAT64 or a in _COMPAT else None
         a = a.ipv4_mapped or a.sixtofour or embedded or a
     if a.is_loopback:
-        return allow_loopback
-    return a.is_global and not a.is_multicast
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return False
+        return allow_loopback is True
+    return bool(a.is_global and not a.is_multicast)
 
 
 def check_url(url: str, allow_loopback: bool = False, mapped: Container[str] = ()) -> URL:
@@ -74,7 +105,7 @@ def check_url(url: str, allow_loopback: bool = False, mapped: Container[str] = (
     if not u.host:
         raise Failure("failed", "bad_url")
     host = u.host.lower()
-    if host not in mapped and _is_ip(host) and not address_allowed(host, allow_loopback):
+    if host not in mapped and parse_ip(host) is not None and not address_allowed(host, allow_loopback):
         raise Failure("refused", "disallowed_address")
     return u
 
@@ -122,7 +153,7 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit also accepts '²', which float() refuses
         return float(value)
     try:
         return max(0.0, parsedate_to_datetime(value).timestamp() - (now or time.time()))

@@ -4,7 +4,7 @@
     python -m ltkit crawl --config configs/imagenet-lt.yaml crawl.engine=ddgs crawl.per_class=100
     python -m ltkit crawl --config configs/imagenet-lt.yaml crawl.engine=ddgs --shard 3/8   # one of 8 jobs
     python -m ltkit crawl --config configs/imagenet-lt.yaml --merge                          # join the shards
-    python -m ltkit crawl --urls hits.csv --out crawl/mine                   # a URL list (aux_name,url[,caption])
+    python -m ltkit crawl --urls hits.csv --out crawl/mine                   # a URL list (aux_name,url[,caption][,target])
 
 Searches run one class at a time in a background thread and feed the downloader as they finish; both
 are resumable (search cache, manifest), so a killed crawl is simply started again.
@@ -17,18 +17,20 @@ import os
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
-from ltkit.artifacts.layout import MANIFEST, crawl_dir, neighbour_dir, neighbour_map_path
-from ltkit.artifacts.manifest import (CrawlReport, folder_counts, manifest_files, merge_manifests, parse_shard,
-                                      read_manifest, resume_state, shard_manifest, write_report)
+from ltkit.artifacts.layout import CLASSES, MANIFEST, crawl_dir, neighbour_dir, neighbour_map_path
+from ltkit.artifacts.manifest import (CrawlReport, ManifestWriter, crawl_lock, folder_counts, manifest_files,
+                                      merge_manifests, parse_shard, read_manifest, record_classes, resume_state,
+                                      shard_manifest, storage_errors, write_report)
 from ltkit.artifacts.neighbour_map import load_neighbour_map
-from ltkit.config import load_config, split_overrides
+from ltkit.config import load_config, no_stray_arguments, split_overrides
 from ltkit.crawl.download import Downloader, DownloadSettings, Job
 from ltkit.crawl.image_search import DDGSEngine, Engine, PoolEngine, SearchCache, SearchError, csv_rows
 from ltkit.crawl.pool_server import PoolServer
 from ltkit.crawl.store import clean_partial
 from ltkit.data import datasets
+from ltkit.data.classnames import same_class
 from ltkit.errors import ArgumentParser, UserError
 
 log = logging.getLogger(__name__)
@@ -69,44 +71,70 @@ def search_jobs(aux_names: Sequence[str], aux_parent: Sequence[int], target_name
         yield batch
 
 
-def read_url_list(path: str | os.PathLike) -> tuple[list[str], list[list[Job]]]:
-    """A CSV of `aux_name,url[,caption]`: auxiliary ids in order of first appearance, one batch per class."""
+def read_url_list(path: str | os.PathLike, target_names: Callable[[], Sequence[str]] | None = None
+                  ) -> tuple[list[tuple[str, int | None]], list[list[Job]]]:
+    """A CSV of `aux_name,url[,caption][,target]`: (name, target id) per auxiliary id in order of first
+    appearance, and one batch per class. `target` names the target class an auxiliary class belongs to
+    (what the filter's similarity window needs); `target_names()` gives the dataset's class names for it.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"URL list not found: {path}")
-    names: dict[str, int] = {}
+    classes: dict[str, tuple[str, int | None]] = {}
+    ids: dict[str, int] = {}
     batches: list[list[Job]] = []
+    names = None
     for n, row in csv_rows(path, ("aux_name", "url")):
         name, url = (row["aux_name"] or "").strip(), (row["url"] or "").strip()
         if not name or not url:
             raise UserError(f"{path}: line {n}: field {'aux_name' if not name else 'url'}: empty")
-        a = names.setdefault(name, len(names))
+        t, target = None, (row.get("target") or "").strip()
+        if target:
+            names = names if names is not None else list(target_names() if target_names else [])
+            t = next((i for i, c in enumerate(names) if same_class(target, c)), None)
+            if t is None:
+                raise UserError(f"{path}: line {n}: field target: {target!r} is no class of the dataset")
+        if classes.setdefault(name, (name, t))[1] != t:
+            raise UserError(f"{path}: line {n}: field target: {name!r} belongs to {classes[name][1]} on an earlier line")
+        a = ids.setdefault(name, len(ids))
         if a == len(batches):
             batches.append([])
-        meta = {"aux_name": name, "target_id": None, "target_name": None, "query": None, "engine": "urls",
-                "rank": len(batches[a]), "caption": row.get("caption") or "", "source_page": str(path)}
+        meta = {"aux_name": name, "target_id": t, "target_name": names[t] if t is not None else None, "query": None,
+                "engine": "urls", "rank": len(batches[a]), "caption": row.get("caption") or "",
+                "source_page": str(path)}
         batches[a].append(Job(url, a, meta))
-    return list(names), batches
+    return list(classes.values()), batches
 
 
 def run_crawl(crawl_dir: str | os.PathLike, batches: Iterable[list[Job]], aux_ids: Sequence[int],
               settings: DownloadSettings | None = None, shard: tuple[int, int] = (0, 1), retry_failed: bool = False,
-              progress: bool = True, search_failures: list[str] | None = None) -> CrawlReport:
-    """Download the batches into a crawl folder, resuming it; returns the report (also written to report.json)."""
-    d = Path(crawl_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    i, n = shard
-    state = resume_state(d, retry_failed)
-    if clean_partial(d, aux_ids):
-        log.info("removed temporary files of an interrupted run")
+              progress: bool = True, search_failures: list[str] | None = None,
+              classes: Sequence[tuple[str, int | None]] | None = None, source: str = "this crawl") -> CrawlReport:
+    """Download the batches into a crawl folder, resuming it; returns the report (also written to report.json).
+
+    The folder is locked before anything in it is touched, and `classes` ((aux_name, target_id) per
+    auxiliary id, from `source`) must agree with the list the folder was crawled for (`record_classes`).
+    """
+    d, (i, n) = Path(crawl_dir), shard
     manifest = d / (MANIFEST if n == 1 else shard_manifest(i, n))
-    stats = Downloader(d, settings).run(batches, manifest, state, progress)
-    if n == 1 and len(manifest_files(d)) > 1:  # shards crawled earlier: one manifest again
-        merge_manifests(d)
-    status, reasons = folder_counts(read_manifest(d))
-    report = CrawlReport(sum(status.values()), status, reasons, stats.fetched, stats.skipped, stats.kept, stats.bytes,
-                         stats.seconds, stats.hosts, list(search_failures or []))
-    write_report(d, report, "report.json" if n == 1 else f"report.shard-{i}-of-{n}.json")
+    with crawl_lock(d, shard):
+        with storage_errors(d / CLASSES):
+            if classes is not None:
+                record_classes(d, classes, source)
+        with ManifestWriter(manifest) as writer:
+            state = resume_state(d, retry_failed)
+            if clean_partial(d, aux_ids):
+                log.info("removed temporary files of an interrupted run")
+            stats = Downloader(d, settings).run(batches, writer, state, progress)
+        if n == 1 and len(manifest_files(d)) > 1:  # shards crawled earlier: one manifest again
+            with storage_errors(d / MANIFEST):
+                merge_manifests(d)
+        status, reasons = folder_counts(read_manifest(d))
+        report = CrawlReport(sum(status.values()), status, reasons, stats.fetched, stats.skipped, stats.kept,
+                             stats.bytes, stats.seconds, stats.hosts, list(search_failures or []))
+        name = "report.json" if n == 1 else f"report.shard-{i}-of-{n}.json"
+        with storage_errors(d / name):
+            write_report(d, report, name)
     return report
 
 
@@ -119,7 +147,8 @@ def crawl_classes(aux_names: Sequence[str], aux_parent: Sequence[int], target_na
     aux_ids = [a for a in range(len(aux_names)) if a % n == i]
     cache, failures = SearchCache(Path(crawl_dir) / SEARCH_CACHE), []
     jobs = search_jobs(aux_names, aux_parent, target_names, engine, cache, aux_ids, per_class, query, failures)
-    report = run_crawl(crawl_dir, jobs, aux_ids, settings, shard, retry_failed, progress, failures)
+    report = run_crawl(crawl_dir, jobs, aux_ids, settings, shard, retry_failed, progress, failures,
+                       list(zip(aux_names, (int(t) for t in aux_parent))), "the neighbour map")
     report.searches = {"new": cache.searched, "cached": cache.cached}
     return report
 
@@ -183,7 +212,8 @@ def _parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])
     p.add_argument("--config", help="YAML preset (configs/*.yaml); default: the built-in world")
     p.add_argument("--out", help="crawl folder (sets crawl.out_dir)")
-    p.add_argument("--urls", help="crawl a CSV of aux_name,url[,caption] instead of searching (needs --out)")
+    p.add_argument("--urls", help="crawl a CSV of aux_name,url[,caption][,target] instead of searching (needs --out; "
+                   "the filter needs target, the target class of each auxiliary class)")
     p.add_argument("--shard", default="0/1", help="i/n: crawl the auxiliary classes a with a %% n == i")
     p.add_argument("--retry-failed", action="store_true", help="fetch URLs that failed before again")
     p.add_argument("--merge", action="store_true", help="join the shard manifests into manifest.jsonl and stop")
@@ -196,12 +226,15 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m ltkit crawl [--config PRESET] [key=value | crawl.key=value ...]`."""
     options, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
     args = _parser().parse_args(options)
+    no_stray_arguments(args.overrides)
     try:
         shard = parse_shard(args.shard)
     except ValueError as e:
         raise UserError(f"--{e}") from None
     if args.merge:
         out = Path(args.out) if args.out else crawl_dir(load_config(args.config, overrides))
+        if not out.is_dir():
+            raise UserError(f"--merge: no crawl folder {out}")
         res = merge_manifests(out)
         print(f"merged {res['shards_merged']} shard manifests into {out / MANIFEST}: {res['rows']} rows"
               + (f"; missing shards {res['missing_shards']}" if res["missing_shards"] else ""))
@@ -209,12 +242,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.urls:
         if not args.out:
             raise UserError("--urls needs --out FOLDER")
-        c = load_config(args.config, overrides).crawl
-        names, batches = read_url_list(args.urls)
+        cfg = load_config(args.config, overrides)
+        c = check_crawl_config(cfg.crawl)
+        classes, batches = read_url_list(args.urls, lambda: datasets.build_target_data(cfg)[0].class_names)
         out = Path(args.out)
-        aux_ids = [a for a in range(len(names)) if a % shard[1] == shard[0]]
+        aux_ids = [a for a in range(len(classes)) if a % shard[1] == shard[0]]
         report = run_crawl(out, [batches[a] for a in aux_ids], aux_ids, download_settings(c), shard,
-                           args.retry_failed, not args.no_progress and c.progress)
+                           args.retry_failed, not args.no_progress and c.progress, classes=classes,
+                           source=f"the URL list {args.urls}")
     else:
         cfg = load_config(args.config, overrides + ([f"crawl.out_dir={args.out}"] if args.out else []))
         report, out = crawl_config(cfg, shard, args.retry_failed, False if args.no_progress else None)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ltkit import artifacts
 from ltkit.artifacts.layout import crawl_dir
-from ltkit.config import FilterConfig, load_config, split_overrides
+from ltkit.config import FilterConfig, load_config, no_stray_arguments, split_overrides
 from ltkit.curate import filter as flt
 from ltkit.curate import quality as q
 from ltkit.curate.overrides import OVERRIDES, read_overrides
@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     opts, overrides = split_overrides(argv)
     args = p.parse_args(opts)
+    no_stray_arguments(args.overrides)
     if args.crawl and not Path(args.crawl).is_dir():
         raise UserError(f"--crawl {args.crawl}: no such folder")
     run(load_config(args.config, overrides), args.crawl, args.quality, args.sweep, args.figures, args.dry_run,

@@ -19,6 +19,7 @@ reads: images, labels L..L+K'-1, the neighbour map of the classes that kept imag
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from collections import Counter
@@ -31,7 +32,7 @@ import numpy as np
 
 from ltkit.artifacts.accepted import ACCEPTED_COLUMNS
 from ltkit.artifacts.layout import ACCEPTED, ACCEPTED_MAP, FILTER_JSON, FILTER_MANIFEST, MANIFEST
-from ltkit.artifacts.manifest import manifest_files, read_manifest
+from ltkit.artifacts.manifest import inside, manifest_files, read_manifest
 from ltkit.artifacts.neighbour_map import CSV_COLUMNS as NEIGHBOUR_COLUMNS
 from ltkit.config import FilterConfig
 from ltkit.curate.encode import Encoder, build_encoder, encode_cached
@@ -59,12 +60,20 @@ def read_crawl(crawl_dir: str | Path) -> list[dict]:
     """Downloaded images of a crawl (the final row of each key, all shards, status ok), checked."""
     if not manifest_files(crawl_dir):
         raise FileNotFoundError(f"{Path(crawl_dir) / MANIFEST}: no crawl manifest (run `python -m ltkit crawl` first)")
-    rows = [r for r in read_manifest(crawl_dir) if r.get("status") == "ok"]
-    for n, row in enumerate(rows, 1):
+    everything = read_manifest(crawl_dir)
+    rows = [r for r in everything if r.get("status") == "ok"]
+    where = Path(crawl_dir) / MANIFEST
+    if not rows:
+        raise UserError(f"{where}: no downloaded image to filter ({len(everything)} rows, none ok)")
+    for row in rows:
         missing = [f for f in REQUIRED if f != "caption" and row.get(f) in (None, "")]  # empty captions are data
+        if "target_id" in missing and row.get("engine") == "urls":
+            raise UserError(f"{where}: key {row['key']}: a --urls crawl without a target column; give the URL list a "
+                            "target column (the target class each auxiliary class was queried from) and crawl again")
         if missing:
-            raise ValueError(f"{Path(crawl_dir) / MANIFEST}: key {row['key']}: field {missing[0]}: missing on a "
-                             f"downloaded row")
+            raise ValueError(f"{where}: key {row['key']}: field {missing[0]}: missing on a downloaded row")
+        if inside(crawl_dir, row["path"]) is None:
+            raise UserError(f"{where}: key {row['key']}: field path: {row['path']!r} leaves the crawl folder")
     return rows
 
 
@@ -218,8 +227,8 @@ def class_counts(scores: FilterScores, d: Decisions) -> dict[int, dict]:
 # outputs
 
 
-def write_filter_manifest(scores: FilterScores, d: Decisions) -> Path:
-    """`filter_manifest.jsonl`: per image, its numbers, each check and the reason (atomic rewrite)."""
+def filter_manifest_text(scores: FilterScores, d: Decisions) -> str:
+    """`filter_manifest.jsonl`: per image, its numbers, each check and the reason."""
     lk, reasons, keep, auto = scores.leak, d.reasons(), d.keep, d.auto_keep
     lines = []
     for i, r in enumerate(scores.rows):
@@ -236,9 +245,7 @@ def write_filter_manifest(scores: FilterScores, d: Decisions) -> Path:
         if r.get("truth"):
             row["truth"] = r["truth"]
         lines.append(json.dumps(row))
-    path = scores.crawl_dir / FILTER_MANIFEST
-    atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
-    return path
+    return "\n".join(lines) + ("\n" if lines else "")
 
 
 def _ref(lk: LeakScores, j: int) -> str:
@@ -266,9 +273,8 @@ def save_accepted(scores: FilterScores, d: Decisions, extra: dict | None = None)
     map_rows.sort(key=lambda r: (r[0], r[3] == "", r[3] if r[3] != "" else 0))
     rows = [[r["path"], new_id[int(r["aux_id"])], r["aux_name"], int(r["target_id"]), r["sha256"],
              round(float(scores.cos[i]), 5)] for i, r in enumerate(scores.rows) if keep[i]]
-    write_filter_manifest(scores, d)
-    _write_csv(root / ACCEPTED_MAP, NEIGHBOUR_COLUMNS, map_rows)
-    _write_csv(root / ACCEPTED, ACCEPTED_COLUMNS, rows)
+    files = {FILTER_MANIFEST: filter_manifest_text(scores, d), ACCEPTED_MAP: _csv_text(NEIGHBOUR_COLUMNS, map_rows),
+             ACCEPTED: _csv_text(ACCEPTED_COLUMNS, rows)}
     reasons = Counter(x for x in d.reasons() if x)
     prov = dict(time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 settings=asdict(d.settings), encoder=scores.encoder, encoder_key=scores.encoder_key,
@@ -279,13 +285,30 @@ def save_accepted(scores: FilterScores, d: Decisions, extra: dict | None = None)
                 aux_classes=len(per_class), aux_classes_kept=len(new_id), num_targets=L,
                 files=dict(manifest=MANIFEST, filter_manifest=FILTER_MANIFEST, accepted=ACCEPTED,
                            neighbours=ACCEPTED_MAP), **(extra or {}))
-    write_json(root / FILTER_JSON, prov)  # last: its presence means the set above is complete
+    save_all_or_nothing(root, files, prov)
     return prov
 
 
-def _write_csv(path: Path, header, rows) -> None:
+def save_all_or_nothing(root: Path, files: dict[str, str], prov: dict) -> None:
+    """Write `files` (name -> text) and then `filter.json`, the marker that vouches for them by their sha256.
+
+    The marker goes first and comes back last: a save cut off anywhere (full disk, kill) leaves either no
+    marker or one whose hashes do not match, and `check_saved_set` (which every reader calls) refuses both,
+    rather than pair a new accepted set with the thresholds of an old one.
+    """
+    (root / FILTER_JSON).unlink(missing_ok=True)
+    for name, text in files.items():
+        atomic_write_text(root / name, text)
+    write_json(root / FILTER_JSON, {**prov, "sha256": {name: _sha256(text.encode()) for name, text in files.items()}})
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _csv_text(header, rows) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
     w.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
+    return buf.getvalue()

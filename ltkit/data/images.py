@@ -18,6 +18,7 @@ from PIL import Image
 
 from ltkit.data.profiles import profile_counts, subsample_indices
 from ltkit.data.taxonomy import Taxonomy
+from ltkit.errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".gif", ".tif", ".tiff")
 
@@ -91,6 +92,8 @@ class FileImages(ImageSet):
                 return im.convert("RGB")
         except FileNotFoundError:
             raise FileNotFoundError(f"image {i} not found: {path}") from None
+        except (OSError, SyntaxError, ValueError) as e:  # corrupt or truncated: name the file, not a PIL traceback
+            raise UserError(f"{path}: image {i} cannot be decoded ({e}); remove it or fix its list") from None
 
     def subset(self, idx: Sequence[int]) -> "FileImages":
         idx = np.asarray(idx, dtype=np.int64)

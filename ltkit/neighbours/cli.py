@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 from ltkit.artifacts.layout import neighbour_dir
 from ltkit.artifacts.neighbour_map import read_classes
-from ltkit.config import Config, load_config, split_overrides
+from ltkit.config import Config, load_config, no_stray_arguments, split_overrides
 from ltkit.data import datasets
 from ltkit.data.taxonomy import Taxonomy
 from ltkit.errors import ArgumentParser, UserError
@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="e.g. k=3 aux_ratio=0:1:1 neighbours.backend=openai neighbours.model=m")
     options, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
     args = p.parse_args(options)
+    no_stray_arguments(args.overrides)
     cfg = load_config(args.config, overrides + ([f"neighbours.out_dir={args.out}"] if args.out else []))
     res = search_config(cfg, progress=log.info)
     print(format_rows([r for r in res.rows if r.status == "kept"], args.show))

@@ -17,16 +17,20 @@ from ltkit.budget import aux_budget
 from ltkit.data.taxonomy import Taxonomy
 from ltkit.neighbours.backends import Answer, Backend
 from ltkit.neighbours.cache import AnswerCache, Tally, ask
-from ltkit.words import drop_parentheses, name_key
+from ltkit.words import drop_parentheses, label_variants, name_key
 
 
 def label_keys(class_names: Sequence[str], taxonomy: Taxonomy | None = None) -> set[str]:
-    """Comparison keys of every target class and, where the taxonomy knows them, its synonyms."""
+    """`label_variants` of every target class and, where the taxonomy knows them, its synonyms.
+
+    A proposal is in the label set when its own variants meet these: "Sport Car" and "SportsCar" are
+    the target class "sports car".
+    """
     keys = set()
     for c in class_names:
         names = taxonomy.names_of(c) if taxonomy is not None and c in taxonomy else (c,)
         # "crane (n02012849)" (a WordNet homonym) also blocks a proposed "crane"
-        keys.update(k for n in names for k in (name_key(n), name_key(drop_parentheses(n))))
+        keys.update(k for n in names for k in label_variants(n) | label_variants(drop_parentheses(n)))
     return keys
 
 
@@ -43,7 +47,7 @@ def filter_proposals(proposals: Sequence[Sequence[str] | None], class_names: Seq
         rows, kept_here = per_class.setdefault(t, []), 0
         for name in proposals[t] or ():
             name, key = name.strip(), name_key(name)
-            reason = ("empty" if not key else "in_label_set" if key in labels
+            reason = ("empty" if not key else "in_label_set" if label_variants(name) & labels
                       else f"duplicate_of:{owner[key]}" if key in owner
                       else "over_budget" if kept_here >= budget[t] else "")
             if not reason:
