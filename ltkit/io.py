@@ -59,7 +59,7 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})") from None
+        raise UserError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})") from None
 
 
 def read_text(path: str | os.PathLike) -> str:
@@ -125,7 +125,7 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
         except json.JSONDecodeError as e:
             if i == len(lines):
                 return
-            raise ValueError(f"{path}: line {i}: invalid JSON ({e.msg})") from None
+            raise UserError(f"{path}: line {i}: invalid JSON ({e.msg})") from None
 
 
 def _jsonable(o: Any) -> Any:

@@ -3,11 +3,13 @@
 `name_key` is the notion of "the same name" in ltkit: the neighbour search's duplicate check, the
 neighbour map, the class-name files and the caption filter all compare names through it. The label-set
 check is stricter (`same_label`: a proposal that is a target class in any spelling must never become an
-auxiliary class). This module sits at the bottom of the package: it imports nothing of ltkit.
+auxiliary class). This module sits at the bottom of the package: of ltkit it imports only `errors`.
 """
 from __future__ import annotations
 
 import re
+
+from ltkit.errors import UserError
 
 
 def normalise(name: str) -> str:
@@ -123,4 +125,4 @@ def caption_match(caption: str, name: str, mode: str = "phrase") -> bool:
     if mode == "phrase":
         n = len(want)
         return any(words[i:i + n] == want for i in range(len(words) - n + 1))
-    raise ValueError(f"caption mode {mode!r}: expected one of {', '.join(CAPTION_MODES)}")
+    raise UserError(f"caption mode {mode!r}: expected one of {', '.join(CAPTION_MODES)}")

@@ -82,9 +82,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     try:
         i, n = (int(x) for x in str(text).split("/"))
     except ValueError:
-        raise ValueError(f"shard: expected i/n such as 0/4, got {text!r}") from None
+        raise UserError(f"shard: expected i/n such as 0/4, got {text!r}") from None
     if not 0 <= i < n:
-        raise ValueError(f"shard: {text!r} needs 0 <= i < n")
+        raise UserError(f"shard: {text!r} needs 0 <= i < n")
     return i, n
 
 
@@ -100,7 +100,7 @@ def read_manifest(crawl_dir: str | os.PathLike) -> list[dict]:
     for path in manifest_files(crawl_dir):
         for n, row in enumerate(read_jsonl(path), 1):
             if not isinstance(row, dict) or "key" not in row:
-                raise ValueError(f"{path}: row {n}: not a manifest row (no 'key')")
+                raise UserError(f"{path}: row {n}: not a manifest row (no 'key')")
             old = final.get(row["key"])
             if old is None or row.get("finished", 0) >= old.get("finished", 0):
                 final[row["key"]] = row
@@ -255,7 +255,7 @@ def merge_manifests(crawl_dir: str | os.PathLike) -> dict:
         shards = [p for p in manifest_files(d) if p.name != MANIFEST]
         seen_n = {p.name.split("-of-")[1].split(".")[0] for p in shards}
         if len(seen_n) > 1:
-            raise ValueError(f"{d}: shard manifests of different splits ({', '.join(sorted(seen_n))}); merge one split at a time")
+            raise UserError(f"{d}: shard manifests of different splits ({', '.join(sorted(seen_n))}); merge one split at a time")
         missing = []
         if shards:
             n = int(next(iter(seen_n)))

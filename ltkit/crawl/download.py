@@ -29,6 +29,7 @@ from typing import Iterable, Iterator
 import aiohttp
 from yarl import URL
 
+from ltkit.errors import UserError
 import ltkit
 from ltkit.artifacts.manifest import ManifestWriter, ResumeState, StorageError, hit_key
 from ltkit.config import CrawlConfig, check_value
@@ -81,7 +82,7 @@ class DownloadSettings:
                 setattr(self, f.name, check_value(f"crawl.{f.name}", getattr(self, f.name), f.type, _WITHIN.get(f.name)))
         for host, target in self.resolve.items():
             if not split_hostport(target):
-                raise ValueError(f"crawl.resolve: {host!r} -> {target!r}: expected ip:port")
+                raise UserError(f"crawl.resolve: {host!r} -> {target!r}: expected ip:port")
         return self
 
 

@@ -71,7 +71,7 @@ def read_crawl(crawl_dir: str | Path) -> list[dict]:
             raise UserError(f"{where}: key {row['key']}: a --urls crawl without a target column; give the URL list a "
                             "target column (the target class each auxiliary class was queried from) and crawl again")
         if missing:
-            raise ValueError(f"{where}: key {row['key']}: field {missing[0]}: missing on a downloaded row")
+            raise UserError(f"{where}: key {row['key']}: field {missing[0]}: missing on a downloaded row")
         if inside(crawl_dir, row["path"]) is None:
             raise UserError(f"{where}: key {row['key']}: field path: {row['path']!r} leaves the crawl folder")
     return rows
@@ -129,7 +129,7 @@ def score_crawl(crawl_dir: str | Path, target: LTData, encoder: Encoder | str = 
     parent = np.array([int(r["target_id"]) for r in rows], np.int64)
     bad = parent[(parent < 0) | (parent >= target.num_classes)]
     if len(bad):
-        raise ValueError(f"{crawl_dir / MANIFEST}: target_id {bad[0]} outside 0..{target.num_classes - 1}")
+        raise UserError(f"{crawl_dir / MANIFEST}: target_id {bad[0]} outside 0..{target.num_classes - 1}")
     cos = (np.einsum("nc,nc->n", _unit(feats), _unit(protos[parent])) if len(rows)
            else np.zeros(0, np.float32))
     refs = [(s, getattr(target, s)) for s in leak_splits if getattr(target, s, None) is not None]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ltkit.curate.filter import FilterConfig, FilterScores, decide
+from ltkit.errors import UserError
 from ltkit.viz import figure, house_style
 
 RELEVANT = ("clean", "uncaptioned")
@@ -20,7 +21,7 @@ KINDS = ("clean", "uncaptioned", "off_topic", "mislabelled", "junk", "near_dupli
 def _truth(scores: FilterScores) -> np.ndarray:
     t = scores.truth
     if t is None:
-        raise ValueError(f"{scores.crawl_dir}: the manifest has no 'truth' field (only the built-in world's pool has one)")
+        raise UserError(f"{scores.crawl_dir}: the manifest has no 'truth' field (only the built-in world's pool has one)")
     return np.asarray(t)
 
 
