@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from ltkit import evaluate
+from ltkit import chain, evaluate
 from ltkit.config import parse_value, split_overrides
 from ltkit.errors import ConfigError, UserError
 from ltkit.io import atomic_write_text, write_json
@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     base = load_config(args.config, overrides)
     grid = dict(parse_ablation(a) for a in args.ablate)
     t = time.time()
+    chain.prepare_tables(base, args.seeds, COMPONENTS.values(), grid)  # photos, neighbours, crawl, filter if missing
     cmd = "python -m ltkit compare " + " ".join(argv)
     for i in range(len(args.seeds)):  # the tables of the seeds done so far, rewritten after each seed
         text = tables(base, args.seeds[:i + 1], args.config, cmd, t)

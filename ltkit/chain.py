@@ -1,0 +1,81 @@
+"""The stages before training, run for a config where their outputs are missing: photos -> neighbours -> crawl -> filter.
+
+`python -m ltkit compare` calls `prepare_tables` first, so one command goes from raw inputs to the
+tables; each step is the stage's own function (`build_photos`, `search_config`, `crawl_config`,
+`ltkit.curate.cli.run`), writing what the stage's command would, where training looks for it. A step
+whose output exists is skipped (the crawl and the search resume on their own). The trainer itself
+never runs them: a training without its accepted set still stops and says what to run.
+
+Only offline neighbour backends run here (taxonomy, random, manual); an LLM search costs money and
+is started by hand (`python -m ltkit neighbours`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from typing import Iterable
+
+from ltkit.auxiliary import default_neighbours_csv, random_config
+from ltkit.config import Config
+from ltkit.crawl.manifest import manifest_files
+from ltkit.crawl.retrieve import crawl_config, crawl_dir
+from ltkit.curate import cli as filter_cli
+from ltkit.curate.filter import ACCEPTED, DECISION_FIELDS, FILTER_JSON
+from ltkit.data.photos import build_photos
+from ltkit.errors import UserError
+from ltkit.neighbours.cli import search_config
+
+log = logging.getLogger(__name__)
+
+OFFLINE_BACKENDS = ("taxonomy", "random", "manual")
+
+
+def aux_kinds(rows: Iterable[dict]) -> list[str]:
+    """The auxiliary data (neighbours, random) that some row trains on, in first-seen order."""
+    return list(dict.fromkeys(r["aux"] for r in rows if r.get("aux", "none") != "none"))
+
+
+def filtered_with(cfg: Config) -> bool:
+    """True when the crawl's accepted set was saved with this config's filter settings."""
+    prov = crawl_dir(cfg) / FILTER_JSON
+    if not (crawl_dir(cfg) / ACCEPTED).is_file() or not prov.is_file():
+        return False
+    saved = json.loads(prov.read_text()).get("settings", {})
+    plain = json.loads(json.dumps({k: getattr(cfg.filter, k) for k in DECISION_FIELDS if hasattr(cfg.filter, k)}))
+    return all(saved.get(k) == v for k, v in plain.items())
+
+
+def prepare(cfg: Config) -> None:
+    """Make what a training of `cfg` reads and is missing: photo folders, neighbour map, crawl, accepted set."""
+    if cfg.photos.sources:
+        build_photos(cfg)
+    if cfg.aux == "none" or cfg.aux_images != "crawl":
+        return  # the world's pool or images the user gave: nothing to make
+    if cfg.aux == "random":
+        if cfg.dataset.startswith("builtin"):
+            return  # the world's RD draws its own classes (ltkit.auxiliary.random_categories)
+        cfg = random_config(cfg)
+    if not default_neighbours_csv(cfg).is_file() and not cfg.neighbours_csv:
+        if cfg.neighbours.backend not in OFFLINE_BACKENDS:
+            raise UserError(f"no neighbour map at {default_neighbours_csv(cfg)}: run `python -m ltkit neighbours` "
+                            f"with the same config first (backend {cfg.neighbours.backend!r} is not run automatically)")
+        log.info("neighbour search (%s) into %s", cfg.neighbours.backend, default_neighbours_csv(cfg).parent)
+        search_config(cfg)
+    if not manifest_files(crawl_dir(cfg)) or not (crawl_dir(cfg) / "report.json").is_file():
+        log.info("crawl into %s", crawl_dir(cfg))
+        crawl_config(cfg, progress=False)
+    if not filtered_with(cfg):
+        log.info("filter %s", crawl_dir(cfg))
+        filter_cli.run(cfg)
+
+
+def prepare_tables(base: Config, seeds: list[int], rows: Iterable[dict], grid: dict | None = None) -> None:
+    """`prepare` for every training of the tables: each seed, each auxiliary kind, each ablated value."""
+    rows = list(rows)
+    for seed in seeds:
+        for aux in aux_kinds(rows):
+            prepare(dataclasses.replace(base, aux=aux, seed=seed))
+        for key, values in (grid or {}).items():
+            for v in values:
+                prepare(dataclasses.replace(base, aux="neighbours", seed=seed, **{key: v}))
