@@ -204,3 +204,19 @@ def test_compare_runs_the_whole_chain_from_the_tarballs(tarballs, tmp_path, worl
     table = capsys.readouterr().out
     assert "| caption |" in table and prov["images"] > 0
     assert quality.KINDS[0] in table
+
+    # the notebook steps through the same chain; after compare every stage finds its outputs and reuses them
+    import nbformat
+
+    from ltkit import notebooks
+
+    src = ROOT / "notebooks" / "photos.ipynb"
+    clean = nbformat.read(src, as_version=4)
+    assert all(not c.outputs and c.execution_count is None for c in clean.cells if c.cell_type == "code")
+    assert notebooks.parameter_names(clean) == ["preset", "seeds", "overrides"]
+    done = notebooks.execute(src, tmp_path / "executed.ipynb", {"preset": str(preset), "seeds": [0]}, cwd=ROOT,
+                             progress=False)
+    outs = [o for c in done.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outs if o.output_type == "error"]
+    shown = json.dumps([o.get("data", {}).get("text/markdown", "") for o in outs])
+    assert "Tab. 6 layout" in shown and "+ Direct Classifier" in shown
