@@ -220,3 +220,20 @@ def test_compare_runs_the_whole_chain_from_the_tarballs(tarballs, tmp_path, worl
     assert not [o for o in outs if o.output_type == "error"]
     shown = json.dumps([o.get("data", {}).get("text/markdown", "") for o in outs])
     assert "Tab. 6 layout" in shown and "+ Direct Classifier" in shown
+
+
+def test_paired_rule_calls_only_differences_beyond_two_standard_errors():
+    from ltkit import paired
+
+    m, se, called = paired.paired([0.6, 0.7, 0.8], [0.5, 0.6, 0.7])
+    assert m == pytest.approx(0.1) and se == pytest.approx(0.0, abs=1e-12) and called
+    m, se, called = paired.paired([1.0, -1.0, 2.0], [0.0, 0.0, 0.0])
+    assert m == pytest.approx(2 / 3) and se == pytest.approx(np.std([1, -1, 2], ddof=1) / np.sqrt(3)) and not called
+    assert [paired.verdict(1, True, 1), paired.verdict(-1, True, 1), paired.verdict(1, False, 1),
+            paired.verdict(-1, True, 0)] == ["supports", "contradicts", "undecided", "called"]
+    rows = {name: [{"overall": 0.5 + 0.01 * i + 0.001 * s, "few": 0.2} for s in range(3)]
+            for i, name in enumerate(["Baseline", "+ Random Category", "+ Neighbor Category", "+ Neighbor Silencing",
+                                      "+ Direct Classifier"])}
+    text = paired.claims_table(rows)
+    assert "| C1 neighbour categories help | + Neighbor Category − Baseline | overall | +2.0, +2.0, +2.0 | +2.0 ± 0.0 | supports |" in text
+    assert "| few | +0.0, +0.0, +0.0 | +0.0 ± 0.0 | undecided |" in text
