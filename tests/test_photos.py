@@ -237,3 +237,26 @@ def test_paired_rule_calls_only_differences_beyond_two_standard_errors():
     text = paired.claims_table(rows)
     assert "| C1 neighbour categories help | + Neighbor Category − Baseline | overall | +2.0, +2.0, +2.0 | +2.0 ± 0.0 | supports |" in text
     assert "| few | +0.0, +0.0, +0.0 | +0.0 ± 0.0 | undecided |" in text
+
+
+def test_the_llm_backend_is_the_alternative_and_is_never_run_unasked(built, monkeypatch):
+    """neighbours.backend=openai on the photo preset: a real HTTP round trip to a fake OpenAI server writes
+    its own map; the chain that compare runs refuses to start a paid search by itself."""
+    import dataclasses
+
+    from fake_llm import FakeLLM
+
+    from ltkit import chain
+    from ltkit.neighbours.cli import search_config
+
+    cfg, _ = built
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-photos")
+    llm = dataclasses.replace(cfg, aux="neighbours", neighbours=dataclasses.replace(
+        cfg.neighbours, backend="openai", model="m", retries=0))
+    with pytest.raises(UserError, match="backend 'openai' is not run automatically"):
+        chain.prepare(llm)
+    with FakeLLM("good") as srv:
+        res = search_config(dataclasses.replace(llm, neighbours=dataclasses.replace(llm.neighbours, base_url=srv.url)))
+        assert len(srv.requests) == 3  # one per target class
+    kept = [r.aux_name for r in res.rows if r.status == "kept"]
+    assert kept and all(n.split(" ", 1)[1] in ("airplane", "automobile", "cat") for n in kept)
