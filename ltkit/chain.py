@@ -22,7 +22,7 @@ from ltkit.crawl.manifest import manifest_files
 from ltkit.crawl.retrieve import crawl_config, crawl_dir
 from ltkit.curate import cli as filter_cli
 from ltkit.curate.filter import ACCEPTED, DECISION_FIELDS, FILTER_JSON
-from ltkit.data.photos import build_photos
+from ltkit.data.photos import BUILD_JSON, build_photos
 from ltkit.errors import UserError
 from ltkit.neighbours.cli import search_config
 
@@ -48,8 +48,7 @@ def filtered_with(cfg: Config) -> bool:
 
 def prepare(cfg: Config) -> None:
     """Make what a training of `cfg` reads and is missing: photo folders, neighbour map, crawl, accepted set."""
-    if cfg.photos.sources:
-        build_photos(cfg)
+    built = build_photos(cfg) / BUILD_JSON if cfg.photos.sources else None
     if cfg.aux == "none" or cfg.aux_images != "crawl":
         return  # the world's pool or images the user gave: nothing to make
     if cfg.aux == "random":
@@ -62,7 +61,12 @@ def prepare(cfg: Config) -> None:
                             f"with the same config first (backend {cfg.neighbours.backend!r} is not run automatically)")
         log.info("neighbour search (%s) into %s", cfg.neighbours.backend, default_neighbours_csv(cfg).parent)
         search_config(cfg)
-    if not manifest_files(crawl_dir(cfg)) or not (crawl_dir(cfg) / "report.json").is_file():
+    report = crawl_dir(cfg) / "report.json"
+    if built is not None and report.is_file() and report.stat().st_mtime < built.stat().st_mtime:
+        # the crawl's folder is named after the search settings, not the pool's content
+        raise UserError(f"{crawl_dir(cfg)} was crawled from an older build of {built.parent} (photos.* changed "
+                        f"since); remove that folder to crawl the new pool")
+    if not manifest_files(crawl_dir(cfg)) or not report.is_file():
         log.info("crawl into %s", crawl_dir(cfg))
         crawl_config(cfg, progress=False)
     if not filtered_with(cfg):

@@ -196,6 +196,18 @@ def test_compare_runs_the_whole_chain_from_the_tarballs(tarballs, tmp_path, worl
     for m in maps:
         assert (m / ACCEPTED).is_file() and json.loads((m / FILTER_JSON).read_text())["settings"]["encoder"] == \
             "efficientnet_lite0:32"
+    # a crawl older than the photo folders it came from is refused, not reused
+    import os
+
+    from ltkit import chain
+
+    sd = load_config(preset, {"aux": "neighbours"})
+    build = Path(sd.photos.out_dir) / photos.BUILD_JSON
+    stamp = build.stat()
+    os.utime(build, (stamp.st_atime + 3600, stamp.st_mtime + 3600))
+    with pytest.raises(UserError, match="was crawled from an older build of"):
+        chain.prepare(sd)
+    os.utime(build, (stamp.st_atime, stamp.st_mtime))
     # the pool's truth went through crawl and filter: precision / recall can be measured
     from ltkit.curate import cli as filter_cli
 
