@@ -3,10 +3,15 @@ budget; RD: random categories in their places) and their images (the world's poo
 It only reads the artefacts of earlier stages (`ltkit.artifacts`); building a missing map is the
 commands' job (`ltkit.pipeline`).
 
+On the built-in world RD draws the world's classes into SD's places. Elsewhere RD is a neighbour
+map of its own: the random backend's (`neighbours.backend=random`, names from `neighbours.file` or
+the taxonomy), crawled and filtered like SD's into its own folder (`random_config`).
+
 Labels: target classes are 0..L-1, auxiliary classes L..L+K-1 in the neighbour map's order.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +35,8 @@ def build_aux(cfg: Config, target: LTData, world: World | None) -> tuple[ImageSe
         return None, np.zeros(0, dtype=np.int64), []
     if cfg.aux not in ("neighbours", "random"):
         raise UserError(f"aux={cfg.aux!r}: expected none, neighbours or random")
+    if cfg.aux == "random" and world is None:
+        cfg = random_config(cfg)
     csv = neighbour_map_path(cfg)
     if dist.is_initialized():  # every rank waits here, then reads what the command wrote before training
         dist.barrier()
@@ -56,6 +63,21 @@ def build_aux(cfg: Config, target: LTData, world: World | None) -> tuple[ImageSe
     return images, parent, names
 
 
+def random_config(cfg: Config) -> Config:
+    """RD without the built-in world: the settings whose neighbour map, crawl and filter are RD's own.
+
+    The random backend proposes names from a vocabulary under SD's budget, in a folder named after
+    it; the crawl and the accepted set follow that folder (explicit `neighbours_csv`, `neighbours.out_dir`
+    and `crawl.out_dir` belong to SD and are dropped), so `aux_images: crawl` is needed.
+    """
+    if cfg.aux_images != "crawl":
+        raise UserError(f"aux=random on {cfg.dataset!r} trains on a crawl of random categories: it needs "
+                        "aux_images=crawl (set aux_images to crawl, and neighbours.file to their vocabulary)")
+    return dataclasses.replace(cfg, aux="neighbours", neighbours_csv=None,
+                               neighbours=dataclasses.replace(cfg.neighbours, backend="random", out_dir=None),
+                               crawl=dataclasses.replace(cfg.crawl, out_dir=None))
+
+
 def random_categories(world: World | None, target_names: list[str], n: int, seed: int) -> list[str]:
     """RD: n categories drawn uniformly from the world's classes outside the label set.
 
@@ -63,8 +85,7 @@ def random_categories(world: World | None, target_names: list[str], n: int, seed
     number of auxiliary classes and images per class; only the choice of categories differs.
     """
     if world is None:
-        raise UserError("aux=random draws categories from the built-in world; for a real dataset, crawl random "
-                        "categories and pass their neighbours_csv with aux=neighbours")
+        raise UserError("random_categories draws the built-in world's classes; elsewhere RD is `random_config`")
     taken = set(target_names)
     pool = [c for c in world.all_names if c not in taken]
     if n > len(pool):

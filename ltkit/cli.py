@@ -14,6 +14,7 @@ from ltkit.errors import UserError
 
 STAGES = {
     "world": ("ltkit.world", "generate the built-in world and print its summary"),
+    "photos": ("ltkit.data.photos", "cut a long-tailed task and a captioned pool from labelled photo sets"),
     "demo": ("ltkit.demo", "the main job: world, figures, every numbered notebook in order"),
     "neighbours": ("ltkit.neighbours.cli", "search neighbour categories for target classes"),
     "crawl": ("ltkit.crawl.retrieve", "search images of the auxiliary categories and download them (resumable)"),

@@ -144,7 +144,34 @@ class PilotConfig:
     out_dir: str | None = run_only(None)  # default: <out_dir>/pilot-<pool>-<recipe hash>
 
 
-SECTIONS = {"neighbours": NeighbourConfig, "crawl": CrawlConfig, "filter": FilterConfig, "pilot": PilotConfig}
+@dataclass
+class PhotosConfig:
+    """A long-tailed task and an open captioned pool cut from labelled photo sets (`python -m ltkit photos`).
+
+    The builder (`ltkit.data.photos`) writes the image folders every stage reads as it reads a user's
+    own: `<out_dir>/target/{train,val,test}/<class>/` (dataset: folders) and `<out_dir>/pool/` with
+    captions.csv (crawl.pool_dir). The top-level `head` and `imbalance` shape the target train split.
+    """
+
+    sources: list = field(default_factory=list)  # photo sets: folders or .tar.gz with train/<class>/ and
+                                                 # test/ (or val/) class folders; a classes.csv (folder,name) renames
+    targets: list = field(default_factory=list)  # target classes, head first (the order sets the counts)
+    pool_classes: list | None = None   # the pool's classes; None: every source class that is not a target
+    out_dir: str | None = None         # where target/ and pool/ go (rebuilt when a setting here changes)
+    val_per_class: int = 20            # balanced val from train images the long-tailed split left out
+    test_per_class: int | None = None  # from each source's test split; None: all of it
+    pool_per_class: int = 150          # pool items filed under each pool class (what a search returns)
+    # noise rates of the pool (the rest are clean), as the built-in world's pool
+    off_topic: float = 0.10            # photo and caption of another pool class
+    mislabelled: float = 0.05          # photo of another pool class, caption names this one
+    uncaptioned: float = 0.10          # right photo, a caption naming no class
+    junk: float = 0.05                 # the photo cut into 4 x 4 tiles and shuffled: no object left
+    near_duplicate: float = 0.03       # a jittered copy of a target test photo (a test leak)
+    seed: int = 0                      # the draw of the task and the pool (fixed across training seeds)
+
+
+SECTIONS = {"neighbours": NeighbourConfig, "crawl": CrawlConfig, "filter": FilterConfig, "pilot": PilotConfig,
+            "photos": PhotosConfig}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,8 +191,8 @@ class Config:
     splits_dir: str | None = None      # ImageNet-LT / Places-LT split files (default: data_root)
     inat_train_json: str | None = None
     inat_val_json: str | None = None
-    imbalance: float = bounded(100.0, "[1, inf)")  # cifar10-lt / cifar100-lt: head / tail images
-    head: int | None = bounded(None, "[1, inf)")  # cifar10-lt / cifar100-lt: images of class 0 (None: 5000 / 500)
+    imbalance: float = bounded(100.0, "[1, inf)")  # cifar10-lt / cifar100-lt / photos: head / tail images
+    head: int | None = bounded(None, "[1, inf)")  # cifar10-lt / cifar100-lt / photos: images of the head class (None: 5000 / 500)
     many: int = bounded(100, "[1, inf)")  # shot-group thresholds: many > 100 images, few < 20
     few: int = bounded(20, "[0, inf)")
     val_holdout: int = bounded(10, "[0, inf)")  # without a val split: per-class images held out of train as val (data.holdout_val)
@@ -219,6 +246,9 @@ class Config:
     crawl: CrawlConfig = field(default_factory=CrawlConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
     pilot: PilotConfig = field(default_factory=PilotConfig)
+    # in a recipe only when set: the section came late, and most presets never use it, so their run
+    # names stayed what they were
+    photos: PhotosConfig = field(default_factory=PhotosConfig, metadata={"recipe_when_set": True})
 
     @property
     def run_dir(self) -> Path:
@@ -446,6 +476,8 @@ def _flat(obj, prefix: str = "") -> dict:
         if f.metadata.get("run_only"):
             continue
         v = getattr(obj, f.name)
+        if f.metadata.get("recipe_when_set") and v == type(v)():
+            continue
         if dataclasses.is_dataclass(v):
             out.update(_flat(v, f"{prefix}{f.name}."))
         else:

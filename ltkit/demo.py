@@ -24,7 +24,7 @@ from ltkit.config import load_config
 from ltkit.errors import ArgumentParser
 from ltkit.io import read_json, write_json
 from ltkit.paths import from_root, repo_root
-from ltkit.pipeline import ensure_inputs
+from ltkit.pipeline import prepare
 from ltkit.train import Trainer
 from ltkit.viz import catalogue
 from ltkit.viz.runs import run_config
@@ -86,7 +86,7 @@ def prepare_shared_inputs(base, todo: list[tuple[dict, int]]) -> None:
     """Make the pool encoder and the neighbour map once here, so the workers do not race to make them."""
     for over, s in sorted(todo, key=lambda r: r[0].get("aux", base.aux) == "none"):
         cfg = run_config(base, over, s)
-        ensure_inputs(cfg)
+        prepare(cfg)
         Trainer(cfg)  # builds the model (encoder) and the auxiliary data, trains nothing
         return
 

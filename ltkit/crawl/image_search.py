@@ -47,7 +47,8 @@ class Hit:
     width: int | None = None
     height: int | None = None
     engine: str = ""
-    truth: str | None = None  # built-in pool only: the item's noise kind, for measuring filters
+    truth: str | None = None  # a pool that records it (the world's; a folder CSV's truth column): the item's
+                              # noise kind, for measuring filters
 
 
 class Engine(Protocol):
@@ -203,7 +204,11 @@ class PoolEngine:
     @classmethod
     def from_folder(cls, root: str | os.PathLike, captions_csv: str | os.PathLike | None = None,
                     base_url: str = POOL_URL) -> "PoolEngine":
-        """A folder of images with a CSV of `path,caption[,label]` (paths relative to the folder)."""
+        """A folder of images with a CSV of `path,caption[,label][,truth]` (paths relative to the folder).
+
+        `truth`, when present, is each item's noise kind (`ltkit.curate.quality.KINDS`): the crawl's
+        manifest carries it, so the filters' precision and recall can be measured on that pool.
+        """
         root = Path(root)
         csv_path = Path(captions_csv) if captions_csv else root / "captions.csv"
         if not csv_path.is_file():
@@ -213,7 +218,8 @@ class PoolEngine:
             rel = (row["path"] or "").strip()
             if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
                 raise UserError(f"{csv_path}: line {n}: field path: {rel!r} must be relative, inside the folder")
-            items.append(PoolItem("/files/" + quote(rel), row["caption"] or "", (row.get("label") or "").strip()))
+            items.append(PoolItem("/files/" + quote(rel), row["caption"] or "", (row.get("label") or "").strip(),
+                                  (row.get("truth") or "").strip() or None))
         return cls(items, base_url, source=f"folder:{root.resolve()}")
 
 

@@ -6,8 +6,9 @@
 
 Features are cached by image content (under $LTKIT_CACHE/features), so a second run with other
 thresholds encodes nothing. A curator's manual overrides (`overrides.jsonl` in the crawl folder, written
-by clicks in the tuner) win over the thresholds here as in the tuner. `--quality` prints precision / recall against the built-in world's pool
-truth; `--sweep NAME` draws the gamma1 x gamma2 sweep as figures/NAME.png and .pdf.
+by clicks in the tuner) win over the thresholds here as in the tuner. `--quality` prints precision / recall
+against the pool's truth (the built-in world's, or a folder pool's truth column); `--sweep NAME` draws the
+gamma1 x gamma2 sweep as figures/NAME.png and .pdf.
 """
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML preset (configs/*.yaml); default: the built-in world")
     p.add_argument("--crawl", help="crawl folder with manifest.jsonl (default: the config's crawl folder)")
-    p.add_argument("--quality", action="store_true", help="precision / recall against the pool truth (built-in world)")
+    p.add_argument("--quality", action="store_true", help="precision / recall against the pool's truth (world or truth column)")
     p.add_argument("--sweep", metavar="NAME", help="draw the gamma1 x gamma2 sweep as FIGURES/NAME.png and .pdf")
     p.add_argument("--figures", default="figures", help="folder for --sweep (default: figures)")
     p.add_argument("--dry-run", action="store_true", help="print the counts, write nothing")

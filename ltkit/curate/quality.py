@@ -1,10 +1,11 @@
-"""How good the filters are: precision and recall against the built-in world's pool truth, and a sweep.
+"""How good the filters are: precision and recall against a pool's truth, and a sweep.
 
-Every pool item knows what it is (`world.NOISE_KINDS`). An item is *relevant* to its auxiliary class
-when its image shows that class: `clean` and `uncaptioned` items (the latter has the right image and
-a caption naming no class). Off-topic, mislabelled, junk and near-duplicate items are not. A filter's
-precision is the share of relevant items among those it keeps; its recall, the share of relevant
-items it keeps. Each filter is scored alone and in combination, with the other filters off.
+Every item of the built-in world's pool knows what it is (`world.NOISE_KINDS`), and so does every
+item of a folder pool whose captions.csv has a `truth` column (`ltkit.data.photos` writes one).
+An item is *relevant* to its auxiliary class when its image shows that class: `clean` and
+`uncaptioned` items (the latter has the right image and a caption naming no class). Off-topic,
+mislabelled, junk and near-duplicate items are not. A filter's precision is the share of relevant
+items among those it keeps; its recall, the share of relevant items it keeps. Each filter is scored alone and in combination, with the other filters off.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ KINDS = ("clean", "uncaptioned", "off_topic", "mislabelled", "junk", "near_dupli
 def _truth(scores: FilterScores) -> np.ndarray:
     t = scores.truth
     if t is None:
-        raise UserError(f"{scores.crawl_dir}: the manifest has no 'truth' field (only the built-in world's pool has one)")
+        raise UserError(f"{scores.crawl_dir}: the manifest has no 'truth' field (the built-in world's pool has one; "
+                         "a folder pool needs a truth column in its captions.csv)")
     return np.asarray(t)
 
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ltkit.data.cifar import cifar_lt
-from ltkit.data.classnames import find_class_names, read_class_names
 from ltkit.config import Config
 from ltkit.data import LTData, holdout_val, world_data
-from ltkit.errors import UserError
+from ltkit.data.cifar import cifar_lt
+from ltkit.data.classnames import find_class_names, read_class_names
 from ltkit.data.readers import load_image_folders, load_imagenet_lt, load_inat, load_places_lt
+from ltkit.errors import UserError
 from ltkit.world import PRESETS, World, load_world
 
 
@@ -47,6 +47,9 @@ def _load_target_data(cfg: Config) -> tuple[LTData, World | None]:
         return cifar_lt(name.split("-")[0], cfg.data_root, cfg.head, cfg.imbalance, cfg.seed, download=True), None
     if name == "folders":
         root = Path(cfg.data_root)
+        if cfg.photos.sources and not (root / "train").is_dir():
+            raise UserError(f"{root / 'train'} not found: the preset cuts it from photos.sources; run "
+                            "`python -m ltkit photos --config PRESET` (or `compare`, which runs it) first")
         return load_image_folders("folders", root / "train", root / "test",
                                   root / "val" if (root / "val").is_dir() else None), None
     raise UserError(f"unknown dataset {name!r}; expected builtin, builtin-tiny, imagenet-lt, places-lt, inat18, "

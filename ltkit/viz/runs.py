@@ -16,7 +16,7 @@ from ltkit import report
 from ltkit.data import ImageSet
 from ltkit.features import extract_features
 from ltkit.io import read_json
-from ltkit.pipeline import ensure_inputs
+from ltkit.pipeline import prepare
 from ltkit.train import Trainer
 
 
@@ -64,7 +64,7 @@ def load_run(base, overrides: dict, seed: int = 0, trained: bool = True, train_m
         if not train_missing:
             raise FileNotFoundError(f"{done}: run not trained; run notebook 03 or `python -m ltkit compare` first")
         report.run_method(base, overrides, seed)
-    ensure_inputs(cfg)
+    prepare(cfg)
     trainer = Trainer(cfg)
     if trained and not trainer.resume():
         raise FileNotFoundError(f"{cfg.run_dir}: no checkpoint to load")
