@@ -169,16 +169,24 @@ class Config:
     k: int = 5                         # auxiliary categories per class at most
     aux_ratio: str | None = None       # head:medium:tail, e.g. "1:1:3"; None = 1:ceil(Nh/Nm):ceil(Nh/Nt)
     aux_cap: int = 50                  # images per auxiliary class per epoch
+    aux_sampling: str = "cap"          # cap: min(aux_cap, n) (the paper) | released: the authors' code (ltkit.sampling)
     # loss: ce | balce | nsce
     loss: str = "balce"
     lambda_s: float = 0.1
     tau: float = 1.0
+    ns_mode: str = "soft"              # nsce: soft (the paper's lambda_s, Eq. 4) | mask (the released hard mask)
+    ns_pairs: str = "both"             # mask: who is silenced: both | target (target samples only) | aux
+    ns_below: int | None = None        # mask: only targets with fewer training images (released no_fm: 100)
+    ns_aux_blind: bool = False         # mask: auxiliary samples see no other auxiliary class (released _back)
     # model
     model: str = "ltkit_cnn_small"
     pretrained: str | None = None      # None | "pool" | "hf" (HF cache) | path to a weights file
     img_size: int = 32
+    head_norm: str | None = None       # bn: BatchNorm1d(affine=False) before the linear head (released DINOv2)
     # optimisation
-    epochs: int = 30
+    epochs: int = 30                   # the paper's equal-epoch protocol; `steps` overrides it
+    steps: int | None = None           # optimizer steps in all (one compute budget); epochs follow, the last may be partial
+    head_warmup_epochs: int = 0        # the first epochs train the head alone, the encoder frozen (released: 3)
     batch_size: int = 128              # per step, across all processes
     accum_steps: int = 1               # effective batch = batch_size * accum_steps
     lr: float = 2e-3                   # used as given unless blr is set
@@ -200,8 +208,8 @@ class Config:
     channels_last: bool = run_only(False)  # NHWC images and weights (faster convolutions on GPU)
     compile: bool = run_only(False)    # torch.compile the model
     num_workers: int = run_only(0)
-    threads: int | None = run_only(None)  # torch CPU threads (None: torch's default); numbers repeat bit for bit
-                                          # only at the same thread count
+    threads: int | None = run_only(1)  # torch CPU threads, pinned (ltkit.rng.pinned_threads) so OMP_NUM_THREADS
+                                       # changes no digit; None: torch's default (numbers then follow it)
     device: str | None = run_only(None)  # default: cuda if available
     # evaluation: direct | crt | tau
     classifier: str = run_only("direct")
