@@ -195,6 +195,8 @@ class Config:
     layer_decay: float | None = None   # layer-wise lr decay (timm), e.g. 0.75 for ViT-B fine-tuning; None: off
     drop_path: float = 0.0             # stochastic depth (models that take drop_path_rate, e.g. ViTs)
     warmup_epochs: float = 2.0
+    warmup_steps: int | None = None    # lr warmup in optimizer steps, the same for every row of an equal-step table;
+                                       # None: warmup_epochs x steps per epoch
     betas: tuple[float, float] = (0.9, 0.95)
     optimizer: str = "adamw"           # adamw | sgd (momentum, as the CIFAR ResNet papers train)
     momentum: float = 0.9              # sgd

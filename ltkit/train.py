@@ -99,6 +99,8 @@ def check_training(cfg: Config) -> None:
             raise ConfigError(f"{key}={getattr(cfg, key)!r}: expected one of {', '.join(map(str, allowed))}")
     if cfg.steps is not None and cfg.steps < 1:
         raise ConfigError(f"steps={cfg.steps}: a budget is at least 1 optimizer step (or null: epochs decide)")
+    if cfg.warmup_steps is not None and cfg.warmup_steps < 0:
+        raise ConfigError(f"warmup_steps={cfg.warmup_steps}: expected >= 0 (or null: warmup_epochs decide)")
     if cfg.head_warmup_epochs < 0:
         raise ConfigError(f"head_warmup_epochs={cfg.head_warmup_epochs}: expected >= 0")
     if cfg.ns_below is not None and cfg.ns_below < 1:
@@ -208,8 +210,8 @@ def total_steps(cfg: Config, steps_per_epoch: int) -> int:
 
 
 def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
-    """Per-step linear warmup over `warmup_epochs`, then cosine decay to zero at the last step (`total_steps`)."""
-    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    """Per-step linear warmup over `warmup_steps` (or `warmup_epochs`), then cosine decay to zero at the last step."""
+    warm = cfg.warmup_steps if cfg.warmup_steps is not None else int(cfg.warmup_epochs * steps_per_epoch)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps(cfg, steps_per_epoch), max(1, warm)))
 
 

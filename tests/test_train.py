@@ -52,6 +52,26 @@ def test_warmup_cosine_schedule():
     assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
 
 
+def test_step_schedule_warmup_in_steps_or_epochs():
+    from ltkit.train import build_scheduler
+
+    def lrs(cfg, spe):
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        sched = build_scheduler(cfg, opt, spe)
+        out = []
+        for _ in range(cfg.steps):
+            out.append(sched.get_last_lr()[0])
+            opt.step()
+            sched.step()
+        return out + [sched.get_last_lr()[0]]
+
+    for spe in (7, 13):  # two rows with different epoch lengths, one budget: the same schedule
+        lr = lrs(load_config(None, ["steps=40", "warmup_steps=5", "warmup_epochs=3"]), spe)
+        assert lr[4] == pytest.approx(1.0) and lr[3] < 1.0 and lr[-1] == pytest.approx(0.0)
+    lr = lrs(load_config(None, ["steps=40", "warmup_epochs=2"]), 7)  # no warmup_steps: 2 epochs of 7 steps
+    assert lr[13] == pytest.approx(1.0) and lr[12] < 1.0
+
+
 def test_exact_resume(tiny_world, tmp_path):
     """2 epochs straight == 1 epoch, a fresh process-like restart, then 1 more (augmentation and mixup on)."""
     straight = Trainer(tiny(tmp_path, name="straight")).fit()
