@@ -41,8 +41,9 @@ def training_curves(runs: dict[str, str | os.PathLike], width: str | float = "do
         for ax, (_, title) in zip(axes.flat, PANELS):
             ax.set_title(title)
             ax.set_xlabel("optimizer steps")
-        axes.flat[0].legend(loc="upper right")
-        fig.tight_layout()
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.tight_layout(rect=(0, 0.08, 1, 1))  # room below the panels for one legend of every run
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3) or 1)
     return fig
 
 
