@@ -34,8 +34,9 @@ partner whose label is in S(y) simply loses its target mass (the row then weighs
 S(y) is a variant (`silence_table`, `keep_mask`): target <-> own auxiliary children both ways (the
 released scripts' `no_fm_remove_normal_neg`), only one direction, only targets with fewer than
 `below` training images (`no_fm`: 100), and auxiliary samples blind to every other auxiliary class
-(`_back`). The prior is over all L + K classes, as everywhere here. Cost: one (B, C) bool keep mask
-beside the biased logits; the gradient is that of softmax CE over the kept columns, p' * sum(t') - t'.
+(`_back`). The prior is over all L + K classes, as everywhere here. The gradient is that of softmax
+CE over the kept columns, p' * sum(t') - t'. Cost: one (B, C) bool keep mask beside the biased
+logits (t' is never built), measured in benchmarks/losses.py (`nsce-mask`, `nsce-mask-soft`).
 
 All paths are small autograd Functions with the gradient written out (`_HardCE`, `_SoftCE`, `_SoftNSCE`):
 autograd over the same ops would keep several (B, C) intermediates and take about twice the time.
@@ -198,10 +199,12 @@ def _chunk(x: Tensor) -> int:
     return len(x) if x.is_cuda else 64
 
 
-def _rowdot(x: Tensor, y: Tensor) -> Tensor:
-    """Row-wise dot products of two (B, N) tensors, `_chunk` rows at a time."""
+def _rowdot(x: Tensor, y: Tensor, keep: Tensor | None = None) -> Tensor:
+    """Row-wise dot products of two (B, N) tensors (over the `keep` columns only), `_chunk` rows at a time."""
     n = _chunk(x)
-    return torch.cat([(x[i:i + n] * y[i:i + n]).sum(1) for i in range(0, len(x), n)])
+    if keep is None:
+        return torch.cat([(x[i:i + n] * y[i:i + n]).sum(1) for i in range(0, len(x), n)])
+    return torch.cat([(x[i:i + n] * y[i:i + n]).masked_fill_(~keep[i:i + n], 0).sum(1) for i in range(0, len(x), n)])
 
 
 def _biased(logits: Tensor, log_prior: Tensor) -> Tensor:
@@ -257,27 +260,33 @@ class _HardCE(torch.autograd.Function):
 class _SoftCE(torch.autograd.Function):
     """Per-row soft-target CE of logits + log prior, sum_c t_c (-log p_c); d/da = sum(t) p - t.
 
-    With `keep` (the hard mask), t' = t * keep and the softmax runs over the kept columns only.
+    With `keep` (the hard mask), t' = t * keep and the softmax runs over the kept columns only; t' is
+    never built: its sums skip the dropped columns, and the gradient is zeroed there (p' = 0 there).
     """
 
     @staticmethod
     def forward(ctx, logits: Tensor, log_prior: Tensor, t: Tensor, keep: Tensor | None = None) -> Tensor:
         with torch.autocast(logits.device.type, enabled=False):
             a = _biased(logits, log_prior)
-            t = t.to(a.dtype) if keep is None else t.to(a.dtype) * keep
-            ta, t_sum = _rowdot(t, a), t.sum(1)  # before the mask: 0 * -inf would be nan
-            if keep is not None:
+            t = t.to(a.dtype)
+            if keep is None:
+                ta, t_sum = _rowdot(t, a), t.sum(1)
+            else:  # before the mask: 0 * -inf would be nan
+                ta, t_sum = _rowdot(t, a, keep), _rowdot(t, keep)
                 a.masked_fill_(~keep, -math.inf)
             p, lse = _softmax(a)
             loss = t_sum * lse - ta
-        ctx.save_for_backward(p, t, t_sum)
+        ctx.save_for_backward(p, t, t_sum, keep)
         ctx.dtype = logits.dtype
         return loss
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        p, t, t_sum = ctx.saved_tensors
-        ga = p.mul_(t_sum[:, None]).sub_(t).mul_(grad.to(p.dtype)[:, None])
+        p, t, t_sum, keep = ctx.saved_tensors
+        ga = p.mul_(t_sum[:, None]).sub_(t)
+        if keep is not None:
+            ga.masked_fill_(~keep, 0.0)
+        ga.mul_(grad.to(p.dtype)[:, None])
         return ga.to(ctx.dtype), None, None, None
 
 
