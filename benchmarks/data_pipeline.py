@@ -67,7 +67,7 @@ def ltkit_batches(root: Path, tf, batch: int, workers: int):
     norm = Normalize(mean, std, torch.device("cpu"))
     for epoch in range(10**6):
         sampler.set_epoch(epoch)
-        for x, y, _ in loader:
+        for x, y, _, _ in loader:
             yield norm(x)
 
 

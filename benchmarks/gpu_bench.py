@@ -104,13 +104,15 @@ def timm_loop(args, batches, classes: int, dev: torch.device) -> float:
 
 
 class FixedBatches:
-    """Stands in for the trainer's DataLoader: the given (x, y) batches, no file skipped."""
+    """Stands in for the trainer's DataLoader: the given (x, y) batches (pre-mix labels: y's largest share), no file skipped."""
 
     def __init__(self, batches, steps: int):
         self.batches, self.steps = batches, steps
 
     def __iter__(self):
-        return ((*self.batches[k % len(self.batches)], 0) for k in range(self.steps))
+        for k in range(self.steps):
+            x, y = self.batches[k % len(self.batches)]
+            yield x, y, y.argmax(1) if y.ndim == 2 else y, 0
 
     def __len__(self) -> int:
         return self.steps

@@ -39,6 +39,8 @@ METHODS = {  # name: (loss, target kind)
     "ce-soft": ("ce", "soft"),
     "balce-soft": ("balce", "soft"),
     "nsce-soft": ("nsce", "soft"),
+    "nsce-mask": ("nsce-mask", "int"),       # the released hard mask (ns_mode: mask), both ways
+    "nsce-mask-soft": ("nsce-mask", "soft"),  # ... masked by the pre-mix labels
 }
 
 
@@ -63,6 +65,7 @@ def make_inputs(args: argparse.Namespace, dev: torch.device) -> tuple[dict, torc
     parent = np.repeat(np.arange(L), K // L) if K % L == 0 else np.random.default_rng(0).integers(0, L, size=K)
     counts = np.concatenate([np.random.default_rng(1).integers(1, 1000, size=L), np.full(K, 50)])
     losses = {name: build_loss(name, counts, parent, L).to(dev) for name in ("balce", "nsce")}
+    losses["nsce-mask"] = build_loss("nsce", counts, parent, L, mode="mask").to(dev)
     y = torch.randint(0, C, (B,))
     _, soft = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=C)(torch.zeros(B, 1, 2, 2), y)
     z = torch.randn(B, C, device=dev, requires_grad=True)
@@ -73,7 +76,8 @@ def step_fn(method: str, losses: dict, z: torch.Tensor, targets: dict):
     """A closure running one forward+backward of `method`, writing z.grad."""
     loss_name, kind = METHODS[method]
     target = targets[kind]
-    fn = (lambda: F.cross_entropy(z, target)) if loss_name == "ce" else (lambda: losses[loss_name](z, target))
+    labels = targets["int"]  # the pre-mix labels (the hard mask's rows)
+    fn = (lambda: F.cross_entropy(z, target)) if loss_name == "ce" else (lambda: losses[loss_name](z, target, labels))
 
     def step():
         z.grad = None

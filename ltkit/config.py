@@ -203,16 +203,24 @@ class Config:
     k: int = bounded(5, "[1, 1000]")  # auxiliary categories per class at most
     aux_ratio: str | None = None       # head:medium:tail, e.g. "1:1:3"; None = 1:ceil(Nh/Nm):ceil(Nh/Nt)
     aux_cap: int = bounded(50, "[1, inf)")  # images per auxiliary class per epoch
+    aux_sampling: str = "cap"          # cap: min(aux_cap, n) (the paper) | released: the authors' code (ltkit.sampling)
     # loss: ce | balce | nsce
     loss: str = "balce"
     lambda_s: float = bounded(0.1, "(0, 1]")
     tau: float = bounded(1.0, "[0, inf)")
+    ns_mode: str = "soft"              # nsce: soft (the paper's lambda_s, Eq. 4) | mask (the released hard mask)
+    ns_pairs: str = "both"             # mask: who is silenced: both | target (target samples only) | aux
+    ns_below: int | None = bounded(None, "[1, inf)")  # mask: only targets with fewer training images (released no_fm: 100)
+    ns_aux_blind: bool = False         # mask: auxiliary samples see no other auxiliary class (released _back)
     # model
     model: str = "ltkit_cnn_small"
     pretrained: str | None = None      # None | "pool" | "hf" (HF cache) | path to a weights file
     img_size: int = bounded(32, "[1, 10000]")
+    head_norm: str | None = None       # bn: BatchNorm1d(affine=False) before the linear head (released DINOv2)
     # optimisation
-    epochs: int = bounded(30, "[1, inf)")
+    epochs: int = bounded(30, "[1, inf)")  # the paper's equal-epoch protocol; `steps` overrides it
+    steps: int | None = bounded(None, "[1, inf)")  # optimizer steps in all (one compute budget); epochs follow, the last may be partial
+    head_warmup_epochs: int = bounded(0, "[0, inf)")  # the first epochs train the head alone, the encoder frozen (released: 3)
     batch_size: int = bounded(128, "[1, inf)")  # per step, across all processes
     accum_steps: int = bounded(1, "[1, inf)")  # effective batch = batch_size * accum_steps
     lr: float = bounded(2e-3, "(0, inf)")  # used as given unless blr is set
@@ -221,6 +229,8 @@ class Config:
     layer_decay: float | None = bounded(None, "(0, 1]")  # layer-wise lr decay (timm), e.g. 0.75 for ViT-B fine-tuning; None: off
     drop_path: float = bounded(0.0, "[0, 1)")  # stochastic depth (models that take drop_path_rate, e.g. ViTs)
     warmup_epochs: float = bounded(2.0, "[0, inf)")
+    warmup_steps: int | None = bounded(None, "[0, inf)")  # lr warmup in optimizer steps, the same for every row of an
+                                       # equal-step table; None: warmup_epochs x steps per epoch
     betas: tuple[float, float] = bounded((0.9, 0.95), "[0, 1)")
     optimizer: str = "adamw"           # adamw | sgd (momentum, as the CIFAR ResNet papers train)
     momentum: float = bounded(0.9, "[0, 1)")  # sgd
@@ -234,8 +244,8 @@ class Config:
     channels_last: bool = run_only(False)  # NHWC images and weights (faster convolutions on GPU)
     compile: bool = run_only(False)    # torch.compile the model
     num_workers: int = run_only(0, "[0, 1024]")
-    threads: int | None = run_only(None, "[1, 1024]")  # torch CPU threads (None: torch's default); numbers repeat bit for bit
-                                          # only at the same thread count
+    threads: int | None = run_only(1, "[1, 1024]")  # torch CPU threads, pinned (ltkit.rng.pinned_threads) so
+                                       # OMP_NUM_THREADS changes no digit; None: torch's default (numbers then follow it)
     device: str | None = run_only(None)  # default: cuda if available
     # evaluation: direct | crt | tau
     classifier: str = run_only("direct")

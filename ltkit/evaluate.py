@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from ltkit.data import ImageSet, shot_accuracy
 from ltkit.features import extract_features, model_device
 from ltkit.io import write_json
+from ltkit.models import NormLinear, set_classifier
 
 CLASSIFIERS = ("direct", "crt", "tau")
 
@@ -50,9 +51,15 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
     return lin
 
 
+def head_linear(model: nn.Module) -> nn.Linear:
+    """The model's head as one plain Linear on its pre-logits features (a `NormLinear` folded)."""
+    head = classifier_layer(model)
+    return head.folded() if isinstance(head, NormLinear) else head
+
+
 def masked_linear(model: nn.Module, num_targets: int) -> nn.Linear:
     """The direct classifier: rows 0..L-1 of the trained L + K head."""
-    head = classifier_layer(model)
+    head = head_linear(model)
     if not 0 < num_targets <= head.out_features:
         raise ValueError(f"num_targets={num_targets} outside 1..{head.out_features}")
     return _linear(head.weight[:num_targets].detach(), None if head.bias is None else head.bias[:num_targets].detach())
@@ -71,11 +78,8 @@ def tau_normalized(linear: nn.Linear, tau: float = 1.0, bias: bool = True) -> nn
 
 def replace_classifier(model: nn.Module, linear: nn.Linear) -> nn.Module:
     """A deep copy of `model` whose final linear layer is `linear` (e.g. the L-way masked head)."""
-    old = classifier_layer(model)
-    name = next(n for n, m in model.named_modules() if m is old)
-    new = copy.deepcopy(model)
-    parent_name, _, attr = name.rpartition(".")
-    setattr(new.get_submodule(parent_name) if parent_name else new, attr, copy.deepcopy(linear))
+    classifier_layer(model)
+    new = set_classifier(copy.deepcopy(model), copy.deepcopy(linear))
     if hasattr(new, "num_classes"):
         new.num_classes = linear.out_features
     return new
@@ -213,7 +217,7 @@ def predict(model: nn.Module, images: ImageSet, transform, num_targets: int | No
     feats = extract_features(model, images, transform, batch_size, device, num_workers, shard=shard)
     if feats is None:
         return None
-    head = classifier_layer(model) if num_targets is None else masked_linear(model, num_targets)
+    head = head_linear(model) if num_targets is None else masked_linear(model, num_targets)
     return apply_linear(head, feats)
 
 

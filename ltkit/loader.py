@@ -99,22 +99,24 @@ class TrainSet(torch.utils.data.Dataset):
 
 
 class Collate:
-    """A list of (image, label, skipped) to (images, targets, files skipped).
+    """A list of (image, label, skipped) to (images, targets, pre-mix labels, files skipped).
 
     With `mixup` (timm's `FastCollateMixup`) the uint8 batch is mixed in the worker and the targets
-    are soft (timm's recipe); without, images are stacked and targets are class indices.
+    are soft (timm's recipe); without, images are stacked and targets are class indices. The
+    pre-mix labels come along either way (the hard NS-CE mask is chosen by them).
     """
 
     def __init__(self, mixup: Callable | None = None):
         self.mixup = mixup
 
-    def __call__(self, batch: list) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def __call__(self, batch: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
         xs, ys, skipped = zip(*batch)
+        labels = torch.tensor(ys, dtype=torch.int64)
         if self.mixup is not None:
             x, y = self.mixup([(torch.as_tensor(v), t) for v, t in zip(xs, ys)])
         else:
-            x, y = torch.stack([torch.as_tensor(v) for v in xs]), torch.tensor(ys, dtype=torch.int64)
-        return x, y, int(sum(skipped))
+            x, y = torch.stack([torch.as_tensor(v) for v in xs]), labels
+        return x, y, labels, int(sum(skipped))
 
 
 def build_loader(items: torch.utils.data.Dataset, sampler, batch_size: int, seed: int, num_workers: int = 0,

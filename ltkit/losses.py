@@ -24,6 +24,20 @@ where P is an index_add (a target's children) or a gather (an auxiliary class's 
 soft loss is exact for any soft target, not only timm's two labels plus a uniform term:
     loss = sum_c t_c * (-log p_c + log(1 - (1 - lambda_s) * P_c)).
 
+The released code's hard mask (`ns_mode: mask`, `util/loss.py` of the authors' repository) is not
+Eq. 4: for a sample whose pre-Mixup label is y, every class j in its silenced set S(y) gets -inf added
+to its logit AND its share of the (mixed, smoothed) target zeroed, with nothing renormalised:
+    loss = sum_{c not in S(y)} t_c * (-a_c + log sum_{j not in S(y)} e^{a_j}).
+With an int label this is Eq. 4 at lambda = 0 (log lambda = -inf on S(y)); with soft targets it
+differs from every lambda: the silenced classes are neither pushed down nor pulled up, and a Mixup
+partner whose label is in S(y) simply loses its target mass (the row then weighs less than 1).
+S(y) is a variant (`silence_table`, `keep_mask`): target <-> own auxiliary children both ways (the
+released scripts' `no_fm_remove_normal_neg`), only one direction, only targets with fewer than
+`below` training images (`no_fm`: 100), and auxiliary samples blind to every other auxiliary class
+(`_back`). The prior is over all L + K classes, as everywhere here. The gradient is that of softmax
+CE over the kept columns, p' * sum(t') - t'. Cost: one (B, C) bool keep mask beside the biased
+logits (t' is never built), measured in benchmarks/losses.py (`nsce-mask`, `nsce-mask-soft`).
+
 All paths are small autograd Functions with the gradient written out (`_HardCE`, `_SoftCE`, `_SoftNSCE`):
 autograd over the same ops would keep several (B, C) intermediates and take about twice the time.
 On the CPU each allocates one (B, C) tensor, the biased logits, which become their softmax in place
@@ -32,6 +46,7 @@ beyond that is O(B x L) plus the (B, D) mask: less than F.cross_entropy's; see b
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -120,6 +135,50 @@ def neighbour_table(aux_parent: Sequence[int] | np.ndarray | Tensor, num_targets
     return torch.from_numpy(table)
 
 
+NS_MODES = ("soft", "mask")          # the paper's lambda_s (Eq. 4), the released code's hard mask
+NS_PAIRS = ("both", "target", "aux")  # who is silenced: both directions, target rows only, auxiliary rows only
+
+
+def silence_table(aux_parent: Sequence[int] | np.ndarray | Tensor, num_targets: int, pairs: str = "both",
+                  below: int | None = None, target_counts: Counts | None = None) -> Tensor:
+    """(L+K, D) int64: row y lists the classes a sample of label y does not see under the hard mask, padded -1.
+
+    pairs='both': a target does not see its auxiliary children, an auxiliary class not its parent;
+    'target' / 'aux': only the rows of that kind. `below`: only pairs whose target has fewer than
+    `below` training images (`target_counts`; the released `no_fm` uses 100); None: every target.
+    """
+    if pairs not in NS_PAIRS:
+        raise ValueError(f"pairs={pairs!r}: expected one of {NS_PAIRS}")
+    parent = _as_parent(aux_parent, num_targets)
+    L, table = num_targets, neighbour_table(parent, num_targets)
+    if below is not None:
+        if target_counts is None or len(target_counts) != L:
+            raise ValueError(f"below={below} needs the {L} target classes' training counts")
+        big = torch.from_numpy(np.asarray(target_counts) >= below)
+        table[:L][big] = -1
+        table[L:][big[torch.from_numpy(parent)]] = -1
+    if pairs == "aux":
+        table[:L] = -1
+    elif pairs == "target":
+        table[L:] = -1
+    return table
+
+
+def keep_mask(labels: Tensor, table: Tensor, num_classes: int, num_targets: int, aux_blind: bool = False) -> Tensor:
+    """(B, C) bool, False at the classes a sample of label y does not see: table[y], plus with `aux_blind`
+    every auxiliary class but its own for an auxiliary y (the released `_back` variants)."""
+    idx = table[labels]
+    pad = idx < 0
+    keep = torch.ones(len(labels), num_classes, dtype=torch.bool, device=labels.device)
+    # a padded slot writes True at the row's own label, which is always kept
+    keep.scatter_(1, torch.where(pad, labels[:, None], idx), pad)
+    if aux_blind:
+        rows = torch.nonzero(labels >= num_targets).squeeze(1)
+        keep[rows, num_targets:] = False
+        keep[rows, labels[rows]] = True
+    return keep
+
+
 def _softmax(a: Tensor) -> tuple[Tensor, Tensor]:
     """(softmax, logsumexp) of each row of a; on the CPU the softmax overwrites a.
 
@@ -140,10 +199,12 @@ def _chunk(x: Tensor) -> int:
     return len(x) if x.is_cuda else 64
 
 
-def _rowdot(x: Tensor, y: Tensor) -> Tensor:
-    """Row-wise dot products of two (B, N) tensors, `_chunk` rows at a time."""
+def _rowdot(x: Tensor, y: Tensor, keep: Tensor | None = None) -> Tensor:
+    """Row-wise dot products of two (B, N) tensors (over the `keep` columns only), `_chunk` rows at a time."""
     n = _chunk(x)
-    return torch.cat([(x[i:i + n] * y[i:i + n]).sum(1) for i in range(0, len(x), n)])
+    if keep is None:
+        return torch.cat([(x[i:i + n] * y[i:i + n]).sum(1) for i in range(0, len(x), n)])
+    return torch.cat([(x[i:i + n] * y[i:i + n]).masked_fill_(~keep[i:i + n], 0).sum(1) for i in range(0, len(x), n)])
 
 
 def _biased(logits: Tensor, log_prior: Tensor) -> Tensor:
@@ -173,11 +234,14 @@ class _HardCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, logits: Tensor, log_prior: Tensor, y: Tensor, idx: Tensor | None, val: Tensor | None) -> Tensor:
+    def forward(ctx, logits: Tensor, log_prior: Tensor, y: Tensor, idx: Tensor | None, val: Tensor | None,
+                keep: Tensor | None = None) -> Tensor:
         with torch.autocast(logits.device.type, enabled=False):
             a = _biased(logits, log_prior)
             if idx is not None:
                 a.scatter_add_(1, idx, val.to(a.dtype))
+            if keep is not None:  # the hard mask: silenced columns leave the softmax (p = 0, no gradient)
+                a.masked_fill_(~keep, -math.inf)
             a_y = a.gather(1, y[:, None]).squeeze(1)
             p, lse = _softmax(a)
             loss = lse - a_y
@@ -190,29 +254,40 @@ class _HardCE(torch.autograd.Function):
         p, y = ctx.saved_tensors
         grad = grad.to(p.dtype)
         ga = p.mul_(grad[:, None]).scatter_add_(1, y[:, None], -grad[:, None])
-        return ga.to(ctx.dtype), None, None, None, None
+        return ga.to(ctx.dtype), None, None, None, None, None
 
 
 class _SoftCE(torch.autograd.Function):
-    """Per-row soft-target CE of logits + log prior, sum_c t_c (-log p_c); d/da = sum(t) p - t."""
+    """Per-row soft-target CE of logits + log prior, sum_c t_c (-log p_c); d/da = sum(t) p - t.
+
+    With `keep` (the hard mask), t' = t * keep and the softmax runs over the kept columns only; t' is
+    never built: its sums skip the dropped columns, and the gradient is zeroed there (p' = 0 there).
+    """
 
     @staticmethod
-    def forward(ctx, logits: Tensor, log_prior: Tensor, t: Tensor) -> Tensor:
+    def forward(ctx, logits: Tensor, log_prior: Tensor, t: Tensor, keep: Tensor | None = None) -> Tensor:
         with torch.autocast(logits.device.type, enabled=False):
             a = _biased(logits, log_prior)
             t = t.to(a.dtype)
-            ta, t_sum = _rowdot(t, a), t.sum(1)
+            if keep is None:
+                ta, t_sum = _rowdot(t, a), t.sum(1)
+            else:  # before the mask: 0 * -inf would be nan
+                ta, t_sum = _rowdot(t, a, keep), _rowdot(t, keep)
+                a.masked_fill_(~keep, -math.inf)
             p, lse = _softmax(a)
             loss = t_sum * lse - ta
-        ctx.save_for_backward(p, t, t_sum)
+        ctx.save_for_backward(p, t, t_sum, keep)
         ctx.dtype = logits.dtype
         return loss
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        p, t, t_sum = ctx.saved_tensors
-        ga = p.mul_(t_sum[:, None]).sub_(t).mul_(grad.to(p.dtype)[:, None])
-        return ga.to(ctx.dtype), None, None
+        p, t, t_sum, keep = ctx.saved_tensors
+        ga = p.mul_(t_sum[:, None]).sub_(t)
+        if keep is not None:
+            ga.masked_fill_(~keep, 0.0)
+        ga.mul_(grad.to(p.dtype)[:, None])
+        return ga.to(ctx.dtype), None, None, None
 
 
 class _SoftNSCE(torch.autograd.Function):
@@ -282,6 +357,16 @@ def neighbour_silencing_ce(logits: Tensor, target: Tensor, log_prior: Tensor, au
     return _reduce(_SoftNSCE.apply(logits, log_prior, target, aux_parent, float(lambda_s)), reduction)
 
 
+def masked_ce(logits: Tensor, target: Tensor, log_prior: Tensor, keep: Tensor, reduction: str = "mean") -> Tensor:
+    """The released hard mask: BalCE over the kept columns, target mass outside them zeroed, not renormalised."""
+    _check_logits(logits, len(log_prior))
+    if keep.shape != logits.shape:
+        raise ValueError(f"keep must be {tuple(logits.shape)}, got {tuple(keep.shape)}")
+    if target.ndim == 1:
+        return _reduce(_HardCE.apply(logits, log_prior, target.long(), None, None, keep), reduction)
+    return _reduce(_SoftCE.apply(logits, log_prior, target, keep), reduction)
+
+
 # ---------------------------------------------------------------------------------------------
 # modules
 
@@ -293,7 +378,7 @@ class CrossEntropyLoss(nn.Module):
         super().__init__()
         self.reduction = reduction
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+    def forward(self, logits: Tensor, target: Tensor, labels: Tensor | None = None) -> Tensor:
         return cross_entropy(logits, target, self.reduction)
 
 
@@ -305,7 +390,7 @@ class BalancedSoftmaxLoss(nn.Module):
         self.register_buffer("log_prior", log_prior(class_counts, tau))
         self.tau, self.reduction = tau, reduction
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+    def forward(self, logits: Tensor, target: Tensor, labels: Tensor | None = None) -> Tensor:
         return balanced_softmax_ce(logits, target, self.log_prior, self.reduction)
 
     def extra_repr(self) -> str:
@@ -313,34 +398,59 @@ class BalancedSoftmaxLoss(nn.Module):
 
 
 class NeighbourSilencingLoss(nn.Module):
-    """NS-CE (Eq. 4): BalCE with log lambda_s on each target <-> auxiliary-child pair; siblings are not pairs."""
+    """NS-CE: BalCE with each target <-> auxiliary-child pair silenced; siblings are not pairs.
+
+    mode='soft': the paper's Eq. 4, log lambda_s on each pair. mode='mask': the released code's hard
+    mask (module docstring), with its variants `pairs`, `below` and `aux_blind` (see `silence_table`,
+    `keep_mask`); Mixup/CutMix targets then need the pre-mix labels: `forward(logits, target, labels)`.
+    """
 
     def __init__(self, class_counts: Counts, aux_parent: Sequence[int] | np.ndarray | Tensor, num_targets: int,
-                 lambda_s: float = 0.1, tau: float = 1.0, reduction: str = "mean"):
+                 lambda_s: float = 0.1, tau: float = 1.0, reduction: str = "mean", mode: str = "soft",
+                 pairs: str = "both", below: int | None = None, aux_blind: bool = False):
         super().__init__()
         parent = _as_parent(aux_parent, num_targets)
         if len(class_counts) != num_targets + len(parent):
             raise ValueError(f"class_counts has {len(class_counts)} entries, expected num_targets + K ="
                              f" {num_targets} + {len(parent)}")
-        if lambda_s <= 0:
+        if mode not in NS_MODES:
+            raise ValueError(f"mode={mode!r}: expected one of {NS_MODES}")
+        if mode == "soft" and lambda_s <= 0:
             raise ValueError(f"lambda_s must be > 0 (it enters as log lambda_s), got {lambda_s}")
+        if mode == "soft" and (pairs != "both" or below is not None or aux_blind):
+            raise ValueError("pairs, below and aux_blind select variants of the hard mask: they need mode='mask'")
         self.register_buffer("log_prior", log_prior(class_counts, tau))
         self.register_buffer("aux_parent", torch.from_numpy(parent))
-        self.register_buffer("table", neighbour_table(parent, num_targets))
+        table = (neighbour_table(parent, num_targets) if mode == "soft"
+                 else silence_table(parent, num_targets, pairs, below, np.asarray(class_counts)[:num_targets]))
+        self.register_buffer("table", table)
         self.num_targets, self.lambda_s, self.tau, self.reduction = num_targets, lambda_s, tau, reduction
+        self.mode, self.pairs, self.below, self.aux_blind = mode, pairs, below, aux_blind
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return neighbour_silencing_ce(logits, target, self.log_prior, self.aux_parent, self.lambda_s,
-                                      self.table, self.reduction)
+    def forward(self, logits: Tensor, target: Tensor, labels: Tensor | None = None) -> Tensor:
+        if self.mode == "soft":
+            return neighbour_silencing_ce(logits, target, self.log_prior, self.aux_parent, self.lambda_s,
+                                          self.table, self.reduction)
+        if target.ndim == 1:
+            labels = target
+        elif labels is None:
+            raise ValueError("the hard mask (mode='mask') masks soft targets by each sample's pre-mix label:"
+                             " pass labels=")
+        _check_logits(logits, len(self.log_prior))
+        keep = keep_mask(labels.long(), self.table, len(self.log_prior), self.num_targets, self.aux_blind)
+        return masked_ce(logits, target, self.log_prior, keep, self.reduction)
 
     def extra_repr(self) -> str:
-        return (f"targets={self.num_targets}, auxiliary={len(self.aux_parent)}, lambda_s={self.lambda_s},"
-                f" tau={self.tau}")
+        variant = (f"lambda_s={self.lambda_s}" if self.mode == "soft" else
+                   f"mask: pairs={self.pairs}, below={self.below}, aux_blind={self.aux_blind}")
+        return f"targets={self.num_targets}, auxiliary={len(self.aux_parent)}, {variant}, tau={self.tau}"
 
 
 def build_loss(name: str, class_counts: Counts, aux_parent: Sequence[int] | np.ndarray | Tensor | None = None,
-               num_targets: int | None = None, lambda_s: float = 0.1, tau: float = 1.0) -> nn.Module:
-    """'ce', 'balce' or 'nsce' as a module taking (logits, int labels or soft targets)."""
+               num_targets: int | None = None, lambda_s: float = 0.1, tau: float = 1.0, mode: str = "soft",
+               pairs: str = "both", below: int | None = None, aux_blind: bool = False) -> nn.Module:
+    """'ce', 'balce' or 'nsce' (mode 'soft' or 'mask' with its variants) as a module taking
+    (logits, int labels or soft targets[, pre-mix labels])."""
     if name == "ce":
         return CrossEntropyLoss()
     if name == "balce":
@@ -348,5 +458,6 @@ def build_loss(name: str, class_counts: Counts, aux_parent: Sequence[int] | np.n
     if name == "nsce":
         if aux_parent is None or num_targets is None:
             raise ValueError("loss 'nsce' needs aux_parent and num_targets")
-        return NeighbourSilencingLoss(class_counts, aux_parent, num_targets, lambda_s, tau)
+        return NeighbourSilencingLoss(class_counts, aux_parent, num_targets, lambda_s, tau, mode=mode, pairs=pairs,
+                                      below=below, aux_blind=aux_blind)
     raise ValueError(f"unknown loss {name!r}; expected 'ce', 'balce' or 'nsce'")

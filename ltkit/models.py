@@ -29,8 +29,8 @@ from ltkit.errors import UserError
 from ltkit.io import atomic_save, atomic_write_bytes
 
 # explicit: timm's register_model appends each registered model function to this list
-__all__ = ["DEFAULT_WORLD_MODEL", "WORLD_VIT", "SmallCNN", "is_vit", "create_model", "save_weights", "data_config",
-           "transforms"]
+__all__ = ["DEFAULT_WORLD_MODEL", "WORLD_VIT", "SmallCNN", "NormLinear", "is_vit", "create_model", "set_classifier",
+           "add_head_norm", "save_weights", "data_config", "transforms"]
 
 DEFAULT_WORLD_MODEL = "ltkit_cnn_small"
 WORLD_VIT = "test_vit"  # timm's 64-wide, 6-deep ViT; at img_size=32 it gets 4 px patches (8x8 grid)
@@ -236,6 +236,55 @@ def efficientnet_lite0(img_size: int | None = None) -> nn.Module:
         raise ValueError("efficientnet-lite0 checkpoint does not match timm's tf_efficientnet_lite0 tensor for tensor")
     model.load_state_dict(dict(zip(own.keys(), sd.values())), strict=True)
     return model.eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# the head
+
+
+class NormLinear(nn.Linear):
+    """BatchNorm1d(affine=False), then the linear layer: the released DINOv2 recipe's head (`head_norm: bn`).
+
+    Still an nn.Linear, so timm's `get_classifier()` and ltkit's classifiers find it; `folded()` is
+    the eval-mode equivalent plain Linear, W' = W / s and b' = b - W' mu with the running mean mu
+    and s = sqrt(running var + eps) per feature, which the direct classifier keeps rows of.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__(in_features, out_features, bias)
+        self.norm = nn.BatchNorm1d(in_features, affine=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.norm(x))
+
+    @torch.no_grad()
+    def folded(self) -> nn.Linear:
+        """A plain Linear computing what this head computes in eval mode."""
+        w = self.weight / (self.norm.running_var + self.norm.eps).sqrt()
+        b = (self.bias if self.bias is not None else 0) - w @ self.norm.running_mean
+        lin = nn.Linear(self.in_features, self.out_features).to(self.weight.device, self.weight.dtype)
+        lin.weight.copy_(w)
+        lin.bias.copy_(b)
+        return lin
+
+
+def set_classifier(model: nn.Module, linear: nn.Module) -> nn.Module:
+    """Put `linear` where the model's final linear layer (`get_classifier()`) is, in place."""
+    old = model.get_classifier()
+    name = next(n for n, m in model.named_modules() if m is old)
+    parent_name, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, attr, linear)
+    return model
+
+
+def add_head_norm(model: nn.Module) -> nn.Module:
+    """Put a BatchNorm1d(affine=False) before the model's linear head (keeping its weights), in place."""
+    old = model.get_classifier()
+    if not isinstance(old, nn.Linear):
+        raise TypeError(f"head_norm needs a linear head, got {type(old).__name__}")
+    head = NormLinear(old.in_features, old.out_features, bias=old.bias is not None).to(old.weight.device)
+    head.load_state_dict(old.state_dict(), strict=False)
+    return set_classifier(model, head)
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:

@@ -1,11 +1,18 @@
 """Method comparisons and ablations in the layout of the paper's tables (Tab. 2, Tab. 6, Fig. 5).
 
-A row's *recipe* is explicit: auxiliary data (`aux`), loss and the test-time classifier. The
-protocol follows the paper: in Tab. 6 every row but the last re-trains the classifier on the target
-data (cRT) and consecutive rows differ in exactly one component; "+ Direct Classifier" keeps the
-trained target rows. Tab. 2's Baseline, +RD and +SD rows are Tab. 6's rows of the same recipe, and
-"+ Ours" is "+ Direct Classifier". Rows that train alike share one run: a training is evaluated
-with every classifier at once (direct and cRT), so a table costs one training per (aux, loss, seed).
+A row's *recipe* is explicit: auxiliary data (`aux`), loss and the test-time classifier (plus any
+other key it sets, e.g. `ns_mode`). In Tab. 6 every row but the last re-trains the classifier on the
+target data (cRT) and consecutive rows differ in exactly one component; "+ Direct Classifier" keeps
+the trained target rows. Tab. 2's baseline is one-stage BalCE with its direct classifier, as in the
+paper (Tab. 2, Tab. 3); +RD and +SD are Tab. 6's rows of the same recipe and "+ Ours" is "+ Direct
+Classifier". Rows that train alike share one run: a training is evaluated with every classifier at
+once (direct and cRT), so a table costs one training per (aux, loss, seed), and every row prints the
+other classifier's Overall and Few beside its own.
+
+Compute: every row prints its optimizer steps and images seen. With `steps` (a preset key, or
+`compare --steps N`) every row trains the same number of steps, the headline; without it every row
+trains `epochs` epochs (the paper's protocol), and an auxiliary row then takes more steps than the
+baseline. `compare --steps N --equal-epochs` prints both, each labelled.
 """
 from __future__ import annotations
 
@@ -21,7 +28,8 @@ import numpy as np
 from ltkit import evaluate, pipeline
 from ltkit.config import Config, load_config, no_stray_arguments, parse_value, recipe, split_overrides
 from ltkit.errors import ArgumentParser, ConfigError, UserError
-from ltkit.io import atomic_write_text, write_json
+from ltkit.io import atomic_write_text, read_json, write_json
+from ltkit.rng import pinned_threads
 from ltkit.train import Trainer, val_split
 
 log = logging.getLogger(__name__)
@@ -39,13 +47,28 @@ COMPONENTS: dict[str, dict] = {
     "+ Neighbor Silencing": {"aux": "neighbours", "loss": "nsce", "classifier": "crt"},
     "+ Direct Classifier": {"aux": "neighbours", "loss": "nsce", "classifier": "direct"},
 }
-# Tab. 2: the same recipes as Tab. 6's rows (the paper prints the same numbers in both tables).
+# Tab. 2: the baseline is one-stage BalCE, direct classifier (the paper's Tab. 2 and 3); the other rows
+# are Tab. 6's rows of the same recipe. The baseline's cRT number is printed beside it.
 METHODS: dict[str, dict] = {
-    "Baseline (BalCE)": COMPONENTS["Baseline"],
+    "Baseline (BalCE)": {**COMPONENTS["Baseline"], "classifier": "direct"},
     "+ RD": COMPONENTS["+ Random Category"],
     "+ SD": COMPONENTS["+ Neighbor Category"],
     "+ Ours (NS-CE, direct)": COMPONENTS["+ Direct Classifier"],
 }
+# NS-CE as the paper writes it and as the authors' code runs it (`ns_mode: mask`, ltkit.losses), direct classifier
+NS_VARIANTS: dict[str, dict] = {
+    "SD / BalCE": {"aux": "neighbours", "loss": "balce", "classifier": "direct"},
+    "SD / NS-CE soft (paper, lambda_s)": COMPONENTS["+ Direct Classifier"],
+    "SD / NS-CE mask, both ways (released scripts)": {**COMPONENTS["+ Direct Classifier"], "ns_mode": "mask"},
+    "SD / NS-CE mask, targets < 100 images (released no_fm)": {**COMPONENTS["+ Direct Classifier"], "ns_mode": "mask",
+                                                                "ns_below": 100},
+    "SD / NS-CE mask, + auxiliary blind to auxiliary (released _back)": {
+        **COMPONENTS["+ Direct Classifier"], "ns_mode": "mask", "ns_aux_blind": True},
+    "SD / NS-CE mask, target samples only": {**COMPONENTS["+ Direct Classifier"], "ns_mode": "mask", "ns_pairs": "target"},
+    "SD / NS-CE mask, auxiliary samples only": {**COMPONENTS["+ Direct Classifier"], "ns_mode": "mask", "ns_pairs": "aux"},
+}
+# named extra row sets: `compare --rows ns-variants`
+ROW_SETS: dict[str, dict[str, dict]] = {"ns-variants": NS_VARIANTS}
 COLUMNS = ("overall", "many", "medium", "few")
 
 
@@ -55,8 +78,10 @@ def recipe_diff(a: dict, b: dict) -> list[str]:
 
 
 def recipe_label(over: dict) -> str:
-    """`aux / loss / classifier` of a row, as the tables print it."""
-    return f"{AUX_LABELS.get(over['aux'], over['aux'])} / {over['loss']} / {over['classifier']}"
+    """`aux / loss / classifier` of a row (and any other key it sets, in brackets), as the tables print it."""
+    extra = ", ".join(f"{k}={v}" for k, v in over.items() if k not in RECIPE_KEYS)
+    label = f"{AUX_LABELS.get(over['aux'], over['aux'])} / {over['loss']} / {over['classifier']}"
+    return label + (f" ({extra})" if extra else "")
 
 
 def run_name(base: Config, overrides: dict, seed: int) -> str:
@@ -74,16 +99,26 @@ def run_name(base: Config, overrides: dict, seed: int) -> str:
 def evaluate_trained(trainer: Trainer, classifiers: tuple[str, ...] = EVALUATED_CLASSIFIERS) -> dict[str, dict]:
     """Test metrics of a trained run with each classifier, from one extraction of its features."""
     cfg = trainer.cfg
-    res = evaluate.evaluate(trainer.model, trainer.data.test, trainer.data.train_counts, trainer.L, trainer.eval_tf,
-                            classifier=list(classifiers), train=trainer.data.train, many=cfg.many, few=cfg.few,
-                            device=trainer.device)
-    import torch
-
+    with pinned_threads(cfg.threads):  # cRT's float sums depend on the thread count too
+        res = evaluate.evaluate(trainer.model, trainer.data.test, trainer.data.train_counts, trainer.L,
+                                trainer.eval_tf, classifier=list(classifiers), train=trainer.data.train, many=cfg.many,
+                                few=cfg.few, device=trainer.device)
+        compute = trainer.compute()
     for r in res.values():
         r.update(num_aux_classes=int(trainer.K), aux_names=list(trainer.aux_names),
-                 num_aux_images=int(len(trainer.aux_images)) if trainer.K else 0,
-                 threads=torch.get_num_threads(), **val_split(trainer.data))  # threads: float sums depend on it
+                 num_aux_images=int(len(trainer.aux_images)) if trainer.K else 0, **compute, **val_split(trainer.data))
     return res
+
+
+def other_classifiers(run_dir, results: dict[str, dict]) -> dict[str, dict]:
+    """{classifier: its Overall/Many/Medium/Few} of one training, from `results` or the run's results_*.json."""
+    out = {}
+    for kind in EVALUATED_CLASSIFIERS:
+        path = run_dir / f"results_{kind}.json"
+        res = results.get(kind) or (read_json(path, "run results") if path.exists() else None)
+        if res is not None:
+            out[kind] = {c: res[c] for c in COLUMNS}
+    return out
 
 
 def run_method(base: Config, overrides: dict, seed: int) -> dict:
@@ -96,9 +131,10 @@ def run_method(base: Config, overrides: dict, seed: int) -> dict:
     cfg = dataclasses.replace(base, **{k: v for k, v in overrides.items() if k != "classifier"}, seed=seed,
                               classifier=classifier, name=run_name(base, overrides, seed))
     out = cfg.run_dir / f"results_{classifier}.json"
-    row = {"aux": cfg.aux, "loss": cfg.loss, "classifier": classifier}
+    row = {"aux": cfg.aux, "loss": cfg.loss, "classifier": classifier,
+           **{k: v for k, v in overrides.items() if k not in RECIPE_KEYS}}
     if out.exists():
-        return dict(json.loads(out.read_text()), recipe=row)
+        return dict(json.loads(out.read_text()), recipe=row, classifiers=other_classifiers(cfg.run_dir, {}))
     t = time.time()
     pipeline.prepare(cfg)
     trainer = Trainer(cfg)
@@ -108,7 +144,7 @@ def run_method(base: Config, overrides: dict, seed: int) -> dict:
     if trainer.rank == 0:
         for kind, res in results.items():
             write_json(cfg.run_dir / f"results_{kind}.json", dict(res, seconds=seconds))
-    return dict(results[classifier], seconds=seconds, recipe=row)
+    return dict(results[classifier], seconds=seconds, recipe=row, classifiers=other_classifiers(cfg.run_dir, results))
 
 
 def compare(base: Config, methods: dict[str, dict], seeds: list[int]) -> dict[str, list[dict]]:
@@ -127,25 +163,52 @@ def mean_std(rows: list[dict], key: str) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
+def compute_cell(rows: list[dict], key: str) -> str:
+    """A row's steps or images seen: one number when every seed agrees, else their range; `?` for a run from
+    before they were recorded."""
+    values = [r.get(key) for r in rows]
+    if None in values:
+        return "?"
+    lo, hi = min(values), max(values)
+    return f"{lo:,}" if lo == hi else f"{lo:,}-{hi:,}"
+
+
+def other_classifier_cell(rows: list[dict]) -> str:
+    """The Overall and Few of the classifier a row does not use (mean over seeds, %), e.g. `cRT 71.6 / 50.2`."""
+    kind = rows[0].get("classifier") or rows[0].get("recipe", {}).get("classifier")
+    others = [k for k in EVALUATED_CLASSIFIERS if k != kind]
+    if not others or not all(others[0] in r.get("classifiers", {}) for r in rows):
+        return "-"
+    m = {c: float(np.mean([r["classifiers"][others[0]][c] for r in rows])) * 100 for c in ("overall", "few")}
+    return f"{CLASSIFIER_LABELS[others[0]]} {m['overall']:.1f} / {m['few']:.1f}"
+
+
+CLASSIFIER_LABELS = {"direct": "direct", "crt": "cRT", "tau": "tau-norm"}
+
+
 def markdown_table(results: dict[str, list[dict]], baseline: str | None = None, previous: bool = False) -> str:
-    """Recipe and Overall / Many / Medium / Few (mean ± std over seeds, %) of each row.
+    """Recipe, steps, images seen and Overall / Many / Medium / Few (mean ± std over seeds, %) of each row,
+    and the other classifier's Overall / Few of the same training.
 
     The bracket is the change against the `baseline` row, or against the row above (`previous`).
     """
     has_recipe = all(rows and "recipe" in rows[0] for rows in results.values())
-    cols = ["method"] + (["aux data / loss / classifier"] if has_recipe else []) + [c.title() for c in COLUMNS]
+    cols = (["method"] + (["aux data / loss / classifier"] if has_recipe else []) + ["steps", "images seen"]
+            + [c.title() for c in COLUMNS] + ["other classifier: Overall / Few"])
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     names = list(results)
     for i, name in enumerate(names):
         rows = results[name]
         ref = names[i - 1] if previous and i > 0 else (baseline if baseline in results and name != baseline else None)
         cells = [name] + ([recipe_label(rows[0]["recipe"])] if has_recipe else [])
+        cells += [compute_cell(rows, "steps"), compute_cell(rows, "images_seen")]
         for c in COLUMNS:
             m, s = mean_std(rows, c)
             cell = f"{m:.1f}" + (f" ± {s:.1f}" if len(rows) > 1 else "")
             if ref is not None:
                 cell += f" ({m - mean_std(results[ref], c)[0]:+.1f})"
             cells.append(cell)
+        cells.append(other_classifier_cell(rows))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -186,19 +249,26 @@ def ablation(base: Config, key: str, values: list, seeds: list[int], method: dic
     return {v: [run_method(base, over[v], s) for s in seeds] for v in values}
 
 
+def budget_label(base: Config) -> str:
+    """How a table's rows are given compute: equal steps (the headline) or the paper's equal epochs."""
+    if base.steps:
+        return f"equal compute: {base.steps:,} optimizer steps per row"
+    return f"the paper's equal-epoch protocol: {base.epochs} epochs per row, so steps differ by row"
+
+
 def tables(base: Config, seeds: list[int], config: str = "", cmd: str = "", start: float | None = None) -> str:
     """Tab. 2, Tab. 6, both classifiers per training and the RD/SD overlap, as markdown (trains what is missing)."""
-    components = compare(base, COMPONENTS, seeds)  # Tab. 2's rows are among these runs
-    methods = {name: components[next(n for n, o in COMPONENTS.items() if o == over)] for name, over in METHODS.items()}
+    components = compare(base, COMPONENTS, seeds)
+    methods = compare(base, METHODS, seeds)  # the same trainings: their results are read back, not retrained
     overlap = rd_sd_overlap(components)
     threads = sorted({r.get("threads") for rows in components.values() for r in rows}, key=str)
     seconds = time.time() - (start if start is not None else time.time())
-    return (f"Command: `{cmd}`  \nPreset: `{config}` ({base.dataset}, {base.model}, {base.epochs} epochs), "
+    return (f"Command: `{cmd}`  \nPreset: `{config}` ({base.dataset}, {base.model}; {budget_label(base)}), "
             f"seeds {seeds}, torch threads {threads}; accuracy in %, mean ± sample std over seeds; "
             f"{seconds:.0f} s so far (runs already in `{base.out_dir}/` are reused).\n\n"
-            "### Tab. 2 layout: baseline and additions (change against the baseline)\n\n"
+            f"### Tab. 2 layout: baseline and additions (change against the baseline; {budget_label(base)})\n\n"
             + markdown_table(methods, baseline="Baseline (BalCE)")
-            + "\n### Tab. 6 layout: contributions of the components (change against the row above)\n\n"
+            + f"\n### Tab. 6 layout: contributions of the components (change against the row above; {budget_label(base)})\n\n"
             + markdown_table(components, previous=True)
             + "\n### Each training with both classifiers\n\n" + classifier_table(base, seeds)
             + "\n### RD vs SD categories\n\n| seed | RD | SD | shared | Jaccard |\n|---|---|---|---|---|\n"
@@ -238,21 +308,41 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ablate", action="append", default=[], metavar="KEY=V1,V2",
                    help="also Fig. 5: vary one setting of the full method (repeatable), "
                         "e.g. --ablate k=1,5 --ablate aux_cap=10,50 --ablate aux_ratio=0:1:3,auto")
+    p.add_argument("--steps", type=int, help="optimizer steps per row (equal compute; the headline tables); "
+                                             "default: the preset's `steps`, else its `epochs` for every row")
+    p.add_argument("--equal-epochs", action="store_true",
+                   help="with a step budget, also Tab. 2 at the preset's equal epochs (the paper's protocol), labelled")
+    p.add_argument("--rows", action="append", default=[], choices=sorted(ROW_SETS),
+                   help="also a named set of rows, e.g. ns-variants (NS-CE soft and every released mask variant)")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the preset")
     argv = sys.argv[1:] if argv is None else argv
     options, overrides = split_overrides(list(argv), valued=("--ablate",))
     args = p.parse_args(options)
     no_stray_arguments(args.overrides)
     base = load_config(args.config, overrides)
+    if args.steps is not None:
+        if args.steps < 1:
+            raise UserError(f"--steps {args.steps}: a budget is at least 1 optimizer step")
+        base = dataclasses.replace(base, steps=args.steps)
+    if args.equal_epochs and not base.steps:
+        raise UserError("--equal-epochs adds the equal-epoch table beside an equal-step one: give --steps N too")
     grid = dict(parse_ablation(a) for a in args.ablate)
     t = time.time()
     pipeline.prepare_tables(base, args.seeds, COMPONENTS.values(), grid)  # photos, neighbours, crawl, filter if missing
     cmd = "python -m ltkit compare " + " ".join(argv)
     for i in range(len(args.seeds)):  # the tables of the seeds done so far, rewritten after each seed
-        text = tables(base, args.seeds[:i + 1], args.config, cmd, t)
+        seeds = args.seeds[:i + 1]
+        text = tables(base, seeds, args.config, cmd, t)
+        for name in args.rows:
+            text += (f"\n### Rows `{name}` (change against the first row; {budget_label(base)})\n\n"
+                     + markdown_table(compare(base, ROW_SETS[name], seeds), baseline=next(iter(ROW_SETS[name]))))
+        if args.equal_epochs:
+            epochs = dataclasses.replace(base, steps=None)
+            text += (f"\n### Tab. 2 layout at {budget_label(epochs)} (change against the baseline)\n\n"
+                     + markdown_table(compare(epochs, METHODS, seeds), baseline="Baseline (BalCE)"))
         if grid:
             text += "\n### Fig. 5 layout: curation ablations of the full method (change against the preset's value)\n\n"
-            text += ablation_tables(base, grid, args.seeds[:i + 1])
+            text += ablation_tables(base, grid, seeds)
         if args.out:
             atomic_write_text(args.out, text)
     print(text)

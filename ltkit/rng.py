@@ -4,10 +4,13 @@ A run draws from python's `random`, numpy's global generator and torch's CPU and
 (augmentation, Mixup/CutMix, dropout, drop path). `rng_state` / `set_rng_state` capture all of them
 for a checkpoint; `seed_all` keys them by integers, which the loader does per sample with
 (seed, epoch, index) so that augmentation does not depend on which process or worker draws it.
+`pinned_threads` fixes torch's CPU thread count around work whose float sums depend on it.
 """
 from __future__ import annotations
 
+import contextlib
 import random
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -55,3 +58,22 @@ def seed_all(*keys: int) -> None:
     random.seed(h)
     np.random.seed(h & 0xFFFFFFFF)
     torch.default_generator.manual_seed(h)  # the CPU one only: CUDA streams stay
+
+
+@contextlib.contextmanager
+def pinned_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op CPU threads set to `n` inside the block (None: left as they are), restored after.
+
+    A CPU reduction splits its sum across threads, so the thread count changes the rounding, and
+    training amplifies it: the same seed gives other weights under another `OMP_NUM_THREADS`
+    (issue 18 item 6). Pinning makes a result depend on `n` alone; record `n` next to it.
+    """
+    if not n:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

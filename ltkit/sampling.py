@@ -6,7 +6,13 @@ re-indexed to L..L+K'-1 so the classifier has no dead rows.
 
 Images: the training set is one concatenation, target images first (0..Nt-1), then auxiliary
 images (Nt..Nt+Na-1). Every epoch uses all target images and, per auxiliary class, a fresh random
-draw of min(cap, available) of its images (cap = 50 in the paper). The draw and the shuffle depend
+draw by one of two rules (`aux_sampling`):
+- "cap" (the paper, Sec. 4.4): min(cap, n) of its n images, without replacement (cap = 50);
+- "released" (the authors' code, `DatasetLT.re_arrange`): cap of them without replacement when
+  n > 100, all n when 20 < n <= 100, and cap drawn WITH replacement when n <= 20 (the iNat script's
+  rule), so a class with 3 images shows each about 17 times an epoch. Its per-epoch count is never
+  below min(n, cap): the rare auxiliary classes weigh more than under the paper's cap.
+The draw and the shuffle depend
 only on (seed, epoch), so a run resumes from those two numbers; DDP ranks share the same order and
 take interleaved slices of it. `EpochSampler` is the trainer's sampler (one DataLoader per run,
 `set_epoch` each epoch).
@@ -56,9 +62,23 @@ def select_auxiliary(aux_parent: IntArray, budget: IntArray, seed: int | None = 
     return eligible & (rank < budget[parent])
 
 
-def class_counts(target_counts: IntArray, aux_available: IntArray, cap: int = 50) -> np.ndarray:
-    """Per-class images seen per epoch, (L+K,): target counts, then min(cap, available) per auxiliary class."""
-    return np.concatenate([np.asarray(target_counts, np.int64), np.minimum(np.asarray(aux_available, np.int64), cap)])
+AUX_SAMPLING = ("cap", "released")
+RELEASED_MANY, RELEASED_FEW = 100, 20  # the released rule's class sizes: > 100 keep cap, <= 20 draw cap with replacement
+
+
+def aux_draws(available: IntArray, cap: int = 50, rule: str = "cap") -> np.ndarray:
+    """Images drawn per auxiliary class each epoch under `rule` ("cap" or "released", module docstring)."""
+    n = np.asarray(available, np.int64)
+    if rule == "cap":
+        return np.minimum(n, cap)
+    if rule == "released":
+        return np.where((n > RELEASED_FEW) & (n <= RELEASED_MANY), n, np.where(n > 0, cap, 0))
+    raise ValueError(f"aux_sampling={rule!r}: expected one of {AUX_SAMPLING}")
+
+
+def class_counts(target_counts: IntArray, aux_available: IntArray, cap: int = 50, rule: str = "cap") -> np.ndarray:
+    """Per-class images seen per epoch, (L+K,): target counts, then each auxiliary class's draws (`aux_draws`)."""
+    return np.concatenate([np.asarray(target_counts, np.int64), aux_draws(aux_available, cap, rule)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,9 +113,11 @@ class EpochSampler(torch.utils.data.Sampler[int]):
     """
 
     def __init__(self, num_target: int, aux_labels: IntArray, cap: int = 50, seed: int = 0, shuffle: bool = True,
-                 rank: int = 0, world_size: int = 1, drop_last: bool = False, multiple_of: int = 1):
+                 rank: int = 0, world_size: int = 1, drop_last: bool = False, multiple_of: int = 1, rule: str = "cap"):
         if cap < 0:
             raise ValueError(f"cap must be >= 0, got {cap}")
+        aux_draws([], cap, rule)  # refuses an unknown rule here, not at the first epoch
+        self.rule = rule
         if multiple_of < 1:
             raise ValueError(f"multiple_of must be >= 1, got {multiple_of}")
         self.num_target, self.cap, self.seed, self.shuffle = int(num_target), int(cap), int(seed), shuffle
@@ -107,11 +129,11 @@ class EpochSampler(torch.utils.data.Sampler[int]):
         order = np.argsort(labels[self._aux], kind="stable")
         self._aux, self._group = self._aux[order], labels[self._aux][order]
         self._group_start = np.searchsorted(self._group, self._group, side="left")
+        self._labels, self._starts, self._sizes = np.unique(self._group, return_index=True, return_counts=True)
 
     def aux_counts(self) -> dict[int, int]:
-        """Images drawn per auxiliary class each epoch: {label: min(cap, available)}."""
-        labels, n = np.unique(self._group, return_counts=True)
-        return {int(k): int(min(v, self.cap)) for k, v in zip(labels, n)}
+        """Images drawn per auxiliary class each epoch: {label: draws} (`aux_draws` of the rule)."""
+        return {int(k): int(v) for k, v in zip(self._labels, aux_draws(self._sizes, self.cap, self.rule))}
 
     def epoch_size(self) -> int:
         """Images per epoch across all ranks."""
@@ -124,7 +146,16 @@ class EpochSampler(torch.utils.data.Sampler[int]):
         order = np.lexsort((key, self._group))  # random order within each class
         rank = np.empty(len(order), np.int64)
         rank[order] = np.arange(len(order)) - self._group_start
-        aux = self.num_target + np.sort(self._aux[rank < self.cap])
+        draws = aux_draws(self._sizes, self.cap, self.rule)
+        # without replacement: the first `quota` of each class's random order; the released rule's small
+        # classes (draws > size) take none this way and `draws` uniform picks with replacement instead
+        small = draws > self._sizes
+        quota = np.where(small, 0, draws)
+        picked = [self._aux[rank < np.repeat(quota, self._sizes)]]
+        if small.any():
+            size, start = np.repeat(self._sizes[small], draws[small]), np.repeat(self._starts[small], draws[small])
+            picked.append(self._aux[start + (rng.random(len(size)) * size).astype(np.int64)])
+        aux = self.num_target + np.sort(np.concatenate(picked))
         idx = np.concatenate([np.arange(self.num_target, dtype=np.int64), aux])
         return rng.permutation(idx) if self.shuffle else idx
 

@@ -1,17 +1,25 @@
 """The trainer: target + auxiliary classes, BalCE / NS-CE, timm's AdamW with layer decay, warmup + cosine.
 
 One function, `train(cfg)`, runs a whole experiment into `runs/<name>/`:
-`config.yaml`, `metrics.jsonl` (one line per epoch), `checkpoints/last.pt` (every epoch; exact
+`config.yaml`, `metrics.jsonl` (one line per epoch: loss, lr, steps, images seen, val Overall /
+Many / Medium / Few), the same curves as TensorBoard event files in `tensorboard/` (rank 0),
+`checkpoints/last.pt` (every epoch; exact
 resume: model, optimiser, scheduler and epoch, plus `rng-rank<r>.pt`, every RNG of each process),
 `results.json` (test metrics of the target classifier). Under `torchrun` it runs DDP (NCCL on GPU,
 gloo on CPU); each rank takes an interleaved share of every global batch, so N processes see the
 same global batches as one, and evaluates its share of the val/test images. The input pipeline
 (one DataLoader per run, uint8 batches, undecodable files skipped and counted) is `ltkit.loader`.
+
+The compute budget is `steps` optimizer steps (or `epochs` whole epochs, the paper's protocol):
+with `steps`, the epoch count is ceil(steps / steps per epoch), the last epoch stops at the budget,
+and warmup + cosine are laid over exactly `steps`. Every run works at `threads` CPU threads
+(`ltkit.rng.pinned_threads`), so its digits do not follow the caller's `OMP_NUM_THREADS`.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -28,6 +36,7 @@ import torch.nn as nn
 from timm.data import FastCollateMixup, Mixup
 from timm.data.mixup import mixup_target
 from timm.optim import create_optimizer_v2
+from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from ltkit import evaluate, models, pretrain
@@ -38,10 +47,10 @@ from ltkit.data.datasets import build_target_data
 from ltkit.errors import ArgumentParser, ConfigError, UserError
 from ltkit.io import append_jsonl, atomic_save, atomic_write_text
 from ltkit.loader import Normalize, build_loader, split_normalize
-from ltkit.losses import build_loss
+from ltkit.losses import NS_MODES, NS_PAIRS, build_loss
 from ltkit.pipeline import prepare
-from ltkit.rng import rng_state, seed_everything, set_rng_state
-from ltkit.sampling import EpochSampler, class_counts
+from ltkit.rng import pinned_threads, rng_state, seed_everything, set_rng_state
+from ltkit.sampling import AUX_SAMPLING, EpochSampler, class_counts
 from ltkit.world import World
 
 log = logging.getLogger(__name__)
@@ -82,16 +91,45 @@ def _dist_setup(cfg: Config) -> tuple[int, int, torch.device]:
     return rank, world_size, device
 
 
-def make_deterministic(device: torch.device, threads: int | None) -> None:
-    """On the CPU: deterministic kernels where torch has them (a warning where not) and a fixed thread count.
+def make_deterministic(device: torch.device) -> None:
+    """On the CPU: deterministic kernels where torch has them (a warning where not); GPUs keep their fast kernels.
 
-    A CPU run repeats bit for bit at a fixed thread count; another count changes the order of
-    float sums, which training amplifies (measured in docs/results.md). GPUs keep their fast kernels.
+    A CPU run repeats bit for bit at a fixed thread count (`threads`, pinned around all the
+    Trainer's work); another count changes the order of float sums, which training amplifies.
     """
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
-    if threads:
-        torch.set_num_threads(threads)
+
+
+def check_training(cfg: Config) -> None:
+    """Refuse impossible or meaningless training settings, naming the key (a ConfigError)."""
+    choices = {"ns_mode": NS_MODES, "ns_pairs": NS_PAIRS, "aux_sampling": AUX_SAMPLING, "head_norm": (None, "bn")}
+    for key, allowed in choices.items():
+        if getattr(cfg, key) not in allowed:
+            raise ConfigError(f"{key}={getattr(cfg, key)!r}: expected one of {', '.join(map(str, allowed))}")
+    if cfg.steps is not None and cfg.steps < 1:
+        raise ConfigError(f"steps={cfg.steps}: a budget is at least 1 optimizer step (or null: epochs decide)")
+    if cfg.warmup_steps is not None and cfg.warmup_steps < 0:
+        raise ConfigError(f"warmup_steps={cfg.warmup_steps}: expected >= 0 (or null: warmup_epochs decide)")
+    if cfg.head_warmup_epochs < 0:
+        raise ConfigError(f"head_warmup_epochs={cfg.head_warmup_epochs}: expected >= 0")
+    if cfg.ns_below is not None and cfg.ns_below < 1:
+        raise ConfigError(f"ns_below={cfg.ns_below}: expected a training-image count >= 1, or null for every target")
+    variant = cfg.ns_pairs != "both" or cfg.ns_below is not None or cfg.ns_aux_blind
+    if cfg.loss != "nsce" and (cfg.ns_mode != "soft" or variant):
+        raise ConfigError(f"ns_mode / ns_pairs / ns_below / ns_aux_blind select NS-CE variants; loss={cfg.loss!r}"
+                          " has none (set loss=nsce or leave them at their defaults)")
+    if cfg.ns_mode == "soft" and variant:
+        raise ConfigError("ns_pairs / ns_below / ns_aux_blind are variants of the released hard mask: set ns_mode=mask")
+
+
+def pinned(method: Callable) -> Callable:
+    """Run a Trainer method with torch's CPU threads pinned to `cfg.threads`."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with pinned_threads(self.cfg.threads):
+            return method(self, *args, **kwargs)
+    return run
 
 
 def lr_lambda(total_steps: int, warmup_steps: int):
@@ -124,6 +162,8 @@ def build_model(cfg: Config, num_classes: int, world: World | None, rank: int = 
             raise ConfigError(f"drop_path={cfg.drop_path}: model {cfg.model!r} has no drop path (stochastic depth);"
                             " set drop_path=0") from None
         raise
+    if cfg.head_norm == "bn":
+        models.add_head_norm(model)
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
 
@@ -174,10 +214,15 @@ def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
     return opt
 
 
+def total_steps(cfg: Config, steps_per_epoch: int) -> int:
+    """The run's optimizer steps: `steps`, else `epochs` whole epochs."""
+    return cfg.steps or cfg.epochs * steps_per_epoch
+
+
 def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
-    """Per-step linear warmup over `warmup_epochs`, then cosine decay to zero at `epochs`."""
-    warm = int(cfg.warmup_epochs * steps_per_epoch)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.epochs * steps_per_epoch, max(1, warm)))
+    """Per-step linear warmup over `warmup_steps` (or `warmup_epochs`), then cosine decay to zero at the last step."""
+    warm = cfg.warmup_steps if cfg.warmup_steps is not None else int(cfg.warmup_epochs * steps_per_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps(cfg, steps_per_epoch), max(1, warm)))
 
 
 def wrap_distributed(model: nn.Module, device: torch.device) -> tuple[nn.Module, nn.Module]:
@@ -198,12 +243,19 @@ class Trainer:
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
+        check_training(cfg)
+        self._setup()
+
+    @pinned
+    def _setup(self) -> None:
+        """Data, model, loss, optimiser, schedule and loader (with the pool encoder's training, if any)."""
+        cfg = self.cfg
         self.rank, self.world_size, self.device = _dist_setup(cfg)
         if cfg.batch_size % (2 * self.world_size):
             raise UserError(f"batch_size={cfg.batch_size} must be divisible by 2 x {self.world_size} processes"
                             " (mixup pairs samples within a local batch)")
         seed_everything(cfg.seed)
-        make_deterministic(self.device, cfg.threads)
+        make_deterministic(self.device)
         self.data, self.world = build_target_data(cfg)
         L = self.L = self.data.num_classes
         self.aux_images, self.aux_parent, self.aux_names = build_aux(cfg, self.data, self.world)
@@ -211,13 +263,16 @@ class Trainer:
         aux_counts = self.aux_images.counts(L + K)[L:] if K else np.zeros(0, int)
         self.sampler = EpochSampler(len(self.data.train), self.aux_images.labels if K else [], cap=cfg.aux_cap,
                                     seed=cfg.seed, rank=self.rank, world_size=self.world_size, drop_last=True,
-                                    multiple_of=cfg.batch_size * cfg.accum_steps)
-        self.class_counts = class_counts(self.data.train_counts, aux_counts, cfg.aux_cap)
+                                    multiple_of=cfg.batch_size * cfg.accum_steps, rule=cfg.aux_sampling)
+        self.class_counts = class_counts(self.data.train_counts, aux_counts, cfg.aux_cap, cfg.aux_sampling)
         self.model = build_model(cfg, L + K, self.world, self.rank, self.world_size).to(self.device)
         if self.world_size > 1:  # same init on every rank (above); different augmentation draws from here on
             seed_everything(cfg.seed + 1000 * self.rank)
         self.train_tf, self.eval_tf = build_transforms(cfg, self.model)
-        self.loss_fn = build_loss(cfg.loss, self.class_counts, self.aux_parent, L, cfg.lambda_s, cfg.tau).to(self.device)
+        self.loss_fn = build_loss(cfg.loss, self.class_counts, self.aux_parent, L, cfg.lambda_s, cfg.tau, mode=cfg.ns_mode,
+                                  pairs=cfg.ns_pairs, below=cfg.ns_below, aux_blind=cfg.ns_aux_blind).to(self.device)
+        head = {id(p) for p in self.model.get_classifier().parameters()}
+        self.encoder_params = [p for p in self.model.parameters() if id(p) not in head]  # frozen in head warm-up
         self.net = self.model
         if self.world_size > 1:
             self.model, self.net = wrap_distributed(self.model, self.device)
@@ -228,9 +283,14 @@ class Trainer:
         if self.steps_per_epoch == 0:
             raise UserError(f"an epoch has fewer than batch_size x accum_steps = {cfg.batch_size * cfg.accum_steps}"
                             " images; lower batch_size")
+        self.total_steps = total_steps(cfg, self.steps_per_epoch)
+        self.epochs = -(-self.total_steps // self.steps_per_epoch)  # the last one partial when steps says so
+        if cfg.head_warmup_epochs >= self.epochs:
+            raise ConfigError(f"head_warmup_epochs={cfg.head_warmup_epochs}: the run has {self.epochs} epochs;"
+                              " the encoder would never train")
         self.scheduler = build_scheduler(cfg, self.optimizer, self.steps_per_epoch)
         self.loader, self.normalize, self.mixup = self._build_loader()
-        self.epoch = 0
+        self.epoch = self.step = self.images_seen = 0
 
     # --- data ---------------------------------------------------------------------------------
 
@@ -268,7 +328,8 @@ class Trainer:
         if self.rank != 0:
             return
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "world_size": self.world_size,
+                 "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "step": self.step,
+                 "images_seen": self.images_seen, "world_size": self.world_size,
                  "aux_parent": self.aux_parent, "config": dataclasses.asdict(self.cfg)}
         atomic_save(self.ckpt_path, lambda f: torch.save(state, f))
 
@@ -283,6 +344,8 @@ class Trainer:
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
         self.epoch = ck["epoch"]
+        self.step = ck.get("step", self.epoch * self.steps_per_epoch)
+        self.images_seen = ck.get("images_seen", self.step * self.cfg.batch_size * self.cfg.accum_steps)
         path = self.rng_path(self.rank)
         rng = torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
         if rng is None or rng["epoch"] != self.epoch or ck.get("world_size", 1) != self.world_size:
@@ -295,19 +358,36 @@ class Trainer:
 
     # --- training -----------------------------------------------------------------------------
 
+    def head_only(self) -> bool:
+        """Whether this epoch is one of the head-only warm-up epochs (`head_warmup_epochs`)."""
+        return self.epoch < self.cfg.head_warmup_epochs
+
     def train_epoch(self) -> dict:
-        """One epoch; returns mean loss, lr, throughput and the number of undecodable files skipped."""
+        """One epoch (cut at the step budget); returns mean loss, lr, throughput, steps and files skipped.
+
+        Head warm-up: the encoder is in eval mode (BatchNorm statistics and drop path frozen too) and
+        its gradients are dropped before each step, so AdamW leaves it (weight decay included) alone.
+        The backward still runs through it: simple under DDP, and it is a few epochs of the budget.
+        """
         self.net.train()
         cfg = self.cfg
+        head_only = self.head_only()
+        if head_only:
+            self.model.eval()
+            self.model.get_classifier().train()
         self.sampler.set_epoch(self.epoch)
         amp = cfg.amp and self.device.type == "cuda"
         t0, seen, skipped = time.time(), 0, 0
         total = torch.zeros((), device=self.device)  # summed on the device: no sync per step
-        bar = tqdm(self.loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False,
+        bar = tqdm(self.loader, desc=f"epoch {self.epoch + 1}/{self.epochs}", leave=False,
                    disable=not cfg.progress or self.rank != 0)
         self.optimizer.zero_grad(set_to_none=True)
-        for i, (x, y, bad) in enumerate(bar):
+        step0 = self.step
+        for i, (x, y, labels, bad) in enumerate(bar):
+            if self.step >= self.total_steps:  # the budget ends inside this epoch
+                break
             x, y = self.normalize(x), y.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)  # pre-mix: the hard NS-CE mask is chosen by them
             if y.ndim == 1 and self.mixup is not None:  # soft targets: mixed in the loader already
                 x, y = self.mixup(x, y)
             elif y.ndim == 1 and cfg.label_smoothing > 0:  # timm's Mixup applies it otherwise
@@ -316,12 +396,16 @@ class Trainer:
             sync = self.world_size == 1 or last_micro
             ctx = self.net.no_sync() if not sync else contextlib.nullcontext()
             with ctx, torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = self.loss_fn(self.net(x), y) / cfg.accum_steps
+                loss = self.loss_fn(self.net(x), y, labels) / cfg.accum_steps
                 loss.backward()
             if last_micro:
+                if head_only:
+                    for p in self.encoder_params:
+                        p.grad = None
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scheduler.step()
+                self.step += 1
             total += loss.detach().float() * (cfg.accum_steps * len(x))
             seen += len(x)
             skipped += bad
@@ -332,9 +416,12 @@ class Trainer:
         if self.world_size > 1:
             dist.all_reduce(sums)
         total, seen, skipped = sums.tolist()  # the epoch's one host-device sync
+        self.images_seen += int(seen)
         dt = time.time() - t0
         return {"loss": total / max(seen, 1), "lr": max(self.scheduler.get_last_lr()),
-                "images_per_s": seen / dt, "seconds": dt, "skipped_images": int(skipped)}
+                "images_per_s": seen / dt, "seconds": dt, "skipped_images": int(skipped),
+                "steps": self.step, "epoch_steps": self.step - step0, "images_seen": self.images_seen,
+                "head_only": head_only}
 
     def val_metrics(self) -> dict | None:
         """Many/Medium/Few/Overall on the val split, direct classifier (rank 0); None without one: test is for the end."""
@@ -344,31 +431,47 @@ class Trainer:
                                  many=self.cfg.many, few=self.cfg.few, device=self.device,
                                  num_workers=self.cfg.num_workers, shard=self.world_size > 1)
 
+    @pinned
     def fit(self, stop_after: int | None = None) -> "Trainer":
-        """Train to cfg.epochs, resuming from the last checkpoint; writes config and metrics.
+        """Train to the step budget, resuming from the last checkpoint; writes config, metrics and curves.
 
         `stop_after` ends the call after that many epochs in all (an interruption, for tests).
         """
         cfg = self.cfg
         resumed = self.resume()  # refuses other settings before config.yaml is touched
+        writer = None
         if self.rank == 0:
             atomic_write_text(cfg.run_dir / "config.yaml", config_yaml(cfg))
             if resumed:
                 log.info("resumed %s at epoch %d", cfg.run_dir, self.epoch)
-        while self.epoch < min(cfg.epochs, stop_after or cfg.epochs):
-            row = {"epoch": self.epoch + 1, **self.train_epoch()}
-            if row["skipped_images"]:
-                log.warning("epoch %d: %d files failed to decode and were replaced", row["epoch"], row["skipped_images"])
-            self.epoch += 1
-            if cfg.eval_every and (self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs):
-                m = self.val_metrics()  # every rank extracts its share; rank 0 gets the metrics
-                if m is not None:
-                    row.update({f"val_{k}": m[k] for k in ("overall", "many", "medium", "few")})
-            self.save()
-            if self.rank == 0:
-                append_jsonl(cfg.run_dir / "metrics.jsonl", row)
+            # purge_step: an epoch logged after the checkpoint by an interrupted run is dropped, not doubled
+            writer = SummaryWriter(cfg.run_dir / "tensorboard", purge_step=self.step if resumed else None)
+        try:
+            while self.epoch < min(self.epochs, stop_after or self.epochs):
+                row = {"epoch": self.epoch + 1, **self.train_epoch()}
+                if row["skipped_images"]:
+                    log.warning("epoch %d: %d files failed to decode and were replaced", row["epoch"],
+                                row["skipped_images"])
+                self.epoch += 1
+                if cfg.eval_every and (self.epoch % cfg.eval_every == 0 or self.epoch == self.epochs):
+                    m = self.val_metrics()  # every rank extracts its share; rank 0 gets the metrics
+                    if m is not None:
+                        row.update({f"val_{k}": m[k] for k in ("overall", "many", "medium", "few")})
+                self.save()
+                if self.rank == 0:
+                    append_jsonl(cfg.run_dir / "metrics.jsonl", row)
+                    log_curves(writer, row)
+        finally:
+            if writer is not None:
+                writer.close()
         return self
 
+    def compute(self) -> dict:
+        """What the run cost and ran at, for its results: steps, images seen, epochs, CPU threads."""
+        return {"steps": self.step, "images_seen": self.images_seen, "epochs": self.epoch,
+                "steps_per_epoch": self.steps_per_epoch, "threads": torch.get_num_threads()}
+
+    @pinned
     def evaluate(self) -> dict | None:
         """Test metrics with cfg.classifier; writes results.json. Under DDP every rank extracts its
         share of the features and rank 0 gets the results (None elsewhere)."""
@@ -380,10 +483,25 @@ class Trainer:
             return None
         res["num_aux_classes"] = int(self.K)
         res["num_aux_images"] = int(len(self.aux_images)) if self.K else 0
-        res.update(val_split(self.data), threads=torch.get_num_threads())
+        res.update(val_split(self.data), **self.compute())
         if self.rank == 0:
             evaluate.write_results(self.cfg.run_dir, res, dataclasses.asdict(self.cfg))
         return res
+
+
+CURVES = ("loss", "lr", "val_overall", "val_many", "val_medium", "val_few")  # what TensorBoard gets per epoch
+
+
+def log_curves(writer: SummaryWriter | None, row: dict) -> None:
+    """One epoch's `metrics.jsonl` row as TensorBoard scalars at its optimizer step (`train/loss`, `val/overall`, ...)."""
+    if writer is None:
+        return
+    for key in CURVES:
+        if key in row:
+            group, _, name = key.rpartition("_")
+            writer.add_scalar(f"{group or 'train'}/{name}", row[key], row["steps"])
+    writer.add_scalar("train/images_seen", row["images_seen"], row["steps"])
+    writer.flush()
 
 
 def val_split(data) -> dict:

@@ -298,3 +298,88 @@ def test_bfloat16_logits_under_autocast():
         ns(z32, target).backward()
         torch.testing.assert_close(out, ns(z.bfloat16().float(), target))
         torch.testing.assert_close(zb.grad.float(), z32.grad, atol=1e-2, rtol=1e-2)
+
+
+# ---------------------------------------------------------------------------------------------
+# the released hard mask (ns_mode: mask) against a per-sample, per-class reference
+
+MASK_COUNTS = np.array([150, 40, 300, 90, 10] + [50] * len(PARENT))  # targets on both sides of below=100
+VARIANTS = [("both", None, False), ("target", None, False), ("aux", None, False), ("both", 100, False),
+            ("both", None, True), ("aux", 100, True)]
+
+
+def silenced(y: int, j: int, pairs: str, below, aux_blind: bool) -> bool:
+    """Whether a sample of label y does not see class j, decided pair by pair like the released generate_mask."""
+    if j == y:
+        return False
+    small = lambda t: below is None or MASK_COUNTS[t] < below  # noqa: E731
+    if y < L <= j and pairs in ("both", "target") and PARENT[j - L] == y and small(y):
+        return True
+    if j < L <= y and pairs in ("both", "aux") and PARENT[y - L] == j and small(j):
+        return True
+    return aux_blind and y >= L and j >= L
+
+
+def slow_masked(z, t, labels, pairs, below, aux_blind):
+    """Per sample: sum over kept c of t_c (logsumexp over kept j of a_j - a_c), a = z + log n; loops only."""
+    a = z.double() + torch.tensor(MASK_COUNTS, dtype=torch.float64).log()
+    out = []
+    for i in range(len(z)):
+        kept = [j for j in range(C) if not silenced(int(labels[i]), j, pairs, below, aux_blind)]
+        lse = torch.logsumexp(torch.stack([a[i, j] for j in kept]), 0)
+        out.append(sum(t[i, c].double() * (lse - a[i, c]) for c in kept))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("pairs,below,aux_blind", VARIANTS)
+def test_hard_mask_int_labels_match_reference(pairs, below, aux_blind):
+    loss = NeighbourSilencingLoss(MASK_COUNTS, PARENT, L, mode="mask", pairs=pairs, below=below, aux_blind=aux_blind)
+    z, y = torch.randn(2 * C, C) * 3, torch.arange(2 * C) % C  # every class as a label, twice
+    check_value_and_grad(loss, z, y, lambda z, y: slow_masked(z, one_hot(y, C), y, pairs, below, aux_blind))
+
+
+@pytest.mark.parametrize("pairs,below,aux_blind", VARIANTS)
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_hard_mask_mixup_targets_masked_by_pre_mix_label(pairs, below, aux_blind, smoothing):
+    loss = NeighbourSilencingLoss(MASK_COUNTS, PARENT, L, mode="mask", pairs=pairs, below=below, aux_blind=aux_blind)
+    y, t = mixup_batch(C, smoothing, seed=5, mode="elem", b=16)
+    z = torch.randn(len(t), C) * 3
+    check_value_and_grad(lambda z, t: loss(z, t, y), z, t, lambda z, t: slow_masked(z, t, y, pairs, below, aux_blind))
+    # random soft targets with random pre-mix labels too (any mass anywhere)
+    t = torch.distributions.Dirichlet(torch.full((C,), 0.5)).sample((8,))
+    y = torch.randint(0, C, (8,))
+    check_value_and_grad(lambda z, t: loss(z, t, y), z[:8], t,
+                         lambda z, t: slow_masked(z, t, y, pairs, below, aux_blind))
+
+
+def test_hard_mask_zeroes_a_silenced_partner_without_renormalising():
+    """A target sample mixed with its own child: the child's mass is dropped, the row weighs lam, not 1."""
+    loss = NeighbourSilencingLoss(MASK_COUNTS, PARENT, L, mode="mask", reduction="none")
+    z = torch.randn(1, C)
+    t = torch.zeros(1, C)
+    t[0, 0], t[0, L] = 0.7, 0.3  # label 0 mixed with its child L
+    torch.testing.assert_close(loss(z, t, torch.tensor([0])), 0.7 * loss(z, torch.tensor([0])))
+
+
+def test_hard_mask_int_labels_are_eq4_at_lambda_zero():
+    z, y = torch.randn(12, C) * 2, torch.arange(12) % C
+    mask = NeighbourSilencingLoss(MASK_COUNTS, PARENT, L, mode="mask")
+    soft = NeighbourSilencingLoss(MASK_COUNTS, PARENT, L, lambda_s=1e-30)
+    torch.testing.assert_close(mask(z, y), soft(z, y), atol=1e-5, rtol=1e-5)
+
+
+def test_hard_mask_errors_and_large_label_space():
+    with pytest.raises(ValueError, match="pre-mix label"):
+        NeighbourSilencingLoss(MASK_COUNTS, PARENT, L, mode="mask")(torch.randn(2, C), torch.full((2, C), 1 / C))
+    with pytest.raises(ValueError, match="need mode='mask'"):
+        NeighbourSilencingLoss(MASK_COUNTS, PARENT, L, aux_blind=True)
+    with pytest.raises(ValueError, match="mode="):
+        build_loss("nsce", MASK_COUNTS, PARENT, L, mode="hard")
+    num_targets, k = 40_000, 4  # aux_blind silences ~160K columns per auxiliary row: still no (C, C) tensor
+    parent = np.repeat(np.arange(num_targets), k)
+    counts = np.full(num_targets * (k + 1), 7)
+    ns = build_loss("nsce", counts, parent, num_targets, mode="mask", below=100, aux_blind=True)
+    z = torch.randn(2, len(counts), requires_grad=True)
+    labels = torch.tensor([3, num_targets + 11])
+    ns(z, torch.full((2, len(counts)), 1 / len(counts)), labels).backward()
+    assert torch.isfinite(z.grad).all() and z.grad[1, num_targets + 12] == 0

@@ -5,6 +5,7 @@ import pytest
 
 from ltkit import report
 from ltkit.config import load_config
+from ltkit.errors import UserError
 from ltkit.report import COMPONENTS, METHODS, RECIPE_KEYS, recipe_diff
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,22 +33,34 @@ def test_recipe_diff_sees_each_component():
 
 
 def test_tab2_rows_are_tab6_rows():
-    """As in the paper: Baseline, +RD and +SD are the Tab. 6 rows before '+ Direct Classifier'; Ours is that row."""
+    """As in the paper: the baseline is one-stage BalCE (direct); +RD, +SD and Ours are Tab. 6's rows."""
     tab6 = list(COMPONENTS.values())
-    assert METHODS["Baseline (BalCE)"] == tab6[0]
+    assert METHODS["Baseline (BalCE)"] == {**tab6[0], "classifier": "direct"}
     assert METHODS["+ RD"] == COMPONENTS["+ Random Category"] and METHODS["+ SD"] == COMPONENTS["+ Neighbor Category"]
     assert METHODS["+ Ours (NS-CE, direct)"] == tab6[-1]
-    assert all(m in tab6 for m in METHODS.values())
+    assert all(m in tab6 for name, m in METHODS.items() if name != "Baseline (BalCE)")
+
+
+def test_ns_variant_rows_differ_from_the_paper_row_in_the_mask_only():
+    rows = report.NS_VARIANTS
+    paper = rows["SD / NS-CE soft (paper, lambda_s)"]
+    for name, over in rows.items():
+        if over.get("loss") == "nsce" and over is not paper:
+            assert {k for k in over if over[k] != paper.get(k)} <= {"ns_mode", "ns_pairs", "ns_below", "ns_aux_blind"}
+            assert over["ns_mode"] == "mask", name
+    assert len({tuple(sorted(o.items())) for o in rows.values()}) == len(rows)  # every row its own training
 
 
 class FakeTrainer:
     """Stands in for the trainer: counts trainings; its 'accuracy' encodes the recipe and classifier."""
 
     built: list = []
+    configs: list = []
 
     def __init__(self, cfg):
         self.cfg, self.rank = cfg, 0
         FakeTrainer.built.append((cfg.aux, cfg.loss, cfg.seed))
+        FakeTrainer.configs.append(cfg)
 
     def fit(self):
         return self
@@ -57,13 +70,14 @@ def fake_evaluate(trainer, classifiers):
     cfg = trainer.cfg
     score = {"none": 0.5, "random": 0.6, "neighbours": 0.7}[cfg.aux] + (0.05 if cfg.loss == "nsce" else 0)
     names = {"none": [], "random": ["a", "b", "c"], "neighbours": ["b", "c", "d", "e"]}[cfg.aux]
-    return {k: {c: score + (0.1 if k == "crt" else 0) + cfg.seed / 100 for c in report.COLUMNS} | {"aux_names": names}
-            for k in classifiers}
+    steps = cfg.steps or cfg.epochs * (10 if cfg.aux == "none" else 18)  # an auxiliary epoch is longer
+    return {k: {c: score + (0.1 if k == "crt" else 0) + cfg.seed / 100 for c in report.COLUMNS}
+            | {"aux_names": names, "steps": steps, "images_seen": steps * cfg.batch_size} for k in classifiers}
 
 
 @pytest.fixture
 def fake(monkeypatch, tmp_path):
-    FakeTrainer.built = []
+    FakeTrainer.built, FakeTrainer.configs = [], []
     monkeypatch.setattr(report, "Trainer", FakeTrainer)
     monkeypatch.setattr(report, "evaluate_trained", fake_evaluate)
     return load_config(ROOT / "configs" / "builtin-tiny.yaml", {"out_dir": str(tmp_path)})
@@ -123,3 +137,31 @@ def test_cli_refuses_a_bad_ablation(fake, tmp_path):
     for bad, match in (("k", "expected KEY=V1,V2"), ("nope=1,2", "unknown config key 'nope'")):
         with pytest.raises(UserError, match=match):
             report.main(["--config", str(ROOT / "configs" / "builtin-tiny.yaml"), "--ablate", bad, f"out_dir={tmp_path}"])
+
+
+def test_every_row_prints_steps_images_and_the_other_classifier(fake):
+    tab2 = report.compare(fake, METHODS, [0])
+    md = report.markdown_table(tab2, baseline="Baseline (BalCE)")
+    assert "| steps | images seen |" in md and "other classifier: Overall / Few" in md
+    # the baseline's main number is direct BalCE (50.0), its cRT (60.0) beside it; equal epochs: 4 vs 2 epochs' steps
+    assert "| Baseline (BalCE) | none / balce / direct | 20 | 1,280 | 50.0 |" in md and "cRT 60.0 / 60.0" in md
+    assert "| + SD | neighbour categories (SD) / balce / crt | 36 | 2,304 | 80.0 (+30.0) |" in md
+    assert "direct 70.0 / 70.0" in md
+
+
+def test_cli_equal_steps_headline_equal_epochs_labelled_and_variant_rows(fake, tmp_path):
+    out = tmp_path / "tables.md"
+    argv = ["--config", str(ROOT / "configs" / "builtin-tiny.yaml"), "--seeds", "0", "--steps", "25",
+            "--equal-epochs", "--rows", "ns-variants", f"out_dir={tmp_path}", "--out", str(out)]
+    assert report.main(argv) == 0
+    text = out.read_text()
+    assert "equal compute: 25 optimizer steps per row" in text
+    assert "Tab. 2 layout at the paper's equal-epoch protocol: 2 epochs per row" in text
+    assert "| SD / NS-CE mask, targets < 100 images (released no_fm) | neighbour categories (SD) / nsce / direct" \
+           " (ns_mode=mask, ns_below=100) | 25 |" in text
+    steps = {(c.aux, c.loss, c.ns_mode, c.ns_below, c.ns_pairs, c.ns_aux_blind, c.steps) for c in FakeTrainer.configs}
+    assert {s[-1] for s in steps} == {25, None}  # equal-step runs and the equal-epoch ones
+    assert len(FakeTrainer.configs) == len(steps)  # no training twice
+    assert len([s for s in steps if s[2] == "mask"]) == 5  # one training per mask variant
+    with pytest.raises(UserError, match="--equal-epochs"):
+        report.main(argv[:4] + ["--equal-epochs", f"out_dir={tmp_path}"])

@@ -5,7 +5,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ltkit.budget import aux_budget
-from ltkit.sampling import EpochSampler, class_counts, select_auxiliary, shard
+from ltkit.sampling import EpochSampler, aux_draws, class_counts, select_auxiliary, shard
 
 
 def aux_images(available, seed=0):
@@ -114,3 +114,33 @@ def test_sampler_ranks_and_dataloader_resume():
     fresh = EpochSampler(25, labels, cap=20, rank=1, world_size=3)
     fresh.load_state_dict({**ranks[1].state_dict(), "start": 8})
     assert list(fresh) == per_rank[1][8:] and len(fresh) == len(per_rank[1]) - 8
+
+
+def test_released_rule_counts_and_prior():
+    available = [3, 20, 21, 100, 101, 400, 0]
+    assert aux_draws(available, 50, "released").tolist() == [50, 50, 21, 100, 50, 50, 0]
+    assert aux_draws(available, 50, "cap").tolist() == [3, 20, 21, 50, 50, 50, 0]
+    assert class_counts([7], [3, 150], cap=50, rule="released").tolist() == [7, 50, 50]
+    with pytest.raises(ValueError, match="aux_sampling"):
+        EpochSampler(2, [0, 1], rule="paper")
+
+
+def test_released_rule_epoch_draws():
+    """> 100 images: 50 distinct; 21-100: every image once; <= 20: 50 with replacement; fresh each epoch."""
+    available = np.array([5, 60, 250])
+    labels = aux_images(available)
+    sampler = EpochSampler(num_target=10, aux_labels=labels, cap=50, seed=3, rule="released")
+    assert sampler.aux_counts() == {0: 50, 1: 60, 2: 50} and sampler.epoch_size() == 10 + 160
+    draws = []
+    for epoch in range(2):
+        idx = sampler.indices(epoch)
+        assert len(idx) == sampler.epoch_size()
+        assert sorted(idx[idx < 10].tolist()) == list(range(10))
+        aux = idx[idx >= 10] - 10
+        per_class = [np.sort(aux[labels[aux] == k]) for k in range(len(available))]
+        assert [len(p) for p in per_class] == [50, 60, 50]
+        assert len(np.unique(per_class[0])) <= 5 and len(np.unique(per_class[2])) == 50
+        assert per_class[1].tolist() == np.flatnonzero(labels == 1).tolist()  # all of them, once
+        draws.append(per_class)
+    assert draws[0][2].tolist() != draws[1][2].tolist() and draws[0][0].tolist() != draws[1][0].tolist()
+    assert (sampler.indices(1) == EpochSampler(10, labels, cap=50, seed=3, rule="released").indices(1)).all()

@@ -55,6 +55,26 @@ def test_warmup_cosine_schedule():
     assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
 
 
+def test_step_schedule_warmup_in_steps_or_epochs():
+    from ltkit.train import build_scheduler
+
+    def lrs(cfg, spe):
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        sched = build_scheduler(cfg, opt, spe)
+        out = []
+        for _ in range(cfg.steps):
+            out.append(sched.get_last_lr()[0])
+            opt.step()
+            sched.step()
+        return out + [sched.get_last_lr()[0]]
+
+    for spe in (7, 13):  # two rows with different epoch lengths, one budget: the same schedule
+        lr = lrs(load_config(None, ["steps=40", "warmup_steps=5", "warmup_epochs=3"]), spe)
+        assert lr[4] == pytest.approx(1.0) and lr[3] < 1.0 and lr[-1] == pytest.approx(0.0)
+    lr = lrs(load_config(None, ["steps=40", "warmup_epochs=2"]), 7)  # no warmup_steps: 2 epochs of 7 steps
+    assert lr[13] == pytest.approx(1.0) and lr[12] < 1.0
+
+
 def test_exact_resume(tiny_world, tmp_path):
     """2 epochs straight == 1 epoch, a fresh process-like restart, then 1 more (augmentation and mixup on)."""
     straight = Trainer(tiny(tmp_path, name="straight")).fit()
@@ -163,3 +183,106 @@ def test_report_run_names_follow_the_whole_recipe():
     assert a == run_name(base, {"loss": "nsce", "aux": "neighbours", "classifier": "crt"}, 0)
     assert a != run_name(load_config(ROOT / "configs" / "builtin.yaml", ["lr=0.01"]), {"loss": "nsce", "aux": "neighbours"}, 0)
     assert a != run_name(base, {"loss": "nsce", "aux": "neighbours"}, 1)
+
+
+def test_step_budget_curves_and_tensorboard(tiny_world, tmp_path):
+    """steps=N: epochs follow (the last one partial), the schedule ends at N, and every epoch is logged twice."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from ltkit.viz.curves import training_curves
+
+    t = Trainer(tiny(tmp_path, name="budget", eval_every=1, epochs=50))
+    n = t.steps_per_epoch + t.steps_per_epoch // 2  # one and a half epochs, whatever `epochs` says
+    t = Trainer(tiny(tmp_path, name="budget", eval_every=1, epochs=50, steps=n))
+    assert t.total_steps == n and t.epochs == 2
+    res = t.fit().evaluate()
+    assert res["steps"] == t.step == n and res["images_seen"] == n * t.cfg.batch_size and res["threads"] == 1
+    assert t.scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)  # cosine reaches zero at the budget
+    rows = [json.loads(x) for x in (t.cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["steps"] for r in rows] == [t.steps_per_epoch, n] and rows[-1]["epoch_steps"] == n - t.steps_per_epoch
+    acc = EventAccumulator(str(t.cfg.run_dir / "tensorboard")).Reload()
+    assert {"train/loss", "train/lr", "val/overall", "val/many", "val/medium", "val/few"} <= set(acc.Tags()["scalars"])
+    assert [(e.step, round(e.value, 6)) for e in acc.Scalars("val/overall")] == \
+           [(r["steps"], round(r["val_overall"], 6)) for r in rows]
+    fig = training_curves({"a": t.cfg.run_dir, "b": t.cfg.run_dir})
+    assert [len(ax.lines) for ax in fig.axes] == [2] * 6
+
+
+def test_head_warmup_trains_the_head_alone(tiny_world, tmp_path):
+    cfg = tiny(tmp_path, name="warm", head_warmup_epochs=1)
+    t = Trainer(cfg)
+    head = {k for k, _ in t.model.get_classifier().named_parameters()}
+    before = weights(t.model)
+    t.fit(stop_after=1)
+    after = weights(t.model)
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith("head.fc.") for k in moved), moved  # BN statistics of the encoder too
+    assert {f"head.fc.{k}" for k in head} <= moved
+    t.fit()  # epoch 2: everything trains
+    assert any(not torch.equal(after[k], v) for k, v in weights(t.model).items() if not k.startswith("head."))
+    with pytest.raises(ValueError, match="head_warmup_epochs=2"):
+        Trainer(tiny(tmp_path, name="warm2", head_warmup_epochs=2))
+
+
+def test_head_norm_bn_and_its_direct_classifier(tiny_world, tmp_path):
+    from ltkit.evaluate import masked_linear
+    from ltkit.features import extract_features
+    from ltkit.models import NormLinear
+
+    t = Trainer(tiny(tmp_path, name="bn", head_norm="bn", aux="neighbours", epochs=1)).fit()
+    head = t.model.get_classifier()
+    assert isinstance(head, NormLinear) and not head.norm.affine and head.norm.num_batches_tracked > 0
+    images = t.data.test
+    feats = torch.as_tensor(extract_features(t.model, images, t.eval_tf))
+    t.model.eval()
+    with torch.no_grad():
+        logits = head(feats)  # the trained L + K head, BatchNorm in eval mode
+        direct = masked_linear(t.model, t.L)(feats)
+    torch.testing.assert_close(direct, logits[:, :t.L], atol=1e-4, rtol=1e-4)
+
+
+def test_released_recipe_trains_with_pre_mix_labels(tiny_world, tmp_path, monkeypatch):
+    """Hard mask (+ auxiliary blind), released sampling, Mixup mixed in a loader worker: the loss sees pre-mix labels."""
+    from ltkit.losses import NeighbourSilencingLoss
+
+    seen = []
+    real = NeighbourSilencingLoss.forward
+
+    def spy(self, logits, target, labels=None):
+        seen.append((target.ndim, None if labels is None else labels.clone()))
+        return real(self, logits, target, labels)
+
+    monkeypatch.setattr(NeighbourSilencingLoss, "forward", spy)
+    cfg = tiny(tmp_path, name="released", aux="neighbours", loss="nsce", ns_mode="mask", ns_aux_blind=True,
+               aux_sampling="released", epochs=1, num_workers=1)
+    t = Trainer(cfg)
+    assert t.loss_fn.mode == "mask" and t.sampler.rule == "released"
+    res = t.fit().evaluate()
+    assert 0 <= res["overall"] <= 1 and seen
+    assert all(ndim == 2 and labels is not None and labels.max() < t.L + t.K for ndim, labels in seen)
+    assert any((labels >= t.L).any() for _, labels in seen)  # auxiliary samples reach the mask
+
+
+@pytest.mark.parametrize("over,match", [({"ns_mode": "hard"}, "ns_mode='hard'"),
+                                        ({"loss": "nsce", "ns_below": 100}, "set ns_mode=mask"),
+                                        ({"ns_mode": "mask"}, "loss='balce' has none"),
+                                        ({"aux_sampling": "paper"}, "aux_sampling"), ({"head_norm": "ln"}, "head_norm"),
+                                        ({"steps": 0}, "steps=0")])
+def test_training_settings_are_checked(tmp_path, over, match):
+    from ltkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        Trainer(tiny(tmp_path, **over))
+
+
+def test_same_checkpoint_whatever_omp_num_threads(tiny_world, tmp_path, world_cache):
+    """The same command under OMP_NUM_THREADS=1 and =2 trains tensor-equal weights (threads are pinned)."""
+    args = ["epochs=1", "eval_every=0", "aux=neighbours", "loss=nsce", f"out_dir={tmp_path}"]
+    for n in ("1", "2"):
+        env = {**os.environ, "LTKIT_CACHE": str(world_cache), "OMP_NUM_THREADS": n, "HF_HUB_OFFLINE": "1"}
+        _run(args + [f"name=omp{n}"], env)
+    a, b = (torch.load(tmp_path / f"omp{n}" / "checkpoints" / "last.pt", weights_only=False) for n in "12")
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert json.loads((tmp_path / "omp2" / "results.json").read_text())["threads"] == 1

@@ -18,6 +18,7 @@ from ltkit.features import extract_features
 from ltkit.io import read_json
 from ltkit.pipeline import prepare
 from ltkit.train import Trainer
+from ltkit.viz.curves import training_curves
 
 
 @dataclass
@@ -72,3 +73,8 @@ def load_run(base, overrides: dict, seed: int = 0, trained: bool = True, train_m
     results = read_json(done, "run results") if trained else None
     return RunView(cfg.name, trainer.model, trainer.data, trainer.aux_images, np.asarray(trainer.aux_parent),
                    list(trainer.aux_names), trainer.eval_tf, trainer.L, results)
+
+
+def row_curves(base, rows: dict[str, dict], seed: int = 0, width: str | float = "double"):
+    """The training curves of a report table's rows (name: overrides), from the runs `report.compare` trained."""
+    return training_curves({name: run_config(base, over, seed).run_dir for name, over in rows.items()}, width)
