@@ -229,7 +229,9 @@ def test_head_norm_bn_and_its_direct_classifier(tiny_world, tmp_path):
     from ltkit.features import extract_features
     from ltkit.models import NormLinear
 
-    t = Trainer(tiny(tmp_path, name="bn", head_norm="bn", aux="neighbours", epochs=1)).fit()
+    cfg = tiny(tmp_path, name="bn", head_norm="bn", aux="neighbours", epochs=1)
+    prepare(cfg)  # the map the train command builds before the trainer reads it
+    t = Trainer(cfg).fit()
     head = t.model.get_classifier()
     assert isinstance(head, NormLinear) and not head.norm.affine and head.norm.num_batches_tracked > 0
     images = t.data.test
@@ -255,6 +257,7 @@ def test_released_recipe_trains_with_pre_mix_labels(tiny_world, tmp_path, monkey
     monkeypatch.setattr(NeighbourSilencingLoss, "forward", spy)
     cfg = tiny(tmp_path, name="released", aux="neighbours", loss="nsce", ns_mode="mask", ns_aux_blind=True,
                aux_sampling="released", epochs=1, num_workers=1)
+    prepare(cfg)
     t = Trainer(cfg)
     assert t.loss_fn.mode == "mask" and t.sampler.rule == "released"
     res = t.fit().evaluate()
