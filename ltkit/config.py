@@ -128,11 +128,16 @@ class PilotConfig:
     level: str = "auto"                # taxonomy level of the superclasses (0 = coarsest); auto: coarsest that fits
     head: int = 100                    # train images of the head class
     test_per_class: int = 20           # the balanced test split
-    hidden: int = 0                    # classifier: 0 linear probe; > 0 one hidden layer of that width
-    steps: int = 300                   # AdamW steps per cell (the same for every cell, whatever its size)
-    batch_size: int = 256
-    lr: float = 0.01
-    weight_decay: float = 0.001
+    features: str = "frozen"           # frozen: a probe on frozen encoder features | trained: the whole model
+                                       # (model / pretrained, or scratch with pretrained: none) trained per cell
+    hidden: int = 0                    # frozen: 0 linear probe; > 0 one hidden layer of that width
+    steps: int = 300                   # frozen: AdamW steps per cell (the same for every cell, whatever its size)
+    batch_size: int = 256              # frozen
+    lr: float = 0.01                   # frozen
+    weight_decay: float = 0.001        # frozen
+    train_steps: int = 400             # trained: SGD steps per cell (the same for every cell, whatever its size)
+    train_batch_size: int = 128        # trained
+    train_lr: float = 0.1              # trained: peak lr of the one-cycle schedule (SGD-Nesterov, weight decay 5e-4)
     head_tail_frac: float = 1 / 3      # head / tail: the top / bottom fraction of classes by train count
     out_dir: str | None = run_only(None)  # default: <out_dir>/pilot-<pool>-<recipe hash>
 

@@ -172,7 +172,8 @@ def create_model(name: str, num_classes: int, img_size: int = 32, pretrained: bo
     """A timm backbone by name with a linear head over `num_classes` (L + K) outputs.
 
     pretrained: None/False scratch; True the timm weights from the Hugging Face cache; a path a local
-    weights file (.safetensors or a torch file); "pool" the pool-pretrained encoder of `world`.
+    weights file (.safetensors or a torch file); "pool" the pool-pretrained encoder of `world`
+    ("pool:classes=disjoint,epochs=N": its settings, `ltkit.pretrain.pool_options`).
     ViTs get `img_size` and, for small images, a patch size giving an 8x8 grid (unless `patch_size`
     is passed); every model's data config reports `img_size` (timm keeps the weights' own).
     """
@@ -185,12 +186,12 @@ def create_model(name: str, num_classes: int, img_size: int = 32, pretrained: bo
         kwargs.setdefault("img_size", img_size)
         if img_size <= 64:
             kwargs.setdefault("patch_size", max(1, img_size // 8))
-    if isinstance(pretrained, str) and pretrained == "pool":
+    if isinstance(pretrained, str) and pretrained.partition(":")[0] == "pool":  # pool[:classes=disjoint,...]
         if world is None:
             raise ValueError("pretrained='pool' needs the world whose pool trains the encoder: pass world=...")
-        from ltkit.pretrain import pool_pretrained  # here, not at the top: pretrain builds its model with create_model
+        from ltkit.pretrain import pool_options, pool_pretrained  # here: pretrain builds its model with create_model
 
-        pretrained = pool_pretrained(world, model_name=name)
+        pretrained = pool_pretrained(world, model_name=name, **pool_options(pretrained))
     if pretrained is None or pretrained is False:
         return timm.create_model(name, pretrained=False, pretrained_cfg_overlay=overlay, **kwargs)
     if pretrained is True:

@@ -190,5 +190,21 @@ def class_features(pool: Pool, classes: Sequence[int], extract: Callable[[ImageS
     return out
 
 
+def class_images(pool: Pool, classes: Sequence[int], train: int, test: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Class -> (first `train` train images, first `test` test images) as uint8 (N, H, W, 3) arrays.
+
+    For `pilot.features: trained`, which trains on pixels: a pool of in-memory images (a world
+    preset, CIFAR-100); image files of assorted sizes would need the trainer's transforms.
+    """
+    out = {}
+    for c in classes:
+        tr, te = pool.images(int(c), "train"), pool.images(int(c), "test")
+        if not isinstance(tr, ArrayImages) or not isinstance(te, ArrayImages):
+            raise UserError(f"pilot.features=trained trains on in-memory images; pool {pool.name} holds image files"
+                            " (use a world preset or cifar100, or pilot.features=frozen)")
+        out[int(c)] = (tr.images[:train], te.images[:test])
+    return out
+
+
 def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, default=str).encode()).hexdigest()[:12]
