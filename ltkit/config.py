@@ -129,7 +129,7 @@ class PilotConfig:
     head: int = 100                    # train images of the head class
     test_per_class: int = 20           # the balanced test split
     features: str = "frozen"           # frozen: a probe on frozen encoder features | trained: the whole model
-                                       # (model / pretrained, or scratch with pretrained: none) trained per cell
+                                       # (model / pretrained, or scratch with pretrained: scratch) trained per cell
     hidden: int = 0                    # frozen: 0 linear probe; > 0 one hidden layer of that width
     steps: int = 300                   # frozen: AdamW steps per cell (the same for every cell, whatever its size)
     batch_size: int = 256              # frozen

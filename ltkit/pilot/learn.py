@@ -3,7 +3,7 @@
 The frozen probe (`probe.py`) only lets the classifier feel the imbalance; the paper's Finding 1 is
 about representation learning (finer classes shape better features for the tail). Here every cell
 trains the whole model, from the pilot's encoder weights (`pilot.pretrained`: fine-tuned) or from
-scratch (`pilot.pretrained: none`), with Balanced Softmax (Eq. 2) for a fixed number of SGD steps,
+scratch (`pilot.pretrained: scratch`), with Balanced Softmax (Eq. 2) for a fixed number of SGD steps,
 whatever the cell's size, so every cell gets the same compute. The recipe is the pool encoder's
 (`pretrain.train_on_arrays`: SGD-Nesterov, one-cycle, batched translation and flip, no colour
 augmentation since colour is a class attribute), with BalCE in place of label-smoothed CE.
