@@ -146,3 +146,16 @@ def test_pool_encoder_is_pinned_to_one_thread(tiny_world, monkeypatch, tmp_path)
     monkeypatch.setattr(P, "train_on_arrays", lambda *a, **k: calls.append(1) or [0.0])
     P.pool_pretrained(tiny_world, epochs=1, batch_size=256)
     assert calls == [1]
+
+
+def test_any_world_preset_is_a_dataset(tiny_world, monkeypatch):
+    """`dataset: testbed` (a preset not named builtin*) loads its world like the builtin presets do."""
+    import ltkit.data.datasets as D
+    from ltkit.config import config_from_dict
+
+    asked = []
+    monkeypatch.setattr(D, "load_world", lambda cfg: asked.append(cfg) or tiny_world)
+    data, world = D.build_target_data(config_from_dict({"dataset": "testbed"}))
+    assert asked == [PRESETS["testbed"]] and world is tiny_world and data.num_classes == len(tiny_world.targets)
+    with pytest.raises(UserError, match="unknown dataset 'nowhere'"):
+        D.build_target_data(config_from_dict({"dataset": "nowhere", "data_root": "."}))
