@@ -135,11 +135,16 @@ class PilotConfig:
     level: str = "auto"                # taxonomy level of the superclasses (0 = coarsest); auto: coarsest that fits
     head: int = bounded(100, "[1, inf)")  # train images of the head class
     test_per_class: int = bounded(20, "[1, inf)")  # the balanced test split
-    hidden: int = bounded(0, "[0, inf)")  # classifier: 0 linear probe; > 0 one hidden layer of that width
-    steps: int = bounded(300, "[1, inf)")  # AdamW steps per cell (the same for every cell, whatever its size)
-    batch_size: int = bounded(256, "[1, inf)")
-    lr: float = bounded(0.01, "(0, inf)")
-    weight_decay: float = bounded(0.001, "[0, inf)")
+    features: str = "frozen"           # frozen: a probe on frozen encoder features | trained: the whole model
+                                       # (model / pretrained, or scratch with pretrained: scratch) trained per cell
+    hidden: int = bounded(0, "[0, inf)")  # frozen: 0 linear probe; > 0 one hidden layer of that width
+    steps: int = bounded(300, "[1, inf)")  # frozen: AdamW steps per cell (the same for every cell, whatever its size)
+    batch_size: int = bounded(256, "[1, inf)")  # frozen
+    lr: float = bounded(0.01, "(0, inf)")  # frozen
+    weight_decay: float = bounded(0.001, "[0, inf)")  # frozen
+    train_steps: int = bounded(400, "[1, inf)")  # trained: SGD steps per cell (the same for every cell, whatever its size)
+    train_batch_size: int = bounded(128, "[1, inf)")  # trained
+    train_lr: float = bounded(0.1, "(0, inf)")  # trained: peak lr of the one-cycle schedule (SGD-Nesterov, weight decay 5e-4)
     head_tail_frac: float = bounded(1 / 3, "(0, 0.5]")  # head / tail: the top / bottom fraction of classes by train count
     out_dir: str | None = run_only(None)  # default: <out_dir>/pilot-<pool>-<recipe hash>
 

@@ -30,6 +30,7 @@ from ltkit.data.datasets import build_target_data
 from ltkit.data.photos import BUILD_JSON, build_photos
 from ltkit.errors import UserError
 from ltkit.neighbours.cli import search_config
+from ltkit.world import PRESETS
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +52,20 @@ def filtered_with(cfg: Config) -> bool:
     return all(saved.get(k) == v for k, v in plain.items())
 
 
-def world_map(cfg: Config) -> None:
-    """The neighbour map of a run on the built-in world's own pool, from the world's taxonomy (offline)."""
+def world_map(cfg: Config, data=None, world=None) -> None:
+    """The neighbour map of a run on a built-in world's own pool, from the world's taxonomy (offline).
+
+    `data` and `world` default to the config's dataset (the train split as the trainer sees it: the
+    budget follows its counts); the neighbours come from `world.search_taxonomy`, never the pre-training part.
+    """
     csv = neighbour_map_path(cfg)
     if csv.exists() or cfg.neighbours.backend != "taxonomy" or cfg.neighbours.taxonomy_json:
         return
-    data, world = build_target_data(cfg)
-    if world is not None:  # the train split as the trainer sees it: the budget follows its counts
+    if world is None:
+        data, world = build_target_data(cfg)
+    if world is not None:
         search_config(dataclasses.replace(cfg, neighbours=dataclasses.replace(cfg.neighbours, out_dir=str(csv.parent))),
-                      data.class_names, data.train_counts, world.taxonomy)
+                      data.class_names, data.train_counts, world.search_taxonomy)
 
 
 def prepare(cfg: Config) -> None:
@@ -70,11 +76,11 @@ def prepare(cfg: Config) -> None:
     if cfg.aux in (None, "none"):
         return
     if cfg.aux_images != "crawl":  # the world's pool, or images the user gave
-        if cfg.dataset.startswith("builtin"):
+        if cfg.dataset in PRESETS:  # a world preset: its pool, and a map from its taxonomy
             world_map(cfg)
         return
     if cfg.aux == "random":
-        if cfg.dataset.startswith("builtin"):
+        if cfg.dataset in PRESETS:
             return world_map(cfg)  # the world's RD takes SD's places from the map and draws its own classes
         cfg = random_config(cfg)
     if not neighbour_map_path(cfg).is_file():

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ltkit.errors import UserError
-from ltkit.io import write_json
+from ltkit.io import read_json, write_json
 from ltkit.models import DEFAULT_WORLD_MODEL, create_model, data_config, is_vit, save_weights
 from ltkit.paths import cache_root
 
@@ -31,12 +32,29 @@ log = logging.getLogger(__name__)
 # bump when the training recipe below changes: it invalidates cached encoders.
 # 2: labels of the open classes only (no target-class label, no target image); 1 used every class.
 POOL_RECIPE_VERSION = 2
+# torch threads the encoder trains with, whatever OMP_NUM_THREADS says: CPU kernels sum in another
+# order at another thread count, so the weights (and every table built on them) would differ
+PRETRAIN_THREADS = 1
+
+
+@contextmanager
+def pinned_threads(n: int):
+    """torch's intra-op threads set to n inside the block and restored after it."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def pool_settings(model_name: str = DEFAULT_WORLD_MODEL, epochs: int = 12, seed: int = 0, batch_size: int = 128,
                   lr: float | None = None, weight_decay: float | None = None, label_smoothing: float = 0.1,
-                  optimizer: str | None = None) -> dict:
+                  optimizer: str | None = None, classes: str = "open") -> dict:
     """Every setting that changes the pool encoder's weights (its cache key hashes them).
+
+    `classes`: which pool classes it trains on (`pretraining_set`); "open", the default, is left out
+    of the key so that the encoders cached before the setting existed keep their files.
 
     CNNs: SGD-Nesterov, one-cycle to lr 0.6. Sweeps on the builtin pool with recipe 1 (all classes'
     labels; nearest-prototype accuracy on target val, 8 epochs of ltkit_cnn_small): lr 0.1 -> 0.31, 0.3 -> 0.68, 0.6 -> 0.82,
@@ -44,11 +62,32 @@ def pool_settings(model_name: str = DEFAULT_WORLD_MODEL, epochs: int = 12, seed:
     """
     optimizer = optimizer or ("adamw" if is_vit(model_name) else "sgd")
     adamw = optimizer == "adamw"
-    return dict(model=model_name, epochs=epochs, seed=seed, batch_size=batch_size,
-                lr=lr if lr is not None else (2e-3 if adamw else 0.6),
-                weight_decay=weight_decay if weight_decay is not None else (0.05 if adamw else 5e-4),
-                label_smoothing=label_smoothing, optimizer=optimizer, labels="open-classes",
-                version=POOL_RECIPE_VERSION)
+    if classes not in PRETRAIN_CLASSES:
+        raise UserError(f"pre-training classes={classes!r}: expected one of {', '.join(PRETRAIN_CLASSES)}")
+    out = dict(model=model_name, epochs=epochs, seed=seed, batch_size=batch_size,
+               lr=lr if lr is not None else (2e-3 if adamw else 0.6),
+               weight_decay=weight_decay if weight_decay is not None else (0.05 if adamw else 5e-4),
+               label_smoothing=label_smoothing, optimizer=optimizer, labels="open-classes",
+               version=POOL_RECIPE_VERSION)
+    return out if classes == "open" else {**out, "classes": classes}
+
+
+def pool_options(spec: str) -> dict:
+    """'pool:epochs=6,classes=disjoint' -> {'epochs': 6, 'classes': 'disjoint'}: the spec of `pretrained` and `filter.encoder`."""
+    kind, _, text = spec.partition(":")
+    if kind != "pool":
+        raise UserError(f"{spec!r} is not a pool encoder spec (pool[:epochs=N,seed=N,batch_size=N,classes=open|disjoint])")
+    out: dict = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, eq, value = (t.strip() for t in item.partition("="))
+        if eq and key in ("epochs", "seed", "batch_size") and value.isdigit():
+            out[key] = int(value)
+        elif eq and key == "classes" and value in PRETRAIN_CLASSES:
+            out[key] = value
+        else:
+            raise UserError(f"encoder {spec!r}: expected pool:epochs=N[,seed=N][,batch_size=N]"
+                            f"[,classes={'|'.join(PRETRAIN_CLASSES)}], got {item!r}")
+    return out
 
 
 def encoder_path(world, **settings) -> Path:
@@ -83,19 +122,29 @@ def _mean_std(model: nn.Module, device) -> tuple[torch.Tensor, torch.Tensor]:
 
 def train_on_arrays(model: nn.Module, images: np.ndarray, labels: np.ndarray, epochs: int, seed: int = 0,
                     batch_size: int = 128, lr: float = 0.1, weight_decay: float = 5e-4, label_smoothing: float = 0.1,
-                    optimizer: str = "sgd", log_every: int = 0, device: str | torch.device = "cpu") -> list[float]:
+                    optimizer: str = "sgd", log_every: int = 0, device: str | torch.device = "cpu",
+                    steps: int | None = None, loss_fn: nn.Module | None = None) -> list[float]:
     """Supervised training on uint8 (N, H, W, 3) arrays; SGD (or AdamW) + one-cycle; returns per-epoch mean loss.
 
-    Seeded and self-contained (its own generator): deterministic on CPU for a fixed thread count.
+    `steps` (default: `epochs` full passes) fixes the number of optimizer steps whatever N is; a set
+    smaller than a batch is then drawn in batches of N. `loss_fn(logits, labels)` replaces the
+    label-smoothed cross entropy (the pilot trains with BalCE). Seeded and self-contained (its own
+    generator): deterministic on CPU for a fixed thread count.
     """
     g = torch.Generator().manual_seed(seed)
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # a view: (N, 3, H, W) uint8
     y = torch.as_tensor(labels, dtype=torch.long)
     model.to(device)
     mean, std = _mean_std(model, device)
-    steps = epochs * (len(y) // batch_size)
-    if steps == 0:
+    if steps is not None:
+        batch_size = min(batch_size, len(y))
+    per_epoch = len(y) // batch_size
+    steps = epochs * per_epoch if steps is None else steps
+    if steps == 0 or per_epoch == 0:
         raise ValueError(f"{len(y)} images are fewer than one batch of {batch_size}")
+    if loss_fn is None:
+        def loss_fn(logits, target):
+            return F.cross_entropy(logits, target, label_smoothing=label_smoothing)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]  # norms and biases
     groups = [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
@@ -109,41 +158,73 @@ def train_on_arrays(model: nn.Module, images: np.ndarray, labels: np.ndarray, ep
     model.train()
     # channels_last: measurably faster for small convnets on CPU (benchmarks/model_speed.py)
     model.to(memory_format=torch.channels_last)
-    losses = []
-    for epoch in range(epochs):
-        perm, total = torch.randperm(len(y), generator=g), 0.0
-        for i in range(len(y) // batch_size):  # drop the last partial batch: BatchNorm and steady step time
+    losses, step, epoch = [], 0, 0
+    while step < steps:
+        perm, total, n = torch.randperm(len(y), generator=g), 0.0, 0
+        for i in range(min(per_epoch, steps - step)):  # drop the last partial batch: BatchNorm and steady step time
             idx = perm[i * batch_size:(i + 1) * batch_size]
             xb = ((_augment(x[idx], g).to(device) - mean) / std).contiguous(memory_format=torch.channels_last)
-            loss = F.cross_entropy(model(xb), y[idx].to(device), label_smoothing=label_smoothing)
+            loss = loss_fn(model(xb), y[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            total += loss.item()
-        losses.append(total / (len(y) // batch_size))
-        if log_every and (epoch + 1) % log_every == 0:
-            log.info("pool encoder epoch %d/%d: loss %.3f", epoch + 1, epochs, losses[-1])
+            total, n, step = total + loss.item(), n + 1, step + 1
+        losses.append(total / n)
+        epoch += 1
+        if log_every and epoch % log_every == 0:
+            log.info("pool encoder epoch %d/%d: loss %.3f", epoch, -(-steps // per_epoch), losses[-1])
     model.to(memory_format=torch.contiguous_format)
     return losses
 
 
-def pretraining_set(world) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+@torch.inference_mode()
+def predict_on_arrays(model: nn.Module, images: np.ndarray, batch_size: int = 256,
+                      device: str | torch.device = "cpu") -> np.ndarray:
+    """Predicted class of each uint8 (N, H, W, 3) image, normalised as `train_on_arrays` does (eval mode)."""
+    model.to(device).eval()
+    mean, std = _mean_std(model, device)
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+    out = [model((x[i:i + batch_size].to(device).float() - mean) / std).argmax(1).cpu()
+           for i in range(0, len(x), batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros(0, np.int64)
+
+
+PRETRAIN_CLASSES = ("open", "disjoint")
+
+
+def pretraining_set(world, classes: str = "open") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The encoder's training data: (images, labels 0..C-1, world class id of each label).
 
-    Only pool items returned by a search for an *open* class (one outside the label set), each
-    labelled with its query class. No target-class label and no target val/test image reaches the
-    encoder, as no ImageNet-LT label reaches DINOv2 or CLIP. The pool's web noise stays, as in web
-    pre-training: an off-topic or mislabelled item may show a target class, a near-duplicate copies a
-    target *train* image, but each carries the open query's label.
+    `classes="open"`: pool items returned by a search for an *open* class (one outside the label
+    set), each labelled with its query class. No target-class label and no target val/test image
+    reaches the encoder, as no ImageNet-LT label reaches DINOv2 or CLIP. The pool's web noise stays,
+    as in web pre-training: an off-topic or mislabelled item may show a target class, a near-duplicate
+    copies a target *train* image, but each carries the open query's label.
+
+    `classes="disjoint"`: only the world's pre-training part (`World.pretrain_classes`, families that
+    hold no target and that no auxiliary search may return), and of its items only those that show a
+    pre-training class or nothing (junk): no target or auxiliary image or label reaches the encoder.
     """
     is_target = np.zeros(len(world.classes), bool)
     is_target[np.asarray(world.targets)] = True
-    keep = ~is_target[world.pool_query]
-    classes = np.flatnonzero(~is_target)
+    if classes == "open":
+        allowed = ~is_target
+        keep = allowed[world.pool_query]
+    elif classes == "disjoint":
+        allowed = np.zeros(len(world.classes), bool)
+        allowed[world.pretrain_classes] = True
+        if not allowed.any():
+            raise UserError(f"pre-training classes=disjoint: world {world.config.key()} reserves no pre-training"
+                            " families (pretrain_families=0); use a world preset that does, such as testbed")
+        shown = np.where(world.pool_true >= 0, world.pool_true, world.pool_query)  # junk shows no class
+        keep = allowed[world.pool_query] & allowed[shown]
+    else:
+        raise UserError(f"pre-training classes={classes!r}: expected one of {', '.join(PRETRAIN_CLASSES)}")
+    ids = np.flatnonzero(allowed)
     relabel = np.full(len(world.classes), -1, np.int64)
-    relabel[classes] = np.arange(len(classes))
-    return world.pool_images[keep], relabel[world.pool_query[keep]], classes
+    relabel[ids] = np.arange(len(ids))
+    return world.pool_images[keep], relabel[world.pool_query[keep]], ids
 
 
 def pool_pretrained(world, model_name: str = DEFAULT_WORLD_MODEL, epochs: int = 12, seed: int = 0,
@@ -157,32 +238,43 @@ def pool_pretrained(world, model_name: str = DEFAULT_WORLD_MODEL, epochs: int = 
     return the path at once. `device` only changes where it trains, not the cache key.
     """
     path = encoder_path(world, model_name=model_name, epochs=epochs, seed=seed, **settings)
-    if path.is_file() and not force:
+    if path.is_file() and not force and _pinned_copy(path):
         return path
     s = pool_settings(model_name, epochs, seed, **settings)
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's global RNG
         torch.manual_seed(seed)
-        images, labels, classes = pretraining_set(world)
+        images, labels, classes = pretraining_set(world, s.get("classes", "open"))
         model = create_model(model_name, len(classes), img_size=world.config.image_size)
-    losses = train_on_arrays(model, images, labels, epochs, seed, s["batch_size"], s["lr"],
-                             s["weight_decay"], s["label_smoothing"], s["optimizer"], log_every=1, device=device)
+    with pinned_threads(PRETRAIN_THREADS):
+        threads = torch.get_num_threads()
+        losses = train_on_arrays(model, images, labels, epochs, seed, s["batch_size"], s["lr"], s["weight_decay"],
+                                 s["label_smoothing"], s["optimizer"], log_every=1, device=device)
     save_weights(model, path)
     meta = dict(settings=s, world=world.config.key(), classes=len(classes), images=len(labels), losses=losses,
-                seconds=round(time.perf_counter() - t0, 1),
-                threads=torch.get_num_threads(), device=str(device))
+                seconds=round(time.perf_counter() - t0, 1), threads=threads, device=str(device))
     write_json(path.with_suffix(".json"), meta)
     log.info("pool encoder %s trained in %.1f s", path.name, meta["seconds"])
     return path
 
 
 def resolve_pretrained(spec, world, model_name: str):
-    """A `pretrained` setting as `create_model` takes it: "pool" becomes the pool encoder's file (trained once)."""
-    if not (isinstance(spec, str) and spec == "pool"):
+    """A `pretrained` setting as `create_model` takes it: "pool[:classes=...]" becomes the pool encoder's file."""
+    if not (isinstance(spec, str) and spec.partition(":")[0] == "pool"):
         return spec
     if world is None:
         raise UserError("pretrained=pool needs the built-in world whose pool trains the encoder (dataset=builtin...)")
-    return pool_pretrained(world, model_name=model_name)
+    return pool_pretrained(world, model_name=model_name, **pool_options(spec))
+
+
+def _pinned_copy(path: Path) -> bool:
+    """The cached encoder was trained at the pinned thread count (its metadata says so).
+
+    One trained before the pin, at another count (`make demo` without OMP_NUM_THREADS trained with
+    two), has other weights under the same key: it is trained again, once.
+    """
+    meta = path.with_suffix(".json")
+    return meta.is_file() and read_json(meta, "encoder metadata").get("threads") == PRETRAIN_THREADS
 
 
 def load_encoder(world, model_name: str = DEFAULT_WORLD_MODEL, **settings) -> nn.Module:

@@ -35,7 +35,9 @@ from ltkit.train import Trainer, val_split
 log = logging.getLogger(__name__)
 
 RECIPE_KEYS = ("aux", "loss", "classifier")
-AUX_LABELS = {"none": "none", "random": "random categories (RD)", "neighbours": "neighbour categories (SD)"}
+AUX_LABELS = {"none": "none", "random": "random categories (RD)", "neighbours": "neighbour categories (SD)",
+              "random-disjoint": "random categories disjoint from SD",
+              "neighbours-shuffled": "neighbour categories, shuffled parents"}
 # every training is evaluated with both classifiers: the other one costs a feature pass, not a training
 EVALUATED_CLASSIFIERS = ("direct", "crt")
 

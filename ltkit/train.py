@@ -149,9 +149,9 @@ def lr_lambda(total_steps: int, warmup_steps: int):
 def build_model(cfg: Config, num_classes: int, world: World | None, rank: int = 0, world_size: int = 1) -> nn.Module:
     """The timm backbone with L + K outputs, initialised from `cfg.pretrained` (the same on every rank)."""
     pretrained = True if cfg.pretrained == "hf" else cfg.pretrained
-    if pretrained == "pool" and world_size > 1:  # rank 0 trains the cached encoder once, the rest wait
-        if rank == 0:
-            pretrain.pool_pretrained(world, model_name=cfg.model)
+    if world_size > 1 and isinstance(pretrained, str) and pretrained.partition(":")[0] == "pool":
+        if rank == 0:  # rank 0 trains the cached encoder once, the rest wait
+            pretrain.resolve_pretrained(pretrained, world, cfg.model)
         dist.barrier()
     extra = {"drop_path_rate": cfg.drop_path} if cfg.drop_path else {}
     try:

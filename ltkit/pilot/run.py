@@ -5,6 +5,8 @@ builtin-tiny, ...), `cifar100` (data_root with cifar-100-python/) or `folders` (
 folder per class, `pilot.taxonomy` a Taxonomy JSON or "wordnet"). The encoder is `pilot.model`
 with `pilot.pretrained` (default: the config's own model and weights; "pool" is the world's
 pool-pretrained encoder, "hf" the timm weights from the Hugging Face cache, a path a weights file).
+`pilot.features` says whether a cell probes that encoder's frozen features or trains the whole
+model on the cell's images (`ltkit.pilot.learn`).
 """
 from __future__ import annotations
 
@@ -21,12 +23,14 @@ from ltkit.errors import ArgumentParser, UserError
 from ltkit.features import extract_features, weights_hash
 from ltkit.io import atomic_write_text
 from ltkit.models import create_model, transforms
-from ltkit.pretrain import resolve_pretrained
 from ltkit.paths import cache_root, from_root
 from ltkit.pilot.draw import grid_level
 from ltkit.pilot.grid import (RESULTS_VERSION, Cell, collect, gap_figure, grid_cells, markdown_table, recipe_hash,
-                              run_grid, summarise)
+                              run_grid, summarise, trained_figure)
+from ltkit.pilot.learn import seeded_model, train_cell
 from ltkit.pilot.pools import Pool, cifar100_pool, folder_pool, world_pool
+from ltkit.pretrain import resolve_pretrained
+from ltkit.pretrain import PRETRAIN_THREADS
 from ltkit.viz import catalogue, save_figure
 from ltkit.world import PRESETS, load_world
 
@@ -67,18 +71,42 @@ def build_pool(cfg, world=None) -> tuple[Pool, object]:
     raise UserError(f"unknown pilot pool {name!r}; expected a world preset ({', '.join(PRESETS)}), cifar100 or folders")
 
 
+def _weights(pretrained: str | None, world) -> str | bool | None:
+    """`pilot.pretrained` as `resolve_pretrained` takes it: None (scratch), True (HF cache), "pool[:...]" or a path."""
+    weights = {None: None, "none": None, "scratch": None, "hf": True}.get(pretrained, pretrained)
+    if isinstance(weights, str) and weights.partition(":")[0] == "pool" and world is None:
+        raise UserError("pilot.pretrained=pool needs a world pool (pilot.pool=builtin, ...)")
+    return weights
+
+
 def build_encoder(cfg, world=None) -> Encoder:
     """The frozen encoder: a timm model without head, its eval transform, and a key for the feature cache."""
     _, name, pretrained = _settings(cfg)
-    weights = {None: None, "none": None, "scratch": None, "hf": True}.get(pretrained, pretrained)
-    if weights == "pool" and world is None:
-        raise UserError("pilot.pretrained=pool needs a world pool (pilot.pool=builtin, ...)")
+    weights = _weights(pretrained, world)
     with torch.random.fork_rng(devices=[]):  # a scratch encoder is the same for every process
         torch.manual_seed(cfg.seed)
         model = create_model(name, 0, img_size=cfg.pilot.img_size or cfg.img_size,
                              pretrained=resolve_pretrained(weights, world, name)).eval()
     transform = transforms(model, train=False)
     return Encoder(model, transform, weights_hash(model) + hashlib.sha256(repr(transform).encode()).hexdigest()[:6])
+
+
+def build_trainer(cfg, world=None):
+    """`train(train_images, test_images, head, ratio, seed, frac, groups)` for `pilot.features: trained`.
+
+    Each cell trains a fresh `pilot.model` (weights `pilot.pretrained`, a new head over the drawn
+    classes; the initialisation seeded by the cell's seed) for `pilot.train_steps` steps.
+    """
+    _, name, pretrained = _settings(cfg)
+    weights, p = resolve_pretrained(_weights(pretrained, world), world, name), cfg.pilot  # trained once, here
+
+    def build(num_classes: int) -> torch.nn.Module:
+        return create_model(name, num_classes, img_size=p.img_size or cfg.img_size, pretrained=weights)
+
+    def train(train_images, test_images, head, ratio, seed, frac, groups) -> dict:
+        return train_cell(train_images, test_images, head, ratio, seed, seeded_model(build, seed), frac, groups,
+                          steps=p.train_steps, lr=p.train_lr, batch_size=p.train_batch_size)
+    return train
 
 
 def cells_of(cfg) -> list[Cell]:
@@ -106,26 +134,48 @@ def run_pilot(cfg, only: int | None = None, world=None, progress: bool | None = 
     pool, world = build_pool(cfg, world)
     # an impossible grid fails now, not after the encoder is built (it may train for minutes)
     grid_level(pool.taxonomy, p.num_classes, p.superclasses, p.level, pool.eligible(p.head, p.test_per_class), pool.name)
-    enc = build_encoder(cfg, world)
+    if p.features not in ("frozen", "trained"):
+        raise UserError(f"pilot.features={p.features!r}: expected frozen or trained")
+    enc = build_encoder(cfg, world)  # trained: its weights hash names the initialisation
     probe = dict(hidden=p.hidden, steps=p.steps, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay)
+    train = None
+    if p.features == "trained":
+        probe = dict(features="trained", steps=p.train_steps, batch_size=p.train_batch_size, lr=p.train_lr,
+                     optimizer="sgd-onecycle", loss="balce", threads=PRETRAIN_THREADS)
+        train = build_trainer(cfg, world)
     settings = [RESULTS_VERSION, pool.key, enc.key, p.num_classes, str(p.level), p.head, p.test_per_class, probe,
                 p.head_tail_frac]
     out = Path(p.out_dir or Path(cfg.out_dir) / f"pilot-{_settings(cfg)[0]}-{recipe_hash(settings)[:8]}")
     run_grid(pool, enc.extract, enc.key, cells_of(cfg), out, num_classes=p.num_classes, head=p.head,
              test=p.test_per_class, level=p.level, probe=probe, frac=p.head_tail_frac, only=only,
-             cache_dir=cache_root() / "pilot-features", progress=cfg.progress if progress is None else progress)
+             cache_dir=cache_root() / "pilot-features", progress=cfg.progress if progress is None else progress,
+             train=train)
     names = {c.name for c in cells_of(cfg)}  # the folder may hold cells of a larger grid of this recipe
     return PilotRun([r for r in collect(out) if r["cell"] in names], out)
 
 
 def save_outputs(cfg, run: PilotRun, figures: str | Path | None = None) -> dict:
-    """Write the gap table (markdown) beside results.csv and the figure; returns their paths and the summary."""
+    """Write the tables (markdown) beside results.csv and the figure; returns their paths and the summary.
+
+    Frozen features: the gap table and `pilot_gap_<pool>`. Trained features: the gap and the relative
+    tail accuracy tables and `pilot_trained_<pool>` (both panels).
+    """
     pool = _settings(cfg)[0]
     summary = summarise(run.rows)
     table = markdown_table(summary)
+    folder = Path(figures) if figures else from_root("figures")
+    if cfg.pilot.features == "trained":
+        rel = markdown_table(summary, "tail_rel")
+        atomic_write_text(run.out_dir / "gap_table.md", "<!-- head - tail accuracy (points), mean ± std over seeds;"
+                          f" trained features -->\n{table}\n<!-- tail accuracy / tail accuracy at ratio 1 (%) -->\n{rel}")
+        name = f"pilot_trained_{pool}"
+        paths = save_figure(trained_figure(summary, f"{pool}, N = {cfg.pilot.num_classes}, trained"), folder / name)
+        catalogue.record(folder, name, _gap_sentence(summary, cfg.pilot.num_classes, "a BalCE model trained on"),
+                         f"Head - tail accuracy (points):\n\n{table}\nTail accuracy / tail at ratio 1 (%):\n\n{rel}",
+                         f"`python -m ltkit pilot pilot.features=trained` ({pool})", order=-0.4)
+        return {"summary": summary, "table": table + "\n" + rel, "figure": paths, "csv": run.out_dir / "results.csv"}
     note = "<!-- head - tail accuracy (points), mean ± std over seeds -->"
     atomic_write_text(run.out_dir / "gap_table.md", f"{note}\n{table}")
-    folder = Path(figures) if figures else from_root("figures")
     paths = save_figure(gap_figure(summary, f"{pool}, N = {cfg.pilot.num_classes}"), folder / f"pilot_gap_{pool}")
     catalogue.record(folder, f"pilot_gap_{pool}", _gap_sentence(summary, cfg.pilot.num_classes),
                      f"Head - tail accuracy (points), mean ± std over seeds {cfg.pilot.seeds}:\n\n{table}",
@@ -133,12 +183,12 @@ def save_outputs(cfg, run: PilotRun, figures: str | Path | None = None) -> dict:
     return {"summary": summary, "table": table, "figure": paths, "csv": run.out_dir / "results.csv"}
 
 
-def _gap_sentence(summary: list[dict], num_classes: int) -> str:
+def _gap_sentence(summary: list[dict], num_classes: int, model: str = "a BalCE probe on") -> str:
     """What the gap figure shows, with the gap of each S at the most imbalanced ratio."""
     worst = min(r["ratio"] for r in summary)
     gaps = ", ".join(f"S = {r['superclasses']}: {r['gap']:.1f}" for r in
                      sorted((r for r in summary if r["ratio"] == worst), key=lambda r: r["superclasses"]))
-    return (f"Granularity pilot: head-tail accuracy gap of a BalCE probe on {num_classes} classes drawn over S "
+    return (f"Granularity pilot: head-tail accuracy gap of {model} {num_classes} classes drawn over S "
             f"superclasses, against the imbalance ratio; at ratio {worst:g} the gaps are {gaps} points.")
 
 
