@@ -23,6 +23,7 @@ import torch
 import torchvision.transforms as T
 from timm.data.transforms import MaybePILToTensor, MaybeToTensor
 
+from ltkit.data.images import UndecodableImage
 from ltkit.rng import seed_all
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class TrainSet(torch.utils.data.Dataset):
             seed_all(self.seed, epoch, j)
             try:
                 x, y = self.items[j]
-            except OSError as e:  # PIL's UnidentifiedImageError, truncated files and missing files are OSErrors
+            except (OSError, UndecodableImage) as e:  # missing, corrupt or truncated files: skipped and counted
                 log.warning("skipping image %d: %s", j, e)
                 continue
             return x, y, skipped

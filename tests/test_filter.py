@@ -511,11 +511,11 @@ def test_trainer_without_the_crawls_accepted_set_says_what_to_run(tiny_world, tm
     from ltkit.config import load_config
     from ltkit.data import world_data
     from ltkit.errors import UserError
-    from ltkit.pipeline import prepare
+    from ltkit.pipeline import world_map
 
     root = Path(__file__).resolve().parent.parent
     cfg = load_config(root / "configs" / "builtin-tiny.yaml", {"out_dir": str(tmp_path / "runs"), "aux": "neighbours",
                                                                "aux_images": "crawl", "crawl.out_dir": str(tmp_path)})
-    prepare(cfg)  # the map: what `train` builds before the trainer reads
+    world_map(cfg)  # the map only (the whole chain would make the accepted set too)
     with pytest.raises(UserError, match=rf"{tmp_path / artifacts.ACCEPTED}: no accepted set; run `python -m ltkit crawl`"):
         build_aux(cfg, world_data(tiny_world), tiny_world)

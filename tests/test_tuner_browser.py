@@ -32,6 +32,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FIGURES = Path(os.environ.get("LTKIT_SCREENSHOTS") or REPO / "build" / "screenshots")
 if not FIGURES.is_absolute():
     FIGURES = REPO / FIGURES
+FIGURES.mkdir(parents=True, exist_ok=True)
 ARTIFACTS = REPO / "build" / "test-artifacts"
 NOTEBOOKS = REPO / "notebooks"
 KERNEL_READY = """() => {

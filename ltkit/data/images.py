@@ -27,6 +27,10 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".gif", ".
 # image sets
 
 
+class UndecodableImage(UserError):
+    """A file that is there but is no image PIL can read (corrupt, truncated): named, so a loader can skip it."""
+
+
 class ImageSet:
     """Labelled images; `load(i)` gives an RGB PIL image."""
 
@@ -93,7 +97,7 @@ class FileImages(ImageSet):
         except FileNotFoundError:
             raise FileNotFoundError(f"image {i} not found: {path}") from None
         except (OSError, SyntaxError, ValueError) as e:  # corrupt or truncated: name the file, not a PIL traceback
-            raise UserError(f"{path}: image {i} cannot be decoded ({e}); remove it or fix its list") from None
+            raise UndecodableImage(f"{path}: image {i} cannot be decoded ({e}); remove it or fix its list") from None
 
     def subset(self, idx: Sequence[int]) -> "FileImages":
         idx = np.asarray(idx, dtype=np.int64)
