@@ -2,10 +2,16 @@
 
 Rows trained with the same seed share the target data, the initialisation draw and the batch order
 of the target images, so the per-seed difference d_s = A_s - B_s has a smaller spread than either
-row. With n seeds, SE = sd(d) / sqrt(n) (sample sd); a difference is *called* when
-|mean(d)| > 2 SE, else it is *undecided* (the rule of docs/testbed_photos.md, fixed before the runs).
+row. With n seeds, SE = sd(d) / sqrt(n) (sample sd). Each testbed fixed its rule before its runs:
 
-    python -m ltkit.paired --config configs/photos.yaml --seeds 0 1 2     # reads the finished runs
+- `2se` (docs/testbed_photos.md): called when |mean(d)| > 2 SE;
+- `t05` (docs/testbed.md): called when a paired t-test rejects "no difference" at two-sided 0.05,
+  |mean(d)| > t(0.975, n - 1) SE (4.30 SE at 3 seeds): at 3 seeds `2se` calls pure noise 18 % of the time.
+
+Otherwise a claim is *undecided*.
+
+    python -m ltkit.paired --config configs/photos.yaml --seeds 0 1 2                  # photos claims, 2se
+    python -m ltkit.paired --config configs/testbed.yaml --claims testbed --seeds 0 1 2 # testbed claims, t05
 """
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ import numpy as np
 
 from ltkit.config import load_config, no_stray_arguments, split_overrides
 from ltkit.errors import ArgumentParser
-from ltkit.report import COMPONENTS, run_method
+from ltkit.report import COMPONENTS, TESTBED_ROWS, run_method
 
 # (claim, row A, row B, the paper's direction: +1 A > B, 0 no direction claimed)
 CLAIMS = [
@@ -29,11 +35,32 @@ CLAIMS = [
 ]
 
 
-def paired(a: list[float], b: list[float]) -> tuple[float, float, bool]:
+# the testbed's four claims on its own rows (report.TESTBED_ROWS)
+TESTBED_CLAIMS = [
+    ("C1 auxiliary neighbour data helps", "SD / BalCE", "No auxiliary data / BalCE", 1),
+    ("C2 neighbours beat random categories", "SD / BalCE", "RD disjoint from SD / BalCE", 1),
+    ("C3 neighbour silencing helps", "SD / NS-CE", "SD / BalCE", 1),
+    ("C4 NS-CE needs the true parent", "SD / NS-CE", "SD, shuffled parents / NS-CE", 1),
+]
+CLAIM_SETS = {"photos": (COMPONENTS, CLAIMS, "2se"), "testbed": (TESTBED_ROWS, TESTBED_CLAIMS, "t05")}
+
+
+def threshold(n: int, rule: str) -> float:
+    """How many standard errors a mean difference over n seeds must exceed to be called."""
+    if rule == "2se":
+        return 2.0
+    if rule == "t05":
+        from scipy.stats import t  # lazy: scipy is heavy and only this rule needs it
+
+        return float(t.ppf(0.975, n - 1))
+    raise ValueError(f"unknown rule {rule!r}; expected 2se or t05")
+
+
+def paired(a: list[float], b: list[float], rule: str = "2se") -> tuple[float, float, bool]:
     """(mean difference, its standard error, called) of per-seed values, in the units given."""
     d = np.asarray(a, float) - np.asarray(b, float)
     se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else float("nan")
-    return float(d.mean()), se, bool(len(d) > 1 and abs(d.mean()) > 2 * se)
+    return float(d.mean()), se, bool(len(d) > 1 and abs(d.mean()) > threshold(len(d), rule) * se)
 
 
 def verdict(mean: float, called: bool, direction: int) -> str:
@@ -45,13 +72,14 @@ def verdict(mean: float, called: bool, direction: int) -> str:
     return "supports" if mean * direction > 0 else "contradicts"
 
 
-def claims_table(results: dict[str, list[dict]], keys: tuple[str, ...] = ("overall", "few")) -> str:
+def claims_table(results: dict[str, list[dict]], keys: tuple[str, ...] = ("overall", "few"),
+                 claims: list = CLAIMS, rule: str = "2se") -> str:
     """Markdown: per claim and metric, the per-seed differences (points), mean ± SE and the verdict."""
     lines = ["| claim | A − B | metric | per seed | mean ± SE | verdict |", "|---|---|---|---|---|---|"]
-    for claim, a, b, direction in CLAIMS:
+    for claim, a, b, direction in claims:
         for key in keys:
             va, vb = [r[key] * 100 for r in results[a]], [r[key] * 100 for r in results[b]]
-            m, se, called = paired(va, vb)
+            m, se, called = paired(va, vb, rule)
             per = ", ".join(f"{x - y:+.1f}" for x, y in zip(va, vb))
             lines.append(f"| {claim} | {a} − {b} | {key} | {per} | {m:+.1f} ± {se:.1f} | {verdict(m, called, direction)} |")
     return "\n".join(lines) + "\n"
@@ -62,13 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m ltkit.paired", description=main.__doc__)
     p.add_argument("--config", required=True)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--claims", choices=sorted(CLAIM_SETS), default="photos", help="which rows, claims and rule")
     p.add_argument("overrides", nargs="*")
     options, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
     args = p.parse_args(options)
     no_stray_arguments(args.overrides)
     base = load_config(args.config, overrides)
-    results = {name: [run_method(base, over, s) for s in args.seeds] for name, over in COMPONENTS.items()}
-    print(claims_table(results))
+    rows, claims, rule = CLAIM_SETS[args.claims]
+    results = {name: [run_method(base, over, s) for s in args.seeds] for name, over in rows.items()}
+    print(f"rule: {rule}\n\n" + claims_table(results, claims=claims, rule=rule))
     return 0
 
 

@@ -69,8 +69,16 @@ NS_VARIANTS: dict[str, dict] = {
     "SD / NS-CE mask, target samples only": {**COMPONENTS["+ Direct Classifier"], "ns_mode": "mask", "ns_pairs": "target"},
     "SD / NS-CE mask, auxiliary samples only": {**COMPONENTS["+ Direct Classifier"], "ns_mode": "mask", "ns_pairs": "aux"},
 }
-# named extra row sets: `compare --rows ns-variants`
-ROW_SETS: dict[str, dict[str, dict]] = {"ns-variants": NS_VARIANTS}
+# the testbed's four claims (docs/testbed.md): each pair of rows differs in one thing, direct classifier
+TESTBED_ROWS: dict[str, dict] = {
+    "No auxiliary data / BalCE": {"aux": "none", "loss": "balce", "classifier": "direct"},
+    "SD / BalCE": {"aux": "neighbours", "loss": "balce", "classifier": "direct"},
+    "RD disjoint from SD / BalCE": {"aux": "random-disjoint", "loss": "balce", "classifier": "direct"},
+    "SD / NS-CE": {"aux": "neighbours", "loss": "nsce", "classifier": "direct"},
+    "SD, shuffled parents / NS-CE": {"aux": "neighbours-shuffled", "loss": "nsce", "classifier": "direct"},
+}
+# named extra row sets: `compare --rows ns-variants` (`--rows-only`: these alone, without Tab. 2 / Tab. 6)
+ROW_SETS: dict[str, dict[str, dict]] = {"ns-variants": NS_VARIANTS, "testbed": TESTBED_ROWS}
 COLUMNS = ("overall", "many", "medium", "few")
 
 
@@ -316,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="with a step budget, also Tab. 2 at the preset's equal epochs (the paper's protocol), labelled")
     p.add_argument("--rows", action="append", default=[], choices=sorted(ROW_SETS),
                    help="also a named set of rows, e.g. ns-variants (NS-CE soft and every released mask variant)")
+    p.add_argument("--rows-only", action="store_true", help="only the --rows tables (no Tab. 2 / Tab. 6 trainings)")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the preset")
     argv = sys.argv[1:] if argv is None else argv
     options, overrides = split_overrides(list(argv), valued=("--ablate",))
@@ -330,11 +339,13 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--equal-epochs adds the equal-epoch table beside an equal-step one: give --steps N too")
     grid = dict(parse_ablation(a) for a in args.ablate)
     t = time.time()
-    pipeline.prepare_tables(base, args.seeds, COMPONENTS.values(), grid)  # photos, neighbours, crawl, filter if missing
+    rows = [*([] if args.rows_only else COMPONENTS.values()), *(r for n in args.rows for r in ROW_SETS[n].values())]
+    pipeline.prepare_tables(base, args.seeds, rows, grid)  # photos, neighbours, crawl, filter if missing
     cmd = "python -m ltkit compare " + " ".join(argv)
     for i in range(len(args.seeds)):  # the tables of the seeds done so far, rewritten after each seed
         seeds = args.seeds[:i + 1]
-        text = tables(base, seeds, args.config, cmd, t)
+        text = (f"Command: `{cmd}`  \nSeeds {seeds}; accuracy in %, mean ± sample std over seeds.\n" if args.rows_only
+                else tables(base, seeds, args.config, cmd, t))
         for name in args.rows:
             text += (f"\n### Rows `{name}` (change against the first row; {budget_label(base)})\n\n"
                      + markdown_table(compare(base, ROW_SETS[name], seeds), baseline=next(iter(ROW_SETS[name]))))

@@ -250,6 +250,10 @@ def test_paired_rule_calls_only_differences_beyond_two_standard_errors():
     text = paired.claims_table(rows)
     assert "| C1 neighbour categories help | + Neighbor Category − Baseline | overall | +2.0, +2.0, +2.0 | +2.0 ± 0.0 | supports |" in text
     assert "| few | +0.0, +0.0, +0.0 | +0.0 ± 0.0 | undecided |" in text
+    # the testbed's rule: a paired t-test at two-sided 0.05 needs 4.30 SE at 3 seeds, not 2
+    assert paired.threshold(3, "t05") == pytest.approx(4.303, abs=1e-3) and paired.threshold(5, "t05") == pytest.approx(2.776, abs=1e-3)
+    d = [3.0, 1.0, 2.0]  # mean 2, SE 0.577: 3.5 SE, called by 2se, not by the t-test
+    assert paired.paired(d, [0, 0, 0], "2se")[2] and not paired.paired(d, [0, 0, 0], "t05")[2]
 
 
 def test_the_llm_backend_is_the_alternative_and_is_never_run_unasked(built, monkeypatch):
