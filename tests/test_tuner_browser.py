@@ -216,11 +216,12 @@ def _run_all(page, url: str, timeout_s: int) -> None:
 
 
 def _on_failure(page, name: str) -> None:
-    """Keep what the page showed: a screenshot and any error output of a cell."""
+    """Keep what the page showed: a screenshot, any error output of a cell, and the tuner's echo line if any."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}-failure.png"), full_page=True)
     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
     print("cell errors:", [errors.nth(i).inner_text()[-800:] for i in range(errors.count())])
+    print("tuner applied:", [e.inner_text() for e in page.locator(".ltkit-applied").all()])
 
 
 def _launch(p):
@@ -323,7 +324,6 @@ def test_tuner_in_jupyterlab(lab, tmp_path):
             cls_kept_page = int(applied.locator(".ltkit-class-kept").inner_text())
         except Exception:
             _on_failure(page, "tuner")
-            print("applied:", [e.inner_text() for e in page.locator(".ltkit-applied").all()])
             raise
         finally:
             browser.close()
@@ -385,7 +385,6 @@ def test_tuner_on_photos_in_jupyterlab(photos_lab):
             status, kept_page, kernel = _save(page)
         except Exception:
             _on_failure(page, "tuner-photos")
-            print("applied:", [e.inner_text() for e in page.locator(".ltkit-applied").all()])
             raise
         finally:
             browser.close()
