@@ -519,3 +519,20 @@ def test_trainer_without_the_crawls_accepted_set_says_what_to_run(tiny_world, tm
     world_map(cfg)  # the map only (the whole chain would make the accepted set too)
     with pytest.raises(UserError, match=rf"{tmp_path / artifacts.ACCEPTED}: no accepted set; run `python -m ltkit crawl`"):
         build_aux(cfg, world_data(tiny_world), tiny_world)
+
+
+def test_tuner_keeps_an_open_preset_window_and_says_who_reads_the_save(crawl_copy):
+    """The photos preset's window is open (-1, 1): the slider must reach it, not clamp it to the lowest cosine,
+    so Save writes the preset's thresholds; the status line ends with the notebook's own `readers` sentence."""
+    from ltkit.curate.tuner import Tuner
+
+    scores = crawl_copy
+    assert scores.cos.min() > -0.95  # else the old floor would have reached -1 too
+    open_window = flt.FilterConfig(gamma1=-1.0, gamma2=1.0)
+    t = Tuner(scores, open_window, readers="Training re-filters with the preset's thresholds.")
+    assert t.window.min == -1.0 and t.window.value == (-1.0, 1.0) and t.settings.gamma1 == -1.0
+    assert t.status.value.endswith("Training re-filters with the preset's thresholds.")
+    saved = t.save()
+    assert (saved["settings"]["gamma1"], saved["settings"]["gamma2"]) == (-1.0, 1.0)
+    assert saved["kept"] == flt.decide(scores, open_window).keep.sum()
+    assert t.status.value.startswith("saved ") and t.status.value.endswith("Training re-filters with the preset's thresholds.")

@@ -34,6 +34,15 @@ def settings_of(cfg) -> FilterConfig:
     return cfg.filter.check()
 
 
+def scores_of(cfg, crawl: str | Path | None = None) -> flt.FilterScores:
+    """Every filter number of the crawl of `cfg` (or `crawl`) with its encoder: what `run` and the tuner decide on."""
+    settings = settings_of(cfg)
+    target, world = build_target_data(cfg)
+    return flt.score_crawl(Path(crawl) if crawl else crawl_dir(cfg), target,
+                           flt.build_encoder(settings.encoder, world, settings.batch_size), world=world,
+                           leak_splits=settings.leak_splits)
+
+
 def run(cfg, crawl: str | Path | None = None, quality: bool = False, sweep: str | None = None,
         figures: str | Path = "figures", dry_run: bool = False, command: str | None = None) -> dict:
     """Filter the crawl of `cfg` (or `crawl`); returns the provenance written (or that would be).
@@ -42,10 +51,8 @@ def run(cfg, crawl: str | Path | None = None, quality: bool = False, sweep: str 
     """
     root = Path(crawl) if crawl else crawl_dir(cfg)
     settings = settings_of(cfg)
-    target, world = build_target_data(cfg)
     t = time.perf_counter()
-    scores = flt.score_crawl(root, target, flt.build_encoder(settings.encoder, world, settings.batch_size),
-                             world=world, leak_splits=settings.leak_splits)
+    scores = scores_of(cfg, root)
     print(f"scored {len(scores)} images of {root} with encoder {scores.encoder} in {time.perf_counter() - t:.1f}s")
     d = flt.decide(scores, settings, read_overrides(root))  # the curator's clicks in the tuner count here too
     n_over = d.override_counts()

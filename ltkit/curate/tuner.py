@@ -40,6 +40,9 @@ SORTS = ("most affected", "fewest kept", "most leaks", "name")
 STRIPS = ("just below γ1 (dropped)", "just above γ1 (kept by the window)",
           "just below γ2 (kept by the window)", "just above γ2 (dropped)")
 THUMB = 48  # px of a thumbnail; its button adds a 3 px frame
+# Who reads what Save writes, in notebook 02 (another notebook passes its own sentence as `readers`).
+NOTEBOOK_02 = (f"Notebook 03 trains on {ACCEPTED}; the next run of notebook 02 starts from these thresholds "
+               "(\"preset thresholds\", then Save, goes back to the preset's).")
 # Static rules of the panel; a <style> inside an HTML widget applies to the page (ipywidgets does not sanitise it).
 CSS = f"""
 .ltkit-tuner .ltkit-window .widget-readout {{ min-width: 7.5em; overflow: visible; }}
@@ -71,12 +74,14 @@ class Tuner:
 
     def __init__(self, scores: FilterScores, settings: FilterConfig | None = None, per_grid: int = 8,
                  list_rows: int = 10, provenance: dict | None = None, preset: FilterConfig | None = None,
-                 user: str | None = None):
+                 user: str | None = None, readers: str = NOTEBOOK_02):
         """`preset`: what "preset thresholds" goes back to (default: `settings`); `provenance` goes into
-        filter.json on Save (e.g. the dataset the crawl belongs to); `user` signs overrides (default: login name)."""
+        filter.json on Save (e.g. the dataset the crawl belongs to); `user` signs overrides (default: login name);
+        `readers`: the sentence the status line ends with, saying who reads what Save writes."""
         import ipywidgets as w
 
         self.scores, self.per_grid, self.provenance, self.user = scores, per_grid, dict(provenance or {}), user
+        self.readers = readers
         self.settings = (settings or FilterConfig()).check()
         self.preset = (preset or self.settings).check()
         self.overrides: dict[str, Override] = read_overrides(scores.crawl_dir)
@@ -84,8 +89,10 @@ class Tuner:
         self._thumbs: dict[int, str] = {}
         self._counts: dict[int, dict] = {}
         self._hold = False  # True while several controls change at once: apply once at the end
-        lo = float(min(0.0, np.floor(scores.cos.min() * 20) / 20)) if len(scores) else 0.0
         s = self.settings
+        # the slider reaches below every cosine and the preset's γ1 (an open window, -1, would be clamped otherwise)
+        floor = [np.floor(scores.cos.min() * 20) / 20] if len(scores) else []
+        lo = float(min(0.0, s.gamma1, self.preset.gamma1, *floor))
         label = {"description_width": "64px"}
         self.window = w.FloatRangeSlider(value=(s.gamma1, s.gamma2), min=lo, max=1.0, step=0.01,
                                          description="γ1 – γ2", readout_format=".2f", continuous_update=False,
@@ -133,8 +140,8 @@ class Tuner:
                                     tooltip=f"write {ACCEPTED}, {ACCEPTED_MAP}, {FILTER_MANIFEST} and {FILTER_JSON} "
                                             f"in {scores.crawl_dir}")
         self.save_button.add_class("ltkit-save")
-        self.status = self._html("ltkit-status", value=f"not saved yet: Save writes {ACCEPTED} (what notebook 03 "
-                                 f"trains on) and the thresholds in {FILTER_JSON} (where notebook 02 starts next time)")
+        self.status = self._html("ltkit-status", value=f"not saved yet: Save writes {ACCEPTED} and the thresholds "
+                                 f"in {FILTER_JSON}. {html.escape(readers, quote=False)}")
         for ctl in (self.window, self.caption):
             ctl.observe(self._on_threshold, names="value")
         self._listing = False  # True while the class list is rebuilt: its interim values are not picks
@@ -260,8 +267,7 @@ class Tuner:
             f"γ2={s.gamma2:.2f}, caption={s.caption_mode}, {n['keep'] + n['drop']} manual overrides) at "
             f"{self.saved['time']}: " + (f"replaced {', '.join(existed)}" if existed else "")
             + ("; " if existed and new else "") + (f"wrote {', '.join(new)}" if new else "") + f" in {root}. "
-            f"Notebook 03 trains on {ACCEPTED}; the next run of notebook 02 starts from these thresholds "
-            "(\"preset thresholds\", then Save, goes back to the preset's).")
+            + html.escape(self.readers, quote=False))
         return self.saved
 
     # ----------------------------------------------------------------------------- updates
