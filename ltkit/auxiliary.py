@@ -136,7 +136,7 @@ def _pool_images(world: World, names: list[str], L: int) -> ArrayImages:
     index = {n: i for i, n in enumerate(world.all_names)}
     missing = [n for n in names if n not in index]
     if missing:
-        raise ValueError(f"auxiliary names not in the world: {missing[:5]}")
+        raise UserError(f"auxiliary names not in the world: {missing[:5]}")
     sel, labels = [], []
     for k, n in enumerate(names):
         idx = np.flatnonzero(world.pool_query == index[n])

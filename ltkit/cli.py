@@ -18,15 +18,16 @@ STAGES = {
     "demo": ("ltkit.demo", "the main job: world, figures, every numbered notebook in order"),
     "neighbours": ("ltkit.neighbours.cli", "search neighbour categories for target classes"),
     "crawl": ("ltkit.crawl.retrieve", "search images of the auxiliary categories and download them (resumable)"),
-    "train": ("ltkit.train", "train a model from a config (target + auxiliary classes)"),
+    "train": ("ltkit.pipeline:train_main", "train a model from a config (target + auxiliary classes)"),
     "compare": ("ltkit.report", "the paper's method table (Tab. 2 / Tab. 6) on a preset, as markdown"),
     "filter": ("ltkit.curate.cli", "filter a crawl (caption, similarity window, test leaks); write the accepted set"),
     "pilot": ("ltkit.pilot", "granularity pilot (Fig. 3): head-tail gap over superclasses x imbalance ratios"),
 }
 
-# What a user can cause and fix: wrong paths, settings or file contents. json.JSONDecodeError is a
-# ValueError; KeyError is left out on purpose (it is almost always a bug, and needs its traceback).
-USER_ERRORS = (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, ValueError)
+# What a user can cause and fix: a setting, a path or a file's contents (UserError, which every stage
+# raises for its input, and the OS's file errors). Anything else, a plain ValueError or KeyError included,
+# is a bug and keeps its traceback.
+USER_ERRORS = (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 def usage() -> str:
@@ -71,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(debug)
     try:
-        module = importlib.import_module(STAGES[argv[0]][0])
-        return int(module.main(argv[1:]) or 0)
+        module, _, func = STAGES[argv[0]][0].partition(":")  # "module" (its main) or "module:function"
+        return int(getattr(importlib.import_module(module), func or "main")(argv[1:]) or 0)
     except USER_ERRORS as e:
         if debug:
             raise

@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ltkit.data import ImageSet, shot_accuracy
+from ltkit.errors import UserError
 from ltkit.features import extract_features, model_device
 from ltkit.io import write_json
 from ltkit.models import NormLinear, set_classifier
@@ -237,10 +238,10 @@ def final_classifier(model: nn.Module, num_targets: int, kind: str = "direct", t
         return tau_normalized(masked_linear(model, num_targets), tau)
     if kind == "crt":
         if train_features is None or train_labels is None:
-            raise ValueError("classifier='crt' re-trains on target train features: pass train=ImageSet")
+            raise UserError("classifier='crt' re-trains on target train features: pass train=ImageSet")
         # no head needed: cRT also linear-probes a plain encoder (e.g. DINOv2 with num_classes=0)
         return retrain_classifier(train_features, train_labels, num_targets, device=model_device(model), **(crt or {}))
-    raise ValueError(f"unknown classifier {kind!r}; expected one of {CLASSIFIERS}")
+    raise UserError(f"unknown classifier {kind!r}; expected one of {CLASSIFIERS}")
 
 
 def evaluate(model: nn.Module, test: ImageSet, train_counts: Sequence[int], num_targets: int, transform,
@@ -257,14 +258,14 @@ def evaluate(model: nn.Module, test: ImageSet, train_counts: Sequence[int], num_
     kinds = [classifier] if isinstance(classifier, str) else list(classifier)
     for k in kinds:
         if k not in CLASSIFIERS:
-            raise ValueError(f"unknown classifier {k!r}; expected one of {CLASSIFIERS}")
+            raise UserError(f"unknown classifier {k!r}; expected one of {CLASSIFIERS}")
     if len(train_counts) != num_targets:
         raise ValueError(f"train_counts has {len(train_counts)} classes, num_targets is {num_targets}")
     test_f = extract_features(model, test, transform, batch_size, device, num_workers, shard=shard)
     train_f = train_y = None
     if "crt" in kinds:
         if train is None:
-            raise ValueError("classifier='crt' re-trains on target train features: pass train=ImageSet")
+            raise UserError("classifier='crt' re-trains on target train features: pass train=ImageSet")
         train_f = extract_features(model, train, transform, batch_size, device, num_workers, shard=shard)
         train_y = train.labels
     if test_f is None:  # a rank other than 0 under torch.distributed: its share went to rank 0

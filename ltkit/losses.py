@@ -54,6 +54,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ltkit.errors import UserError
+
 Counts = Sequence[int] | np.ndarray | Tensor
 
 
@@ -460,4 +462,4 @@ def build_loss(name: str, class_counts: Counts, aux_parent: Sequence[int] | np.n
             raise ValueError("loss 'nsce' needs aux_parent and num_targets")
         return NeighbourSilencingLoss(class_counts, aux_parent, num_targets, lambda_s, tau, mode=mode, pairs=pairs,
                                       below=below, aux_blind=aux_blind)
-    raise ValueError(f"unknown loss {name!r}; expected 'ce', 'balce' or 'nsce'")
+    raise UserError(f"unknown loss {name!r}; expected 'ce', 'balce' or 'nsce'")

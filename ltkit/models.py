@@ -331,7 +331,7 @@ def transforms(model: nn.Module, train: bool, randaugment: str | None = "rand-m9
         return pad_crop_transform(size, cfg["mean"], cfg["std"], hflip=hflip, randaugment=randaugment,
                                   color_jitter=kwargs.get("color_jitter", 0.4), re_prob=re_prob)
     if crop != "rrc":
-        raise ValueError(f"unknown crop {crop!r}; expected 'rrc' (random resized crop) or 'pad' (pad-4 crop)")
+        raise UserError(f"unknown crop {crop!r}; expected 'rrc' (random resized crop) or 'pad' (pad-4 crop)")
     if scale is None:
         scale = (0.35, 1.0) if size <= 64 else (0.08, 1.0)
     return timm.data.create_transform(**common, is_training=True, scale=scale, hflip=hflip, auto_augment=randaugment,

@@ -1,6 +1,7 @@
 """The stage runner: the stages before training, run for a config where their outputs are missing.
 
-photos -> neighbours -> crawl -> filter. `train`, `compare` and `demo` call `prepare` (`prepare_tables`
+photos -> neighbours -> crawl -> filter. The `train` command (`train_main`), `compare` and `demo` call
+`prepare` (`prepare_tables`
 for every row of a table) before any training, so one command goes from raw inputs to the tables;
 each step is the stage's own function (`build_photos`, `search_config`, `crawl_config`,
 `ltkit.curate.cli.run`), writing what the stage's command would, where training looks for it
@@ -17,19 +18,23 @@ import dataclasses
 import json
 import logging
 import os
+import sys
 from typing import Iterable
+
+import torch.distributed as dist
 
 from ltkit.artifacts.accepted import DECISION_FIELDS
 from ltkit.artifacts.layout import ACCEPTED, FILTER_JSON, crawl_dir, neighbour_map_path
 from ltkit.artifacts.manifest import manifest_files
 from ltkit.auxiliary import random_config
-from ltkit.config import Config
+from ltkit.config import Config, load_config, no_stray_arguments, split_overrides
 from ltkit.crawl.retrieve import crawl_config
 from ltkit.curate import cli as filter_cli
 from ltkit.data.datasets import build_target_data
 from ltkit.data.photos import BUILD_JSON, build_photos
-from ltkit.errors import UserError
+from ltkit.errors import ArgumentParser, UserError
 from ltkit.neighbours.cli import search_config
+from ltkit.train import train
 from ltkit.world import PRESETS
 
 log = logging.getLogger(__name__)
@@ -111,3 +116,23 @@ def prepare_tables(base: Config, seeds: list[int], rows: Iterable[dict], grid: d
         for key, values in (grid or {}).items():
             for v in values:
                 prepare(dataclasses.replace(base, aux="neighbours", seed=seed, **{key: v}))
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """`python -m ltkit train --config configs/builtin.yaml [key=value | section.key=value ...]`."""
+    p = ArgumentParser(prog="python -m ltkit train", description=train_main.__doc__)
+    p.add_argument("--config", help="YAML preset (configs/*.yaml)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. loss=nsce aux=neighbours epochs=5")
+    options, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
+    args = p.parse_args(options)
+    no_stray_arguments(args.overrides)
+    cfg = load_config(args.config, overrides)
+    prepare(cfg)
+    res = train(cfg)  # the trainer reads what prepare made
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{cfg.name}: overall {res['overall']:.3f}  many {res['many']:.3f}  "
+              f"medium {res['medium']:.3f}  few {res['few']:.3f}  (test; val: {res['val_images']} images,"
+              f" {res['val_source']})  -> {cfg.run_dir / 'results.json'}")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0

@@ -31,13 +31,10 @@ from ltkit.errors import ArgumentParser, ConfigError, UserError
 from ltkit.io import atomic_write_text, read_json, write_json
 from ltkit.rng import pinned_threads
 from ltkit.train import Trainer, val_split
+from ltkit.viz.tables import AUX_LABELS, RECIPE_KEYS, recipe_label
 
 log = logging.getLogger(__name__)
 
-RECIPE_KEYS = ("aux", "loss", "classifier")
-AUX_LABELS = {"none": "none", "random": "random categories (RD)", "neighbours": "neighbour categories (SD)",
-              "random-disjoint": "random categories disjoint from SD",
-              "neighbours-shuffled": "neighbour categories, shuffled parents"}
 # every training is evaluated with both classifiers: the other one costs a feature pass, not a training
 EVALUATED_CLASSIFIERS = ("direct", "crt")
 
@@ -85,13 +82,6 @@ COLUMNS = ("overall", "many", "medium", "few")
 def recipe_diff(a: dict, b: dict) -> list[str]:
     """The recipe components (aux, loss, classifier) in which two rows differ."""
     return [k for k in RECIPE_KEYS if a.get(k) != b.get(k)]
-
-
-def recipe_label(over: dict) -> str:
-    """`aux / loss / classifier` of a row (and any other key it sets, in brackets), as the tables print it."""
-    extra = ", ".join(f"{k}={v}" for k, v in over.items() if k not in RECIPE_KEYS)
-    label = f"{AUX_LABELS.get(over['aux'], over['aux'])} / {over['loss']} / {over['classifier']}"
-    return label + (f" ({extra})" if extra else "")
 
 
 def run_name(base: Config, overrides: dict, seed: int) -> str:

@@ -23,7 +23,6 @@ import functools
 import logging
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -41,14 +40,13 @@ from tqdm.auto import tqdm
 
 from ltkit import evaluate, models, pretrain
 from ltkit.auxiliary import build_aux
-from ltkit.config import Config, check_same_recipe, config_yaml, load_config, no_stray_arguments, split_overrides
+from ltkit.config import Config, check_same_recipe, config_yaml
 from ltkit.data import TransformedSet
 from ltkit.data.datasets import build_target_data
-from ltkit.errors import ArgumentParser, ConfigError, UserError
+from ltkit.errors import ConfigError, UserError
 from ltkit.io import append_jsonl, atomic_save, atomic_write_text
 from ltkit.loader import Normalize, build_loader, split_normalize
 from ltkit.losses import NS_MODES, NS_PAIRS, build_loss
-from ltkit.pipeline import prepare
 from ltkit.rng import pinned_threads, rng_state, seed_everything, set_rng_state
 from ltkit.sampling import AUX_SAMPLING, EpochSampler, class_counts
 from ltkit.world import World
@@ -517,23 +515,3 @@ def train(cfg: Config) -> dict | None:
     if dist.is_initialized():
         dist.barrier()
     return res
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m ltkit train --config configs/builtin.yaml [key=value | section.key=value ...]`."""
-    p = ArgumentParser(prog="python -m ltkit train", description=main.__doc__)
-    p.add_argument("--config", help="YAML preset (configs/*.yaml)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. loss=nsce aux=neighbours epochs=5")
-    options, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
-    args = p.parse_args(options)
-    no_stray_arguments(args.overrides)
-    cfg = load_config(args.config, overrides)
-    prepare(cfg)
-    res = train(cfg)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"{cfg.name}: overall {res['overall']:.3f}  many {res['many']:.3f}  "
-              f"medium {res['medium']:.3f}  few {res['few']:.3f}  (test; val: {res['val_images']} images,"
-              f" {res['val_source']})  -> {cfg.run_dir / 'results.json'}")
-    if dist.is_initialized():
-        dist.destroy_process_group()
-    return 0

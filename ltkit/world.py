@@ -32,7 +32,7 @@ import numpy as np
 
 from ltkit.data import profile_counts, shot_groups
 from ltkit.data.taxonomy import Taxonomy
-from ltkit.errors import ArgumentParser
+from ltkit.errors import ArgumentParser, UserError
 from ltkit.paths import cache_root
 from ltkit.render import COLOURS, jitter_copy, render, render_junk
 
@@ -111,7 +111,7 @@ def all_classes(cfg: WorldConfig | None = None) -> list[ClassSpec]:
     cfg = cfg or WorldConfig()
     colours = list(COLOURS)
     if not (1 <= cfg.colours_per_family <= len(colours) and 1 <= cfg.textures_per_family <= len(TEXTURES)):
-        raise ValueError(f"colours_per_family must be 1..{len(colours)} and textures_per_family 1..{len(TEXTURES)}")
+        raise UserError(f"colours_per_family must be 1..{len(colours)} and textures_per_family 1..{len(TEXTURES)}")
     out = []
     for f, fam in enumerate(FAMILIES):
         cols = [colours[(3 * f + j) % len(colours)] for j in range(cfg.colours_per_family)]
@@ -233,7 +233,7 @@ def generate(cfg: WorldConfig = WorldConfig()) -> World:
     """Render a world from its config (no caching; see `load_world`)."""
     probs = np.array([cfg.off_topic, cfg.mislabelled, cfg.uncaptioned, cfg.junk, cfg.near_duplicate])
     if probs.sum() >= 1 or (probs < 0).any():
-        raise ValueError("pool noise rates must be non-negative and sum below 1")
+        raise UserError("pool noise rates must be non-negative and sum below 1")
     probs = np.concatenate([[1 - probs.sum()], probs])
     classes = all_classes(cfg)
     targets = choose_targets(cfg, classes)

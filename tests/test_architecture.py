@@ -23,10 +23,7 @@ FLOORS = [  # (name, module prefixes), bottom first; the longest matching prefix
 ]
 STAGES = {"ltkit.neighbours": "neighbours", "ltkit.crawl": "crawl", "ltkit.curate": "curate",
           "ltkit.auxiliary": "train", "ltkit.train": "train", "ltkit.pilot": "pilot"}
-EXCEPTIONS = {  # (from, to): why. Kept empty unless the document names the exception.
-    ("ltkit.train", "ltkit.pipeline"): "the train command builds a missing neighbour map (moving to the runner)",
-    ("ltkit.viz.tables", "ltkit.report"): "row labels (moving into viz.tables)",
-}
+EXCEPTIONS: dict[tuple[str, str], str] = {}  # (from, to): why. Empty unless the document names the exception.
 
 
 def _longest(mod: str, table: dict[str, object]):

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 
 from ltkit.data import ArrayImages, FileImages, ImageSet
-from ltkit.errors import ConfigError
+from ltkit.errors import ConfigError, UserError
 from ltkit.features import extract_features, weights_hash
 from ltkit.io import atomic_write_bytes
 from ltkit.models import create_model, data_config, efficientnet_lite0, transforms
@@ -79,7 +79,7 @@ def build_encoder(spec: str = "pool", world=None, batch_size: int = 256, device:
     kind, _, rest = spec.partition(":")
     if kind == "pool":
         if world is None:
-            raise ValueError("encoder 'pool' is the built-in world's pool-pretrained encoder: it needs the world")
+            raise UserError("encoder 'pool' is the built-in world's pool-pretrained encoder: it needs the world")
         model = load_encoder(world, **pool_options(spec))
         return Encoder(model, transforms(model, train=False), spec, batch_size, dev)
     if kind == "efficientnet_lite0":

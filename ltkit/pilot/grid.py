@@ -269,7 +269,7 @@ def granularity_effect(summary: Sequence[dict], ratio: float) -> dict:
     (coarse - fine, points), its standard error over seeds, and the gaps of every S in order."""
     at = sorted((r for r in summary if r["ratio"] == ratio), key=lambda r: r["superclasses"])
     if len(at) < 2:
-        raise ValueError(f"ratio {ratio:g}: need results for at least two values of S")
+        raise UserError(f"ratio {ratio:g}: need results for at least two values of S")
     fine, coarse = at[0], at[-1]
     se = math.sqrt(fine["gap_std"] ** 2 / fine["seeds"] + coarse["gap_std"] ** 2 / coarse["seeds"])
     gaps = [r["gap"] for r in at]

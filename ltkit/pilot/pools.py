@@ -90,7 +90,7 @@ def world_pool(world, train_per_class: int, test_per_class: int) -> Pool:
     names = [s.name for s in specs]
     clash = sorted(set(names) & set(world.all_names))
     if clash:  # a preset that uses these combinations itself: its encoder may have seen them
-        raise ValueError(f"pilot classes {clash[:3]} are classes of world {world.config.key()}; its encoder may have"
+        raise UserError(f"pilot classes {clash[:3]} are classes of world {world.config.key()}; its encoder may have"
                          " seen their labels")
     group_of = {f: g for g, fams in GROUPS.items() for f in fams}
     tax = Taxonomy({s.name: (group_of.get(s.family, "shape"), s.family) for s in specs})
@@ -141,7 +141,7 @@ def folder_pool(root: str | os.PathLike, taxonomy: Taxonomy | str | None, test_p
         taxonomy = load_taxonomy(taxonomy, names)
     missing = [n for n in names if n not in taxonomy]
     if missing:
-        raise ValueError(f"{root}: {len(missing)} class folders are not in the taxonomy (e.g. {missing[:3]})")
+        raise UserError(f"{root}: {len(missing)} class folders are not in the taxonomy (e.g. {missing[:3]})")
     rng = np.random.default_rng(seed)
     split: dict[tuple[int, str], np.ndarray] = {}
     for c in range(len(names)):

@@ -11,8 +11,20 @@ from typing import Sequence
 
 import numpy as np
 
-from ltkit.report import recipe_label
 from ltkit.viz.style import PALETTE, SHOT_COLOURS, WIDTHS, house_style
+
+# how a table names a row: its recipe components, with words for the auxiliary data
+RECIPE_KEYS = ("aux", "loss", "classifier")
+AUX_LABELS = {"none": "none", "random": "random categories (RD)", "neighbours": "neighbour categories (SD)",
+              "random-disjoint": "random categories disjoint from SD",
+              "neighbours-shuffled": "neighbour categories, shuffled parents"}
+
+
+def recipe_label(over: dict) -> str:
+    """`aux / loss / classifier` of a row (and any other key it sets, in brackets), as the tables print it."""
+    extra = ", ".join(f"{k}={v}" for k, v in over.items() if k not in RECIPE_KEYS)
+    label = f"{AUX_LABELS.get(over['aux'], over['aux'])} / {over['loss']} / {over['classifier']}"
+    return label + (f" ({extra})" if extra else "")
 
 TAB2_COLUMNS = ("overall", "many", "medium", "few")   # the paper's Tab. 2 order
 TAB6_COLUMNS = ("many", "medium", "few", "overall")   # the paper's Tab. 6 order
