@@ -91,12 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", required=True)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--claims", choices=sorted(CLAIM_SETS), default="photos", help="which rows, claims and rule")
+    p.add_argument("--classifier", choices=("direct", "crt"), help="read every row with this classifier instead")
     p.add_argument("overrides", nargs="*")
     options, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
     args = p.parse_args(options)
     no_stray_arguments(args.overrides)
     base = load_config(args.config, overrides)
     rows, claims, rule = CLAIM_SETS[args.claims]
+    if args.classifier:  # the same trainings read out with the other classifier (cached beside them)
+        rows = {name: {**over, "classifier": args.classifier} for name, over in rows.items()}
     results = {name: [run_method(base, over, s) for s in args.seeds] for name, over in rows.items()}
     print(f"rule: {rule}\n\n" + claims_table(results, claims=claims, rule=rule))
     return 0
