@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lab clean-figures
+.PHONY: demo test test-quick lab clean-figures
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(PY) -m pytest -q
+
+# everything but the tests marked slow (a browser, real processes, notebook main jobs)
+test-quick: $(STAMP)
+	HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(PY) -m pytest -q -m "not slow"
 
 # JupyterLab from the venv, its file browser on notebooks/ (the notebooks find the repository themselves)
 lab: $(STAMP)

@@ -72,6 +72,7 @@ def test_a_bug_is_a_traceback_not_an_error_line(monkeypatch, capsys):
         cli.main(["world"])
 
 
+@pytest.mark.slow
 def test_the_real_command_line(world_cache, tmp_path):
     """`python -m ltkit` in a real process: one user mistake and one --debug (the process boundary itself)."""
     env = {**os.environ, "LTKIT_CACHE": str(world_cache), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",

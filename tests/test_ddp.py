@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 import ddp_worker  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="gloo backend not built")
+pytestmark = [pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="gloo backend not built"),
+              pytest.mark.slow]  # several processes
 
 # RandAugment + Mixup/CutMix on, auxiliary classes and NS-CE: the path the paper trains
 RESUME_ARGS = ["batch_size=32", "aux=neighbours", "loss=nsce", "mixup=0.8", "cutmix=1.0", "randaugment=rand-m9-mstd0.5"]

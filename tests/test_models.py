@@ -114,6 +114,7 @@ def world_img():
 # the pool-pretrained encoder
 
 
+@pytest.mark.slow
 def test_pool_encoder_caches_and_beats_random_init(tiny_world, monkeypatch):
     epochs = 6  # half the default recipe: keeps this test fast, same code path
     path = pool_pretrained(tiny_world, epochs=epochs)

@@ -423,6 +423,7 @@ def test_cli_openai_manual_taxonomy_and_errors(tmp_path, capsys, monkeypatch):
 # --- notebook 02 --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_notebook_runs_on_tiny_world(tiny_world, world_cache, tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient

@@ -1,4 +1,5 @@
 """The main job on builtin-tiny: world figures, then every numbered notebook executed by a real kernel."""
+import pytest
 import json
 from pathlib import Path
 
@@ -48,6 +49,7 @@ def test_papermill_injects_and_records_parameters(tmp_path):
     assert nbformat.read(out, as_version=4).metadata["papermill"]["parameters"]["k"] == 2
 
 
+@pytest.mark.slow
 def test_main_job_on_builtin_tiny(tiny_world, tmp_path, monkeypatch):
     """`python -m ltkit demo` writes the figures and a summary, and every notebook runs without error."""
     figs, executed = tmp_path / "figures", tmp_path / "executed"

@@ -126,6 +126,7 @@ def test_efficientnet_lite0_encoder_spec():
         build_encoder("efficientnet_lite0:big")
 
 
+@pytest.mark.slow
 def test_compare_runs_the_whole_chain_from_the_tarballs(tarballs, tmp_path, world_cache, capsys):
     """`python -m ltkit compare --config PRESET` from nothing but the two tarballs: photos, SD and RD
     neighbour maps, crawls from the folder pool, filters on real features, trainings, tables."""

@@ -178,6 +178,7 @@ def write_folder_pool(root: Path, per_class: int = 9) -> Path:
     return root / "taxonomy.json"
 
 
+@pytest.mark.slow
 def test_grid_resumes_after_a_killed_process(tmp_path, world_cache):
     """A real process is killed mid-grid; the re-run computes only the missing cells."""
     tax = write_folder_pool(tmp_path)
@@ -265,6 +266,7 @@ def test_cifar100_pool_uses_coarse_labels(tmp_path, world_cache):
 # notebook 01
 
 
+@pytest.mark.slow
 def test_notebook_01_on_builtin_tiny(tiny_world, tmp_path):
     path = notebooks.NOTEBOOK_DIR / "01_granularity_pilot.ipynb"
     params = {"preset": "builtin-tiny", "out_dir": str(tmp_path / "runs"), "figures_dir": str(tmp_path / "figures")}

@@ -144,6 +144,7 @@ def test_ranks_split_every_global_batch():
             assert sorted(mine) == sorted(order[k * B:(k + 1) * B])
 
 
+@pytest.mark.slow
 def test_gpu_script_runs_end_to_end_in_smoke_mode(tmp_path):
     """benchmarks/gpu.sh is ready for a lent GPU: its smoke mode (tiny ViT, CPU) prints both tables and a ratio."""
     import os

@@ -126,6 +126,7 @@ def _weights(path: Path) -> dict:
     return torch.load(path, map_location="cpu")
 
 
+@pytest.mark.slow
 def test_pool_encoder_is_pinned_to_one_thread(tiny_world, monkeypatch, tmp_path):
     """Trained under 2 threads or 1, the same bytes; the caller's thread count is restored; a stale copy retrains."""
     monkeypatch.setenv("LTKIT_CACHE", str(tmp_path))

@@ -144,6 +144,7 @@ def _run(args, env, nproc=None):
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="gloo backend not built")
 def test_ddp_two_gloo_processes_match_one(tiny_world, tmp_path, world_cache):
     """Two DDP processes on the same global batches give the same weights as one process."""
@@ -278,6 +279,7 @@ def test_training_settings_are_checked(tmp_path, over, match):
         Trainer(tiny(tmp_path, **over))
 
 
+@pytest.mark.slow
 def test_same_checkpoint_whatever_omp_num_threads(tiny_world, tmp_path, world_cache):
     """The same command under OMP_NUM_THREADS=1 and =2 trains tensor-equal weights (threads are pinned)."""
     args = ["epochs=1", "eval_every=0", "aux=neighbours", "loss=nsce", f"out_dir={tmp_path}"]

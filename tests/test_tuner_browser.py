@@ -35,6 +35,8 @@ from pathlib import Path
 import papermill
 import pytest
 
+pytestmark = pytest.mark.slow  # a real browser / several processes: minutes, not seconds
+
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Screenshots go to build/ unless LTKIT_SCREENSHOTS names a folder: `LTKIT_SCREENSHOTS=figures` refreshes the

@@ -50,6 +50,7 @@ def test_confusing_pairs_and_subset_picker():
     assert up.confusion_matrix(pred, np.array([0, 0, 1, 2]), 3)[0].tolist() == [0.5, 0.5, 0.0]
 
 
+@pytest.mark.slow
 def test_umap_panels_on_random_features(tmp_path):
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1, 3], 20)  # targets 0, 1; class 3 is auxiliary (L = 3), child of target 1
