@@ -23,7 +23,7 @@ from typing import Iterable
 
 import torch.distributed as dist
 
-from ltkit.artifacts.accepted import DECISION_FIELDS
+from ltkit.artifacts.accepted import settings_diff
 from ltkit.artifacts.layout import ACCEPTED, FILTER_JSON, crawl_dir, neighbour_map_path
 from ltkit.artifacts.manifest import manifest_files
 from ltkit.auxiliary import random_config
@@ -33,6 +33,7 @@ from ltkit.curate import cli as filter_cli
 from ltkit.data.datasets import build_target_data
 from ltkit.data.photos import BUILD_JSON, build_photos
 from ltkit.errors import ArgumentParser, UserError
+from ltkit.io import read_text
 from ltkit.neighbours.cli import search_config
 from ltkit.train import train
 from ltkit.world import PRESETS
@@ -52,9 +53,7 @@ def filtered_with(cfg: Config) -> bool:
     prov = crawl_dir(cfg) / FILTER_JSON
     if not (crawl_dir(cfg) / ACCEPTED).is_file() or not prov.is_file():
         return False
-    saved = json.loads(prov.read_text()).get("settings", {})
-    plain = json.loads(json.dumps({k: getattr(cfg.filter, k) for k in DECISION_FIELDS if hasattr(cfg.filter, k)}))
-    return all(saved.get(k) == v for k, v in plain.items())
+    return not settings_diff(cfg.filter, json.loads(read_text(prov)).get("settings", {}))
 
 
 def world_map(cfg: Config, data=None, world=None) -> None:

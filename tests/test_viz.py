@@ -106,7 +106,9 @@ def test_pca_on_a_real_photo_finds_the_subject():
     torch.set_num_threads(1)
     import timm
 
-    model = pp.efficientnet_lite0()
+    from ltkit.models import efficientnet_lite0
+
+    model = efficientnet_lite0()
     photo = pp.sample_photos(["grace_hopper"])["grace_hopper"]
     tf = timm.data.create_transform(**timm.data.resolve_model_data_config(model))
     with torch.inference_mode():  # the real weights: the well-known top-3 (api-facts §10)

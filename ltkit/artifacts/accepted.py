@@ -110,8 +110,7 @@ def accepted_for_config(cfg, names: list[str], num_targets: int,
     if prov.get("dataset") not in (None, cfg.dataset):
         raise UserError(f"{path}: an accepted set of dataset {prov['dataset']!r}, but the config trains {cfg.dataset!r}")
     saved = prov["settings"]
-    diff = [k for k in DECISION_FIELDS if hasattr(cfg.filter, k)
-            and _plain(getattr(cfg.filter, k)) != _plain(saved.get(k))]
+    diff = settings_diff(cfg.filter, saved)
     if diff:
         fix = " ".join(f"filter.{k}={_plain(saved.get(k))}" for k in diff)
         raise UserError(f"{path} was saved with other filter settings than the config's ({', '.join(diff)}); "
@@ -120,6 +119,11 @@ def accepted_for_config(cfg, names: list[str], num_targets: int,
     if not found:
         raise UserError(f"{path}: none of the run's {len(names)} auxiliary classes has an accepted image")
     return images, found
+
+
+def settings_diff(settings, saved: dict) -> list[str]:
+    """The decision fields (`DECISION_FIELDS`) in which filter settings differ from a saved set's `settings`."""
+    return [k for k in DECISION_FIELDS if hasattr(settings, k) and _plain(getattr(settings, k)) != _plain(saved.get(k))]
 
 
 def _plain(v):

@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from ltkit.words import name_key
+from ltkit.words import drop_parentheses, name_key
 
 # ---------------------------------------------------------------------------------------------
 # reading answers
@@ -28,7 +28,6 @@ _INLINE_NUMBER = re.compile(r"\s+(?=\(?\d{1,2}[.)]\s)")
 _SENTENCE_END = re.compile(r"(?<=[^\s.])[.!?]\s+(?=[A-Z][a-z])")
 _ABBREVIATION = re.compile(r"(?i)(?:^|\s)(?:st|mt|dr|mr|mrs|ms|ft|jr|sr|no|vs|var|ssp|subsp|sp|cf|e\.g|i\.e)$")
 _DESCRIPTION = re.compile(r"\s+[-–—]\s+|:\s")
-_PAREN = re.compile(r"\s*\([^)]*\)")
 _QUOTES = "\"'`“”‘’«»*_"
 _REFUSAL = re.compile(
     r"(?i)\b(?:i'?m sorry|i am sorry|i apologi[sz]e|i can(?:'|no)?t|i am unable|i'?m unable|i'?m not able|"
@@ -70,7 +69,7 @@ def _clean_item(item: str) -> str:
     """One proposed name without numbering, bullets, markdown, quotes, descriptions or end punctuation."""
     s = _BULLET.sub("", item.strip())
     s = _DESCRIPTION.split(s, maxsplit=1)[0]
-    s = _PAREN.sub("", s).strip().strip(_QUOTES + " ").rstrip(".,;:!?").strip(_QUOTES + " ")
+    s = drop_parentheses(s).strip().strip(_QUOTES + " ").rstrip(".,;:!?").strip(_QUOTES + " ")
     s = re.sub(r"(?i)^(?:and|or)\s+", "", s)
     return " ".join(s.split())
 

@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from ltkit.data import shot_groups
 from ltkit.features import patch_features, patch_grid
-from ltkit.models import data_config, efficientnet_lite0  # noqa: F401 (efficientnet_lite0: notebook 04 calls it here)
+from ltkit.models import data_config
 from ltkit.viz.style import WIDTHS, house_style
 
 
