@@ -12,6 +12,7 @@ Otherwise a claim is *undecided*.
 
     python -m ltkit.paired --config configs/photos.yaml --seeds 0 1 2                  # photos claims, 2se
     python -m ltkit.paired --config configs/testbed.yaml --claims testbed --seeds 0 1 2 # testbed claims, t05
+    python -m ltkit.paired --config configs/builtin.yaml --claims builtin --seeds 0 1 2 # Tab. 6 claims, t05
 """
 from __future__ import annotations
 
@@ -42,7 +43,9 @@ TESTBED_CLAIMS = [
     ("C3 neighbour silencing helps", "SD / NS-CE", "SD / BalCE", 1),
     ("C4 NS-CE needs the true parent", "SD / NS-CE", "SD, shuffled parents / NS-CE", 1),
 ]
-CLAIM_SETS = {"photos": (COMPONENTS, CLAIMS, "2se"), "testbed": (TESTBED_ROWS, TESTBED_CLAIMS, "t05")}
+# each world's claims with the rule fixed before its runs (docs/testbed_photos.md, docs/testbed.md, docs/results.md)
+CLAIM_SETS = {"photos": (COMPONENTS, CLAIMS, "2se"), "builtin": (COMPONENTS, CLAIMS, "t05"),
+              "testbed": (TESTBED_ROWS, TESTBED_CLAIMS, "t05")}
 
 
 def threshold(n: int, rule: str) -> float:

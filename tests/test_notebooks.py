@@ -54,22 +54,31 @@ def test_main_job_on_builtin_tiny(tiny_world, tmp_path, monkeypatch):
     """`python -m ltkit demo` writes the figures and a summary, and every notebook runs without error."""
     figs, executed = tmp_path / "figures", tmp_path / "executed"
     params = {"preset": "builtin-tiny", "out_dir": str(tmp_path / "runs"), "figures_dir": str(figs),
-              "ablations": {"k": [1, 3]}}  # one ablation keeps the test short; k=3 is the preset's own run
+              "ablations": {"k": [1, 3]},  # one ablation keeps the test short; k=3 is the preset's own run
+              "overrides": {"steps": 30, "warmup_steps": 4}}  # equal steps, as configs/builtin.yaml trains the demo
     monkeypatch.setattr(demo, "_notebook_parameters", lambda preset: params)
-    assert demo.main(["--preset", "builtin-tiny", "--figures", str(figs), "--executed", str(executed)]) == 0
+    timings = tmp_path / "timings.json"
+    assert demo.main(["--preset", "builtin-tiny", "--figures", str(figs), "--executed", str(executed),
+                      "--timings", str(timings)]) == 0
     for stem in ("world_contact_sheet", "class_counts"):
         assert (figs / f"{stem}.png").stat().st_size > 1000 and (figs / f"{stem}.pdf").exists()
     summary = json.loads((figs / "summary.json").read_text())
     names = [p.name for p in notebooks.numbered_notebooks()]
-    assert [r["notebook"] for r in summary["notebooks"]] == names
+    assert summary["notebooks"] == names
     assert summary["world"]["few"] > 0 and summary["world"]["many"] > 0
+    assert "seconds" not in json.dumps(summary)  # figures/ holds what was made; how long it took is apart
+    times = json.loads(timings.read_text())
+    assert [r["notebook"] for r in times["notebooks"]] == names
     for stem in ("fig2_umap_builtin-tiny", "fig6_pca_photos", "fig6_pca_builtin-tiny", "fig5_curation_builtin-tiny"):
         assert f"![{stem}]({stem}.png)" in (figs / "README.md").read_text()  # notebook 04, catalogued
         assert (figs / f"{stem}.pdf").exists()
-    assert summary["trainings"] and all(r["seconds"] > 0 for r in summary["trainings"])  # trained once, up front
+    assert times["trainings"] and all(r["seconds"] > 0 for r in times["trainings"])  # trained once, up front
+    assert sorted(r["run"] for r in times["trainings"]) == summary["trainings"]
     tables = (figs / "tables_builtin-tiny.md").read_text()
     assert "Baseline (BalCE)" in tables and "+ Direct Classifier" in tables
-    assert "## Tab. 6 (change against the row above)" in tables
+    assert "equal compute: 30 optimizer steps per row" in tables  # the preset's budget, named in each table
+    assert (figs / "curves_builtin-tiny.png").exists()
+    assert "## Tab. 6 (change against the row above; equal compute" in tables
     tex = (figs / "tables_builtin-tiny.tex").read_text()
     assert tex.count("\\begin{tabular}") == 3 and "\\label{tab:curation}" in tex  # Tab. 2, Tab. 6, Fig. 5
     for name in names:  # executed copies carry outputs and no error

@@ -226,3 +226,13 @@ def test_the_llm_backend_is_the_alternative_and_is_never_run_unasked(built, monk
         assert len(srv.requests) == 3  # one per target class
     kept = [r.aux_name for r in res.rows if r.status == "kept"]
     assert kept and all(n.split(" ", 1)[1] in ("airplane", "automobile", "cat") for n in kept)
+
+
+def test_each_world_keeps_the_rule_fixed_before_its_runs():
+    from ltkit import paired, report
+
+    assert paired.CLAIM_SETS["photos"][2] == "2se"  # docs/testbed_photos.md
+    assert paired.CLAIM_SETS["builtin"] == (report.COMPONENTS, paired.CLAIMS, "t05")  # docs/results.md
+    assert paired.CLAIM_SETS["testbed"][2] == "t05"  # docs/testbed.md
+    d = [0.6, 0.7, 0.8]
+    assert paired.paired(d, [0.5, 0.55, 0.75], "2se")[2] and not paired.paired(d, [0.5, 0.55, 0.75], "t05")[2]
