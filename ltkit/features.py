@@ -1,23 +1,17 @@
 """Features of an encoder: pooled pre-logits vectors, class prototypes, cosine similarity, patch maps.
 
 Pooled features are what the paper's filter compares (cos(p_i, f_r), p_i the class mean, Sec. 3.1)
-and what a re-trained classifier probes. They are cached as .npy files keyed by the weights and the
-dataset, so a crawl's filter and a notebook share one extraction.
+and what a re-trained classifier probes. `ltkit.encoder` caches them for the filter, the pilot and
+the figures.
 """
 from __future__ import annotations
-
-import hashlib
-import os
-from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ltkit.data import ArrayImages, FileImages, ImageSet, TransformedSet
-from ltkit.io import atomic_save
+from ltkit.data import ImageSet, TransformedSet
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -88,67 +82,6 @@ def extract_features(model: nn.Module, images: ImageSet, transform, batch_size: 
     if world_size > 1:
         return _gather_rows(part, len(images), world_size)
     return part.cpu().numpy()
-
-
-# ---------------------------------------------------------------------------------------------
-# cache keys and the cache
-
-
-def weights_hash(model: nn.Module) -> str:
-    """sha256 (16 hex) of a model's class and state dict: names, shapes, dtypes and bytes."""
-    h = hashlib.sha256(type(model).__qualname__.encode())
-    for k, v in model.state_dict().items():
-        t = v.detach().cpu().contiguous()
-        h.update(f"{k}{tuple(t.shape)}{t.dtype}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-d too (BN counters)
-    return h.hexdigest()[:16]
-
-
-def dataset_hash(images: ImageSet) -> str:
-    """sha256 (16 hex) that identifies an image set: pixels for arrays, root and paths for files."""
-    h = hashlib.sha256(type(images).__name__.encode())
-    if isinstance(images, ArrayImages):
-        h.update(str(images.images.shape).encode())
-        h.update(np.ascontiguousarray(images.images).tobytes())
-    elif isinstance(images, FileImages):
-        h.update(str(images.root.resolve()).encode())
-        h.update("\n".join(images.paths).encode())
-    else:  # an unknown set: its images decide
-        for i in range(len(images)):
-            h.update(np.asarray(images.load(i)).tobytes())
-    h.update(np.asarray(images.labels, np.int64).tobytes())
-    return h.hexdigest()[:16]
-
-
-def feature_cache_path(root: str | os.PathLike, model: nn.Module, images: ImageSet, transform=None,
-                       extra: str = "") -> Path:
-    """`root/<weights>-<dataset>-<transform>.npy`: one file per (weights, dataset, eval transform)."""
-    t = hashlib.sha256((repr(transform) + extra).encode()).hexdigest()[:8]
-    return Path(root) / f"{weights_hash(model)}-{dataset_hash(images)}-{t}.npy"
-
-
-def cached_features(cache_path: str | os.PathLike | None, fn: Callable[[], np.ndarray]) -> np.ndarray:
-    """Load `cache_path` if it exists, else compute `fn()` and save it there atomically (None: no cache)."""
-    if cache_path is None:
-        return fn()
-    path = Path(cache_path)
-    if path.is_file():
-        return np.load(path)
-    arr = fn()
-    if arr is None:  # another rank's share of a distributed extraction: rank 0 writes
-        return None
-    arr = np.asarray(arr)
-    atomic_save(path, lambda f: np.save(f, arr))
-    return arr
-
-
-def extract_features_cached(model: nn.Module, images: ImageSet, transform,
-                            cache_dir: str | os.PathLike | None = None, **kwargs) -> np.ndarray:
-    """`extract_features`, cached under `cache_dir` by weights and dataset when given."""
-    device = torch.device(kwargs.get("device") or model_device(model))
-    bf16 = "bf16" if kwargs.get("amp", True) and device.type == "cuda" else ""  # autocast changes the numbers
-    path = feature_cache_path(cache_dir, model, images, transform, bf16) if cache_dir is not None else None
-    return cached_features(path, lambda: extract_features(model, images, transform, **kwargs))
 
 
 # ---------------------------------------------------------------------------------------------

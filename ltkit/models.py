@@ -174,7 +174,7 @@ def create_model(name: str, num_classes: int, img_size: int = 32, pretrained: bo
 
     pretrained: None/False scratch; True the timm weights from the Hugging Face cache; a path a local
     weights file (.safetensors or a torch file). It only builds: "pool" / "pool:classes=disjoint,..." (weights
-    that must be trained first) are resolved to a file by `ltkit.pretrain.resolve_pretrained` before this is called.
+    that must be trained first) are resolved to a file by `ltkit.encoder.resolve_pretrained` before this is called.
     ViTs get `img_size` and, for small images, a patch size giving an 8x8 grid (unless `patch_size`
     is passed); every model's data config reports `img_size` (timm keeps the weights' own).
     """
@@ -191,7 +191,7 @@ def create_model(name: str, num_classes: int, img_size: int = 32, pretrained: bo
             kwargs.setdefault("patch_size", max(1, img_size // 8))
     if isinstance(pretrained, str) and pretrained.partition(":")[0] == "pool":  # pool[:classes=disjoint,...]
         raise UserError("pretrained='pool' names weights that are trained first: resolve it to their file with "
-                        "ltkit.pretrain.resolve_pretrained(spec, world, model_name) before create_model")
+                        "ltkit.encoder.resolve_pretrained(spec, world, model_name) before create_model")
     if pretrained is None or pretrained is False:
         return timm.create_model(name, pretrained=False, pretrained_cfg_overlay=overlay, **kwargs)
     if pretrained is True:

@@ -3,9 +3,9 @@
 A small timm model (`ltkit.models`) trained once, supervised, on the world's open pool and cached
 under `cache_root()/encoders/`. Only the pool items a search for an *open* class returns reach it,
 each labelled with its query class, so no target-class label and no target val/test image does
-(`pretraining_set`), as no ImageNet-LT label reaches DINOv2 or CLIP. `create_model(...,
-pretrained="pool", world=...)` and the filter's `encoder: pool` load it from here. Apart from
-`models.py` because it is a training recipe with its own cache key (`pool_settings`), not a way
+(`pretraining_set`), as no ImageNet-LT label reaches DINOv2 or CLIP. `ltkit.encoder` turns
+`pretrained: pool[:...]` and the encoder spec `pool[:...]` into its file (`resolve_pretrained`). Apart
+from `models.py` because it is a training recipe with its own cache key (`pool_settings`), not a way
 of building a model.
 """
 from __future__ import annotations
@@ -70,24 +70,6 @@ def pool_settings(model_name: str = DEFAULT_WORLD_MODEL, epochs: int = 12, seed:
                label_smoothing=label_smoothing, optimizer=optimizer, labels="open-classes",
                version=POOL_RECIPE_VERSION)
     return out if classes == "open" else {**out, "classes": classes}
-
-
-def pool_options(spec: str) -> dict:
-    """'pool:epochs=6,classes=disjoint' -> {'epochs': 6, 'classes': 'disjoint'}: the spec of `pretrained` and `filter.encoder`."""
-    kind, _, text = spec.partition(":")
-    if kind != "pool":
-        raise UserError(f"{spec!r} is not a pool encoder spec (pool[:epochs=N,seed=N,batch_size=N,classes=open|disjoint])")
-    out: dict = {}
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        key, eq, value = (t.strip() for t in item.partition("="))
-        if eq and key in ("epochs", "seed", "batch_size") and value.isdigit():
-            out[key] = int(value)
-        elif eq and key == "classes" and value in PRETRAIN_CLASSES:
-            out[key] = value
-        else:
-            raise UserError(f"encoder {spec!r}: expected pool:epochs=N[,seed=N][,batch_size=N]"
-                            f"[,classes={'|'.join(PRETRAIN_CLASSES)}], got {item!r}")
-    return out
 
 
 def encoder_path(world, **settings) -> Path:
@@ -258,15 +240,6 @@ def pool_pretrained(world, model_name: str = DEFAULT_WORLD_MODEL, epochs: int = 
     return path
 
 
-def resolve_pretrained(spec, world, model_name: str):
-    """A `pretrained` setting as `create_model` takes it: "pool[:classes=...]" becomes the pool encoder's file."""
-    if not (isinstance(spec, str) and spec.partition(":")[0] == "pool"):
-        return spec
-    if world is None:
-        raise UserError("pretrained=pool needs the built-in world whose pool trains the encoder (dataset=builtin...)")
-    return pool_pretrained(world, model_name=model_name, **pool_options(spec))
-
-
 def _pinned_copy(path: Path) -> bool:
     """The cached encoder was trained at the pinned thread count (its metadata says so).
 
@@ -275,9 +248,3 @@ def _pinned_copy(path: Path) -> bool:
     """
     meta = path.with_suffix(".json")
     return meta.is_file() and read_json(meta, "encoder metadata").get("threads") == PRETRAIN_THREADS
-
-
-def load_encoder(world, model_name: str = DEFAULT_WORLD_MODEL, **settings) -> nn.Module:
-    """The world's pool-pretrained encoder as a feature extractor (no head, eval mode)."""
-    path = pool_pretrained(world, model_name=model_name, **settings)
-    return create_model(model_name, 0, img_size=world.config.image_size, pretrained=path).eval()

@@ -38,7 +38,7 @@ from timm.optim import create_optimizer_v2
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from ltkit import evaluate, models, pretrain
+from ltkit import encoder, evaluate, models
 from ltkit.auxiliary import build_aux
 from ltkit.config import Config, check_same_recipe, config_yaml
 from ltkit.data import TransformedSet
@@ -149,12 +149,12 @@ def build_model(cfg: Config, num_classes: int, world: World | None, rank: int = 
     pretrained = True if cfg.pretrained == "hf" else cfg.pretrained
     if world_size > 1 and isinstance(pretrained, str) and pretrained.partition(":")[0] == "pool":
         if rank == 0:  # rank 0 trains the cached encoder once, the rest wait
-            pretrain.resolve_pretrained(pretrained, world, cfg.model)
+            encoder.resolve_pretrained(pretrained, world, cfg.model)
         dist.barrier()
     extra = {"drop_path_rate": cfg.drop_path} if cfg.drop_path else {}
     try:
         model = models.create_model(cfg.model, num_classes, img_size=cfg.img_size,
-                                    pretrained=pretrain.resolve_pretrained(pretrained, world, cfg.model), **extra)
+                                    pretrained=encoder.resolve_pretrained(pretrained, world, cfg.model), **extra)
     except TypeError as e:
         if extra and "drop_path_rate" in str(e):
             raise ConfigError(f"drop_path={cfg.drop_path}: model {cfg.model!r} has no drop path (stochastic depth);"

@@ -15,7 +15,7 @@ FLOORS = [  # (name, module prefixes), bottom first; the longest matching prefix
     ("data", ["ltkit.data", "ltkit.world", "ltkit.render", "ltkit.budget"]),
     ("artifacts", ["ltkit.artifacts"]),
     ("learning", ["ltkit.models", "ltkit.backbone", "ltkit.cifar_resnet", "ltkit.augment", "ltkit.features",
-                  "ltkit.pretrain", "ltkit.loader", "ltkit.losses", "ltkit.sampling", "ltkit.evaluate"]),
+                  "ltkit.pretrain", "ltkit.encoder", "ltkit.loader", "ltkit.losses", "ltkit.sampling", "ltkit.evaluate"]),
     ("figures", ["ltkit.viz"]),
     ("stages", ["ltkit.neighbours", "ltkit.crawl", "ltkit.curate", "ltkit.auxiliary", "ltkit.train", "ltkit.pilot"]),
     ("runners", ["ltkit.pipeline", "ltkit.paired", "ltkit.report", "ltkit.demo", "ltkit.notebooks", "ltkit.cli", "ltkit.__main__",

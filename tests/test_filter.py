@@ -12,9 +12,10 @@ import torch.nn as nn
 from PIL import Image
 
 from ltkit import artifacts
-from ltkit.curate import encode, filter as flt, quality
+from ltkit.curate import filter as flt, quality
 from ltkit.curate.leak import LeakScores, min_hamming, phash
 from ltkit.data import ArrayImages, FileImages, LTData
+from ltkit.encoder import Encoder, encode_cached
 from ltkit.render import render
 from ltkit.world import all_classes
 
@@ -34,10 +35,10 @@ class PixelNet(nn.Module):
         return x - x.mean(1, keepdim=True)
 
 
-def pixel_encoder() -> encode.Encoder:
+def pixel_encoder() -> Encoder:
     from torchvision.transforms import ToTensor
 
-    return encode.Encoder(PixelNet(), ToTensor(), "pixels", batch_size=16, device=torch.device("cpu"))
+    return Encoder(PixelNet(), ToTensor(), "pixels", batch_size=16, device=torch.device("cpu"))
 
 
 def _imgs(cls: int, n: int, split: str) -> np.ndarray:
@@ -173,23 +174,75 @@ def test_features_are_cached_by_content(toy, tmp_path):
     root, target, _ = toy
     calls = []
     enc = pixel_encoder()
-    counting = encode.Encoder(enc.model, enc.transform, "pixels", 16, enc.device)
-    orig = encode.Encoder.__call__
-    counting.__class__ = type("Counting", (encode.Encoder,), {
+    counting = Encoder(enc.model, enc.transform, "pixels", 16, enc.device)
+    orig = Encoder.__call__
+    counting.__class__ = type("Counting", (Encoder,), {
         "__call__": lambda self, images: calls.append(len(images)) or orig(self, images)})
     rows = flt.read_crawl(root)
     images = flt.crawl_images(root, rows)
-    a = encode.encode_cached(counting, images, tmp_path)
+    a = encode_cached(counting, images, tmp_path)
     assert calls == [len({r["sha256"] for r in rows})]
     # the same files under other names (a moved crawl) and a threshold change: nothing is encoded again
     moved = tmp_path / "moved"
     for p in images.paths:
         (moved / p).parent.mkdir(parents=True, exist_ok=True)
         (moved / p).write_bytes((root / p).read_bytes())
-    b = encode.encode_cached(counting, FileImages(moved, images.paths, images.labels), tmp_path)
+    b = encode_cached(counting, FileImages(moved, images.paths, images.labels), tmp_path)
     assert calls == [len(rows)] and np.array_equal(a, b)
-    c = encode.encode_cached(counting, ArrayImages(target.val.images, target.val.labels), tmp_path)
+    c = encode_cached(counting, ArrayImages(target.val.images, target.val.labels), tmp_path)
     assert calls[-1] == len(target.val) and c.shape == (len(target.val), 192)
+
+
+def test_filter_pilot_and_figures_share_one_encoder_and_one_cache(toy, tmp_path, monkeypatch):
+    """One spec, built by each stage its own way: one key, one cache folder, features read back, not recomputed."""
+    from ltkit.config import load_config
+    from ltkit.data.taxonomy import Taxonomy
+    from ltkit.encoder import build_encoder, feature_cache_dir
+    from ltkit.pilot import Pool, class_features, pilot_encoder
+    from ltkit.viz.runs import RunView
+
+    root, target, _ = toy
+    monkeypatch.setenv("LTKIT_CACHE", str(tmp_path))
+    spec, images = "timm:ltkit_cnn_tiny@none", []
+
+    def counted(enc):  # every image through the model's stem is one encoded image
+        enc.model.stem.register_forward_hook(lambda m, x, y: images.append(len(x[0])))
+        return enc
+
+    # the filter: the crawl and the target's three splits, then the same again with a fresh encoder
+    first = flt.score_crawl(root, target, counted(build_encoder(spec, device="cpu")))
+    n_crawl = len({r["sha256"] for r in first.rows})
+    assert sum(images) == n_crawl + len(target.train) + len(target.val) + len(target.test)
+    again = flt.score_crawl(root, target, counted(build_encoder(spec, device="cpu")))
+    assert sum(images) == n_crawl + len(target.train) + len(target.val) + len(target.test)  # all read back
+    np.testing.assert_array_equal(again.cos, first.cos)
+    assert [p.name for p in feature_cache_dir().iterdir()] == [first.encoder_key]
+
+    # the figures: a run's model, here the same weights; reads what the filter wrote
+    fig = counted(build_encoder(spec, device="cpu"))
+    view = RunView("run", fig.model, target, None, np.zeros(0, int), [], fig.transform, 2, None)
+    before = sum(images)
+    train = view.features(target.train)
+    assert view.encoder.key == first.encoder_key and sum(images) == before
+
+    # the pilot: its config's model and pretrained settings are the same spec; its images keyed by pool place
+    cfg = load_config(None, {"pilot.model": "ltkit_cnn_tiny", "pilot.pretrained": "none", "pilot.img_size": 32})
+    pilot = counted(pilot_encoder(cfg))
+    assert pilot.spec == spec and pilot.key == first.encoder_key
+    by_class = {(c, s): np.flatnonzero(getattr(target, s).labels == c) for c in (0, 1) for s in ("train", "test")}
+    made = []
+    pool = Pool("toy", "toy0", list(target.class_names), Taxonomy({n: ("shape", n) for n in target.class_names}),
+                lambda c, s: made.append((c, s)) or getattr(target, s).subset(by_class[c, s]),
+                np.full(2, 12), np.full(2, 4))
+    feats = class_features(pool, [0, 1], pilot, 12, 4, feature_cache_dir())
+    assert sum(images) == before + 2 * (12 + 4) and len(made) == 4
+    for c in (0, 1):
+        np.testing.assert_allclose(feats[c][0], train[by_class[c, "train"]], rtol=1e-5, atol=1e-6)
+    before = sum(images)
+    cached = class_features(pool, [0, 1], counted(pilot_encoder(cfg)), 12, 4, feature_cache_dir())
+    assert sum(images) == before and len(made) == 4  # neither encoded nor made again
+    assert all(np.array_equal(cached[c][i], feats[c][i]) for c in (0, 1) for i in (0, 1))
+    assert [p.name for p in feature_cache_dir().iterdir()] == [first.encoder_key]  # one cache, one folder
 
 
 def test_save_writes_manifest_accepted_set_and_provenance(toy):

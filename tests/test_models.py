@@ -6,10 +6,10 @@ import torch
 
 from ltkit.data import world_data
 from ltkit.errors import UserError
-from ltkit.features import (cached_features, cosine_to, extract_features, extract_features_cached,
-                            feature_cache_path, nearest_prototype_accuracy, patch_features, prototypes)
+from ltkit.encoder import Encoder, build_encoder, encode_cached, resolve_pretrained
+from ltkit.features import cosine_to, extract_features, nearest_prototype_accuracy, patch_features, prototypes
 from ltkit.models import DEFAULT_WORLD_MODEL, WORLD_VIT, create_model, data_config, save_weights, transforms
-from ltkit.pretrain import encoder_path, load_encoder, pool_pretrained, resolve_pretrained
+from ltkit.pretrain import encoder_path, pool_pretrained
 
 VIT_B = ["vit_base_patch16_224", "vit_base_patch16_clip_224.openai", "vit_base_patch14_dinov2.lvd142m"]
 
@@ -133,7 +133,7 @@ def test_pool_encoder_caches_and_beats_random_init(tiny_world, monkeypatch):
 
     data = world_data(tiny_world)
     n = data.num_classes
-    enc = load_encoder(tiny_world, epochs=epochs)
+    enc = build_encoder(f"pool:epochs={epochs}", tiny_world, device="cpu").model
     assert enc.get_classifier().__class__.__name__ == "Identity"
     torch.manual_seed(0)
     scratch = create_model(DEFAULT_WORLD_MODEL, 0).eval()
@@ -145,9 +145,9 @@ def test_pool_encoder_caches_and_beats_random_init(tiny_world, monkeypatch):
     assert acc["pool"] > acc["scratch"] + 0.1, acc
 
     # pretrained="pool": the same backbone with a fresh L-way head
-    import ltkit.pretrain
+    import ltkit.encoder
 
-    monkeypatch.setattr(ltkit.pretrain, "pool_pretrained", lambda world, model_name: path)
+    monkeypatch.setattr(ltkit.encoder, "pool_pretrained", lambda world, model_name: path)
     m = create_model(DEFAULT_WORLD_MODEL, n, pretrained=resolve_pretrained("pool", tiny_world, DEFAULT_WORLD_MODEL)).eval()
     assert m.get_classifier().out_features == n
     x = torch.randn(2, 3, 32, 32)
@@ -170,17 +170,14 @@ def test_array_training_is_seeded_and_deterministic():
         torch.testing.assert_close(runs[0][k], runs[1][k], rtol=0, atol=0)
 
 
-def test_feature_cache_prototypes_and_patches(tmp_path, tiny_world):
+def test_cached_features_prototypes_and_patches(tmp_path, tiny_world):
     data = world_data(tiny_world)
     torch.manual_seed(0)
     m = create_model(WORLD_VIT, 0).eval()
     tf = transforms(m, train=False)
     val = data.val
-    path = feature_cache_path(tmp_path, m, val, tf)
-    f = extract_features_cached(m, val, tf, cache_dir=tmp_path)
-    assert path.is_file() and f.shape == (len(val), m.num_features)
-    np.testing.assert_array_equal(cached_features(path, lambda: pytest.fail("recomputed")), f)
-    assert feature_cache_path(tmp_path, m, val.subset(range(5)), tf) != path  # another dataset, another key
+    f = encode_cached(Encoder(m, tf, WORLD_VIT, device="cpu"), val, tmp_path)  # cache reads: tests/test_encoder.py
+    assert f.shape == (len(val), m.num_features)
 
     protos = prototypes(f, val.labels, data.num_classes + 1)
     np.testing.assert_allclose(protos[0], f[val.labels == 0].mean(0), rtol=1e-5)

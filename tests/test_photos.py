@@ -118,11 +118,11 @@ def test_random_categories_off_the_world_need_their_own_crawl(built):
 
 
 def test_efficientnet_lite0_encoder_spec():
-    from ltkit.curate.encode import build_encoder
+    from ltkit.encoder import build_encoder
 
     enc = build_encoder("efficientnet_lite0:32", batch_size=4, device="cpu")
     assert "efficientnet_lite0" in enc.spec and enc.transform.transforms[0].size in (32, (32, 32))
-    with pytest.raises(ConfigError, match="expected efficientnet_lite0 or efficientnet_lite0:<input px>"):
+    with pytest.raises(UserError, match="expected efficientnet_lite0 or efficientnet_lite0:<input px>"):
         build_encoder("efficientnet_lite0:big")
 
 

@@ -12,6 +12,7 @@ from ltkit.artifacts.neighbour_map import load_neighbour_map
 from ltkit.auxiliary import build_aux, shuffled_parents
 from ltkit.config import load_config
 from ltkit.data import world_data
+from ltkit.encoder import pool_options
 from ltkit.errors import UserError
 from ltkit.pipeline import world_map
 import ltkit.pretrain as P
@@ -76,11 +77,11 @@ def test_disjoint_pretraining_sees_only_the_pretraining_part(carved, tiny_world)
 
 
 def test_pool_spec_names_the_classes_and_keeps_old_keys(carved):
-    assert P.pool_options("pool:epochs=6,classes=disjoint") == {"epochs": 6, "classes": "disjoint"}
-    assert P.pool_options("pool") == {}
+    assert pool_options("pool:epochs=6,classes=disjoint") == {"epochs": 6, "classes": "disjoint"}
+    assert pool_options("pool") == {}
     for bad in ("pool:classes=targets", "pool:epochs=x", "pool:lr=1"):
         with pytest.raises(UserError, match="expected pool:epochs=N"):
-            P.pool_options(bad)
+            pool_options(bad)
     assert P.pool_settings(classes="open") == P.pool_settings()  # the default adds nothing to the key
     assert P.encoder_path(carved, classes="disjoint") != P.encoder_path(carved)
 

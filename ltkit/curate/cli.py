@@ -24,6 +24,7 @@ from ltkit.curate import filter as flt
 from ltkit.curate import quality as q
 from ltkit.curate.overrides import OVERRIDES, read_overrides
 from ltkit.data.datasets import build_target_data
+from ltkit.encoder import build_encoder
 from ltkit.errors import ArgumentParser, UserError
 from ltkit.viz import save_figure
 from ltkit.viz.catalogue import record
@@ -39,7 +40,7 @@ def scores_of(cfg, crawl: str | Path | None = None) -> flt.FilterScores:
     settings = settings_of(cfg)
     target, world = build_target_data(cfg)
     return flt.score_crawl(Path(crawl) if crawl else crawl_dir(cfg), target,
-                           flt.build_encoder(settings.encoder, world, settings.batch_size), world=world,
+                           build_encoder(settings.encoder, world, batch_size=settings.batch_size), world=world,
                            leak_splits=settings.leak_splits)
 
 

@@ -35,14 +35,13 @@ from ltkit.artifacts.layout import ACCEPTED, ACCEPTED_MAP, FILTER_JSON, FILTER_M
 from ltkit.artifacts.manifest import inside, manifest_files, read_manifest
 from ltkit.artifacts.neighbour_map import CSV_COLUMNS as NEIGHBOUR_COLUMNS
 from ltkit.config import FilterConfig
-from ltkit.curate.encode import Encoder, build_encoder, encode_cached
 from ltkit.curate.leak import LeakScores, leak_scores, phash
 from ltkit.curate.overrides import OVERRIDES, Override, match_overrides
 from ltkit.data import FileImages, LTData
+from ltkit.encoder import Encoder, build_encoder, encode_cached, feature_cache_dir
 from ltkit.errors import UserError
 from ltkit.features import prototypes
 from ltkit.io import atomic_write_text, write_json
-from ltkit.paths import cache_root
 from ltkit.words import CAPTION_MODES, caption_match, name_key
 
 REQUIRED = ("key", "aux_id", "aux_name", "target_id", "target_name", "caption", "status", "path", "sha256")
@@ -121,7 +120,7 @@ def score_crawl(crawl_dir: str | Path, target: LTData, encoder: Encoder | str = 
     rows = read_crawl(crawl_dir) if rows is None else rows
     if isinstance(encoder, str):
         encoder = build_encoder(encoder, world)
-    cache = Path(cache_dir) if cache_dir is not None else _default_cache()
+    cache = Path(cache_dir) if cache_dir is not None else feature_cache_dir()
     images = crawl_images(crawl_dir, rows)
     feats = encode_cached(encoder, images, cache, keys=[r["sha256"] for r in rows])
     train_feats = encode_cached(encoder, target.train, cache)
@@ -149,10 +148,6 @@ def score_crawl(crawl_dir: str | Path, target: LTData, encoder: Encoder | str = 
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def _default_cache() -> Path:
-    return cache_root() / "features"
 
 
 @dataclass

@@ -11,11 +11,11 @@ from ltkit.pilot.grid import (Cell, collect, gap_figure, granularity_effect, gri
 from ltkit.pilot.learn import train_cell
 from ltkit.pilot.pools import Pool, cifar100_pool, class_features, class_images, folder_pool, unseen_specs, world_pool
 from ltkit.pilot.probe import head_tail_classes, ratio_counts, run_cell, sibling_errors, train_probe
-from ltkit.pilot.run import PilotRun, build_encoder, build_pool, build_trainer, cells_of, main, run_pilot, save_outputs
+from ltkit.pilot.run import PilotRun, build_pool, build_trainer, cells_of, main, pilot_encoder, run_pilot, save_outputs
 
 __all__ = ["Draw", "GranularityError", "draw_classes", "resolve_level", "superclass_members", "Cell", "collect",
            "gap_figure", "granularity_effect", "grid_cells", "markdown_table", "read_results", "relative_tail", "run_grid",
            "summarise", "trained_figure", "train_cell", "class_images", "build_trainer",
            "Pool", "cifar100_pool", "class_features", "folder_pool", "unseen_specs", "world_pool", "head_tail_classes",
-           "ratio_counts", "run_cell", "sibling_errors", "train_probe", "build_encoder", "build_pool", "cells_of", "main",
+           "ratio_counts", "run_cell", "sibling_errors", "train_probe", "pilot_encoder", "build_pool", "cells_of", "main",
            "PilotRun", "run_pilot", "save_outputs"]

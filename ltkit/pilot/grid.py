@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from ltkit.encoder import Encoder
 from ltkit.errors import UserError
 from ltkit.io import atomic_write_text, read_json, write_json
 from ltkit.pilot.draw import draw_classes, grid_level
@@ -77,13 +78,13 @@ def cell_path(out_dir: str | Path, cell: Cell) -> Path:
     return Path(out_dir) / "cells" / f"{cell.name}.json"
 
 
-def run_grid(pool: Pool, extract: Callable, encoder_key: str, cells: Sequence[Cell], out_dir: str | Path, *,
+def run_grid(pool: Pool, encoder: Encoder, cells: Sequence[Cell], out_dir: str | Path, *,
              num_classes: int, head: int, test: int, level: int | str = "auto", probe: dict | None = None,
              frac: float = 1 / 3, only: int | None = None, cache_dir: str | Path | None = None,
              progress: bool = False, train: Callable | None = None) -> list[Cell]:
     """Run the cells not yet finished (or only cell `only`); returns the cells this call computed.
 
-    Without `train`, each cell probes frozen features (`extract`, cached per class). With it, each
+    Without `train`, each cell probes the frozen features of `encoder` (cached per image). With it, each
     cell calls `train(train_images, test_images, head, ratio, seed, frac, groups)` on the drawn
     classes' uint8 images (kept in memory while the cells of one draw run) and `probe` should
     describe that training for the recipe.
@@ -92,7 +93,7 @@ def run_grid(pool: Pool, extract: Callable, encoder_key: str, cells: Sequence[Ce
     eligible = pool.eligible(head, test)
     # one level for the whole grid, from its largest S, so that --cell i jobs agree on it
     level = grid_level(pool.taxonomy, num_classes, [c.superclasses for c in cells], level, eligible, pool.name)
-    recipe = {"version": RESULTS_VERSION, "pool": pool.name, "pool_key": pool.key, "encoder": encoder_key,
+    recipe = {"version": RESULTS_VERSION, "pool": pool.name, "pool_key": pool.key, "encoder": encoder.key,
               "num_classes": num_classes, "level": level, "head": head, "test": test, "probe": probe, "frac": frac}
     rhash = _open_grid(out_dir, recipe)
     if only is not None:
@@ -107,7 +108,7 @@ def run_grid(pool: Pool, extract: Callable, encoder_key: str, cells: Sequence[Ce
         draw = draw_classes(pool.taxonomy, num_classes, cell.superclasses, cell.seed, level, eligible, pool.name)
         idx = pool.index(draw.classes)
         if train is None:
-            feats = class_features(pool, idx, extract, encoder_key, head, test, cache_dir)
+            feats = class_features(pool, idx, encoder, head, test, cache_dir)
             res = run_cell([feats[c][0] for c in idx], [feats[c][1] for c in idx], head, cell.ratio, cell.seed, frac,
                            groups=draw.superclasses, **probe)
         else:  # the cells of a draw run back to back (grid_cells): render its images once

@@ -7,8 +7,8 @@
 - `folder_pool`: `root/<class>/<image>` (ImageNet-21k style) with a JSON or WordNet taxonomy; each
   class holds out `test_per_class` images (seeded) as its balanced test split.
 
-Features of a pool under an encoder are cached per class (`class_features`), so a grid's cells, or
-several array jobs, extract every class once.
+Features of a pool under an encoder go through the one feature cache (`class_features`), so a grid's
+cells, or several array jobs, extract every class once.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from functools import partial
 from typing import Callable, Sequence
 
 import numpy as np
@@ -24,8 +25,8 @@ import numpy as np
 from ltkit.data import ArrayImages, FileImages, ImageSet
 from ltkit.data.readers import load_cifar100, load_image_folder
 from ltkit.data.taxonomy import Taxonomy
+from ltkit.encoder import Encoder, encode_cached
 from ltkit.errors import UserError
-from ltkit.io import atomic_save
 from ltkit.render import COLOURS, render
 from ltkit.world import GROUPS, TEXTURES, ClassSpec
 
@@ -170,24 +171,33 @@ def load_taxonomy(spec: str, class_names: Sequence[str]) -> Taxonomy:
 # features, cached per class
 
 
-def class_features(pool: Pool, classes: Sequence[int], extract: Callable[[ImageSet], np.ndarray], encoder_key: str,
-                   train: int, test: int,
+def class_features(pool: Pool, classes: Sequence[int], encoder: Encoder, train: int, test: int,
                    cache_dir: str | os.PathLike | None = None) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Class -> (first `train` train features, first `test` test features), cached as one .npz per class."""
+    """Class -> (features of its first `train` train images, of its first `test` test images), cached.
+
+    Through the one feature cache (`ltkit.encoder.encode_cached`), an image keyed by its place in the
+    pool (`image_keys`), so a class whose features are cached is neither rendered nor read again.
+    """
     out = {}
     for c in classes:
-        path = Path(cache_dir) / f"{encoder_key}-{pool.key}" / f"{c}.npz" if cache_dir is not None else None
-        if path is not None and path.is_file():
-            with np.load(path) as z:
-                if len(z["train"]) >= train and len(z["test"]) >= test:
-                    out[c] = (z["train"][:train], z["test"][:test])
-                    continue
-        tr, te = pool.images(int(c), "train"), pool.images(int(c), "test")
-        ftr, fte = extract(tr.subset(np.arange(min(train, len(tr))))), extract(te.subset(np.arange(min(test, len(te)))))
-        if path is not None:
-            atomic_save(path, lambda f: np.savez(f, train=ftr, test=fte))
-        out[c] = (ftr, fte)
+        feats = []
+        for split, n in (("train", train), ("test", test)):
+            keys = image_keys(pool, int(c), split, n)
+            images = partial(_first_images, pool, int(c), split, len(keys))
+            feats.append(encode_cached(encoder, images, cache_dir, keys))
+        out[c] = tuple(feats)
     return out
+
+
+def image_keys(pool: Pool, c: int, split: str, n: int) -> list[str]:
+    """Cache keys of the first `n` images (at most all) of class `c`'s split: `<pool key>:<class>:<split>:<index>`."""
+    sizes = pool.train_sizes if split == "train" else pool.test_sizes
+    return [f"{pool.key}:{c}:{split}:{i}" for i in range(min(n, int(sizes[c])))]
+
+
+def _first_images(pool: Pool, c: int, split: str, n: int) -> ImageSet:
+    """The first `n` images of class `c`'s split."""
+    return pool.images(c, split).subset(np.arange(n))
 
 
 def class_images(pool: Pool, classes: Sequence[int], train: int, test: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:

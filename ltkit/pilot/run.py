@@ -10,43 +10,29 @@ model on the cell's images (`ltkit.pilot.learn`).
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ltkit.config import load_config
+from ltkit.encoder import (Encoder, build_encoder, feature_cache_dir, pretrained_spec, pretrained_weights,
+                           resolve_pretrained)
 from ltkit.errors import ArgumentParser, UserError
-from ltkit.features import extract_features, weights_hash
 from ltkit.io import atomic_write_text
-from ltkit.models import create_model, transforms
-from ltkit.paths import cache_root, from_root
+from ltkit.models import create_model
+from ltkit.paths import from_root
 from ltkit.pilot.draw import grid_level
 from ltkit.pilot.grid import (RESULTS_VERSION, Cell, collect, gap_figure, grid_cells, markdown_table, recipe_hash,
                               run_grid, summarise, trained_figure)
 from ltkit.pilot.learn import seeded_model, train_cell
 from ltkit.pilot.pools import Pool, cifar100_pool, folder_pool, world_pool
-from ltkit.pretrain import resolve_pretrained
 from ltkit.pretrain import PRETRAIN_THREADS
 from ltkit.viz import catalogue, save_figure
 from ltkit.world import PRESETS, load_world
 
 CIFAR_NAMES = ("cifar100", "cifar100-lt")
-
-
-@dataclass
-class Encoder:
-    """A frozen feature extractor: `extract(images)` -> (N, C) features; `key` names its weights and transform."""
-
-    model: torch.nn.Module
-    transform: object
-    key: str
-
-    def extract(self, images) -> np.ndarray:
-        return extract_features(self.model, images, self.transform, batch_size=256)
 
 
 def _settings(cfg) -> tuple[str, str, str | None]:
@@ -73,22 +59,21 @@ def build_pool(cfg, world=None) -> tuple[Pool, object]:
 
 def _weights(pretrained: str | None, world) -> str | bool | None:
     """`pilot.pretrained` as `resolve_pretrained` takes it: None (scratch), True (HF cache), "pool[:...]" or a path."""
-    weights = {None: None, "none": None, "scratch": None, "hf": True}.get(pretrained, pretrained)
+    weights = pretrained_weights(pretrained)
     if isinstance(weights, str) and weights.partition(":")[0] == "pool" and world is None:
         raise UserError("pilot.pretrained=pool needs a world pool (pilot.pool=builtin, ...)")
     return weights
 
 
-def build_encoder(cfg, world=None) -> Encoder:
-    """The frozen encoder: a timm model without head, its eval transform, and a key for the feature cache."""
+def pilot_encoder(cfg, world=None) -> Encoder:
+    """The frozen encoder `pilot.model` + `pilot.pretrained` (`ltkit.encoder`), a random one seeded by `seed`.
+
+    On the CPU, where the pilot's recorded numbers were extracted (the model is small and the probe
+    runs there too).
+    """
     _, name, pretrained = _settings(cfg)
-    weights = _weights(pretrained, world)
-    with torch.random.fork_rng(devices=[]):  # a scratch encoder is the same for every process
-        torch.manual_seed(cfg.seed)
-        model = create_model(name, 0, img_size=cfg.pilot.img_size or cfg.img_size,
-                             pretrained=resolve_pretrained(weights, world, name)).eval()
-    transform = transforms(model, train=False)
-    return Encoder(model, transform, weights_hash(model) + hashlib.sha256(repr(transform).encode()).hexdigest()[:6])
+    spec = pretrained_spec(name, _weights(pretrained, world))
+    return build_encoder(spec, world, img_size=cfg.pilot.img_size or cfg.img_size, device="cpu", seed=cfg.seed)
 
 
 def build_trainer(cfg, world=None):
@@ -136,7 +121,7 @@ def run_pilot(cfg, only: int | None = None, world=None, progress: bool | None = 
     grid_level(pool.taxonomy, p.num_classes, p.superclasses, p.level, pool.eligible(p.head, p.test_per_class), pool.name)
     if p.features not in ("frozen", "trained"):
         raise UserError(f"pilot.features={p.features!r}: expected frozen or trained")
-    enc = build_encoder(cfg, world)  # trained: its weights hash names the initialisation
+    enc = pilot_encoder(cfg, world)  # trained: its weights hash names the initialisation
     probe = dict(hidden=p.hidden, steps=p.steps, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay)
     train = None
     if p.features == "trained":
@@ -146,9 +131,9 @@ def run_pilot(cfg, only: int | None = None, world=None, progress: bool | None = 
     settings = [RESULTS_VERSION, pool.key, enc.key, p.num_classes, str(p.level), p.head, p.test_per_class, probe,
                 p.head_tail_frac]
     out = Path(p.out_dir or Path(cfg.out_dir) / f"pilot-{_settings(cfg)[0]}-{recipe_hash(settings)[:8]}")
-    run_grid(pool, enc.extract, enc.key, cells_of(cfg), out, num_classes=p.num_classes, head=p.head,
+    run_grid(pool, enc, cells_of(cfg), out, num_classes=p.num_classes, head=p.head,
              test=p.test_per_class, level=p.level, probe=probe, frac=p.head_tail_frac, only=only,
-             cache_dir=cache_root() / "pilot-features", progress=cfg.progress if progress is None else progress,
+             cache_dir=feature_cache_dir(), progress=cfg.progress if progress is None else progress,
              train=train)
     names = {c.name for c in cells_of(cfg)}  # the folder may hold cells of a larger grid of this recipe
     return PilotRun([r for r in collect(out) if r["cell"] in names], out)

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
 
 from ltkit import report
 from ltkit.data import ImageSet
-from ltkit.features import extract_features
+from ltkit.encoder import Encoder, encode_cached, feature_cache_dir
+from ltkit.features import model_device
 from ltkit.io import read_json
 from ltkit.pipeline import prepare
 from ltkit.train import Trainer
@@ -40,9 +42,14 @@ class RunView:
         """Target names, then auxiliary names (label order of the trained head)."""
         return list(self.data.class_names) + list(self.aux_names)
 
+    @cached_property
+    def encoder(self) -> Encoder:
+        """The run's model as an encoder (eval transform, on the model's device); its key is its weights'."""
+        return Encoder(self.model, self.transform, f"run:{self.name}", device=model_device(self.model))
+
     def features(self, images: ImageSet) -> np.ndarray:
-        """Pooled pre-logits features of an image set (eval transform)."""
-        return extract_features(self.model, images, self.transform)
+        """Pooled pre-logits features of an image set (eval transform), through the feature cache."""
+        return encode_cached(self.encoder, images, feature_cache_dir())
 
 
 def run_config(base, overrides: dict, seed: int):
