@@ -100,7 +100,7 @@ class FilterConfig:
     caption_mode: str = "phrase"       # phrase | words | off: how the caption must name the auxiliary class
     gamma1: float = bounded(0.7, "[-1, 1]")  # keep gamma1 < cos(prototype of the parent, image feature) < gamma2
     gamma2: float = bounded(0.98, "[-1, 1]")
-    encoder: str = "pool"              # pool[:epochs=N] | timm:<name>[@<weights file>] | dinov2[:<timm name>]
+    encoder: str = "pool"              # ltkit.encoder.parse_spec: pool[:epochs=N,classes=...] | timm:<name>[@<file>|@pool[:...]|@none] | dinov2[:<timm name>] | efficientnet_lite0[:px]
     leak_hamming: int = bounded(6, "[0, 64]")  # pHash bits (of 64): a val/test image this close is a test leak
     leak_cos: float = bounded(0.99, "[-1, 1]")  # feature cosine: a val/test image this similar is a test leak
     leak_splits: list[str] = field(default_factory=lambda: ["val", "test"])  # target splits the leak check compares with
