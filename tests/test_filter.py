@@ -437,12 +437,10 @@ def test_a_click_in_the_tuner_flips_and_survives_a_threshold_move(crawl_copy):
     assert last["decision"] == "auto" and t.counts()["overrides"] == 0
 
 
-def test_cli_filters_a_folder_dataset(toy, tmp_path, monkeypatch, capsys):
-    """`python -m ltkit filter` on an ImageFolder target with a timm model from a local weights file."""
-    from ltkit import cli
+def _folder_dataset(target: LTData, tmp_path: Path) -> tuple[Path, Path]:
+    """The toy target as an ImageFolder tree, and the weights file of a tiny timm model to encode it with."""
     from ltkit.models import create_model, save_weights
 
-    root, target, _ = toy
     data = tmp_path / "data"
     for split in ("train", "val", "test"):
         s = getattr(target, split)
@@ -451,7 +449,44 @@ def test_cli_filters_a_folder_dataset(toy, tmp_path, monkeypatch, capsys):
             p.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(img).save(p)
     torch.manual_seed(0)
-    weights = save_weights(create_model("ltkit_cnn_tiny", 0), tmp_path / "tiny.safetensors")
+    return data, save_weights(create_model("ltkit_cnn_tiny", 0), tmp_path / "tiny.safetensors")
+
+
+def test_filter_crawl_saved_thresholds_win_over_the_configs_and_clicks_over_both(crawl_copy, tmp_path, monkeypatch):
+    """The filter stage in one call: the config's thresholds, the tuner's saved ones over them, a click over both."""
+    from ltkit.config import load_config
+    from ltkit.curate.overrides import record_override
+
+    root = crawl_copy.crawl_dir
+    data, weights = _folder_dataset(_target(), tmp_path / "folders")
+    monkeypatch.setenv("LTKIT_CACHE", str(tmp_path / "cache"))
+    cfg = load_config(None, {"dataset": "folders", "data_root": str(data),
+                             "filter.encoder": f"timm:ltkit_cnn_tiny@{weights}", "filter.gamma1": 0.1, "filter.gamma2": 0.9999,
+                             "filter.leak_cos": 1.0})  # an untrained model finds every image alike: leaks by hash only
+    scores, d, s = flt.filter_crawl(root, cfg)  # nothing saved yet: the config's
+    assert s == cfg.filter and d.settings == s and len(scores) == 18 and scores.crawl_dir == root
+    assert np.array_equal(d.keep, flt.decide(scores, s).keep) and not d.keep[d.leak].any()
+    saved = replace(cfg.filter, gamma1=-1.0, gamma2=1.0, caption_mode="off")  # the tuner's Save: all but the leak
+    flt.save_accepted(scores, flt.decide(scores, saved))
+    _, d_saved, s_saved = flt.filter_crawl(root, cfg)
+    assert s_saved == saved and d_saved.keep.sum() == len(scores) - d_saved.leak.sum() > d.keep.sum()
+    _, d_cfg, s_cfg = flt.filter_crawl(root, cfg, thresholds="config")  # what the command and training use
+    assert s_cfg == cfg.filter and np.array_equal(d_cfg.keep, d.keep)
+    i = int(np.flatnonzero(d.keep)[0])
+    record_override(root, scores.rows[i]["key"], scores.rows[i]["sha256"], "drop", by="curator")
+    for thresholds in ("saved", "config"):
+        _, clicked, _ = flt.filter_crawl(root, cfg, thresholds=thresholds)
+        assert not clicked.keep[i] and list(clicked.overrides) == [i]
+    with pytest.raises(ValueError, match="thresholds='preset'"):
+        flt.filter_crawl(root, cfg, thresholds="preset")
+
+
+def test_cli_filters_a_folder_dataset(toy, tmp_path, monkeypatch, capsys):
+    """`python -m ltkit filter` on an ImageFolder target with a timm model from a local weights file."""
+    from ltkit import cli
+
+    root, target, _ = toy
+    data, weights = _folder_dataset(target, tmp_path)
     monkeypatch.setenv("LTKIT_CACHE", str(tmp_path / "cache"))
     args = ["filter", "--crawl", str(root), "dataset=folders", f"data_root={data}",
             f"filter.encoder=timm:ltkit_cnn_tiny@{weights}", "filter.gamma1=0.1", "filter.gamma2=0.9999"]

@@ -13,7 +13,7 @@ from ltkit.crawl.download import DownloadSettings
 from ltkit.crawl.image_search import (POOL_HOST, DDGSEngine, Hit, PoolEngine, SearchCache, SearchError,
                                       caption_mentions)
 from ltkit.crawl.pool_server import PoolServer
-from ltkit.crawl.retrieve import crawl_classes, search_jobs
+from ltkit.crawl.retrieve import crawl_classes, crawl_neighbours, search_jobs
 from ltkit.errors import UserError
 from ltkit.world import NOISE_KINDS
 
@@ -194,6 +194,33 @@ def test_pool_crawl_through_the_real_downloader(tiny_world, tmp_path):
         if r["status"] == "ok":
             with Image.open(tmp_path / r["path"]) as im:
                 assert im.size == (32, 32) and r["path"] == f"images/{r['aux_id']:05d}/{r['sha256']}.jpg"
+
+
+def test_crawl_neighbours_on_builtin_tiny_through_the_pool_server(tiny_world, tmp_path):
+    """The crawl stage in one call on a searched neighbour map: the world's pool over HTTP, then a resume doing nothing."""
+    from ltkit.artifacts.neighbour_map import load_neighbour_map
+    from ltkit.config import CrawlConfig
+    from ltkit.neighbours import TaxonomyBackend, search_neighbours
+
+    names = tiny_world.class_names
+    search_neighbours(TaxonomyBackend(tiny_world.search_taxonomy, seed=0), names, tiny_world.train_counts, tmp_path, k=1)
+    nmap = load_neighbour_map(tmp_path / "neighbours.csv", len(names))
+    c = CrawlConfig(per_class=3)
+    report = crawl_neighbours(nmap, names, tmp_path, c, tiny_world, progress=False)
+    n = 3 * nmap.num_aux
+    assert nmap.num_aux > 1 and report.total == report.fetched == n
+    assert report.status.get("ok", 0) + report.status.get("duplicate", 0) == n and report.kept > 0
+    assert report.searches == {"new": nmap.num_aux, "cached": 0}
+    rows = read_manifest(tmp_path)
+    assert {r["aux_id"] for r in rows} == set(range(nmap.num_aux))
+    assert all(r["target_name"] == names[nmap.aux_parent[r["aux_id"]]] for r in rows)
+    assert all(r["url"].startswith(f"http://{POOL_HOST}/") for r in rows)  # the pool's name, not the server's port
+    again = crawl_neighbours(nmap, names, tmp_path, c, tiny_world, progress=False)
+    assert (again.fetched, again.kept, again.skipped) == (0, 0, n)
+    assert again.searches == {"new": 0, "cached": nmap.num_aux} and read_manifest(tmp_path) == rows
+    with pytest.raises(UserError, match="crawl.pool_dir=FOLDER"):  # a pool needs a world or a folder
+        crawl_neighbours(nmap, names, tmp_path / "none", c)
+    assert not (tmp_path / "none").exists()
 
 
 def test_crawl_command_on_builtin_tiny(tiny_world, tmp_path, capsys):

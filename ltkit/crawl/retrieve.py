@@ -7,11 +7,13 @@
     python -m ltkit crawl --urls hits.csv --out crawl/mine                   # a URL list (aux_name,url[,caption][,target])
 
 Searches run one class at a time in a background thread and feed the downloader as they finish; both
-are resumable (search cache, manifest), so a killed crawl is simply started again.
+are resumable (search cache, manifest), so a killed crawl is simply started again. `crawl_neighbours` is
+the stage in one call (a neighbour map, a crawl section, a folder), the one this command and notebook 02 make.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -23,8 +25,8 @@ from ltkit.artifacts.layout import CLASSES, MANIFEST, crawl_dir, neighbour_dir, 
 from ltkit.artifacts.manifest import (CrawlReport, ManifestWriter, crawl_lock, folder_counts, manifest_files,
                                       merge_manifests, parse_shard, read_manifest, record_classes, resume_state,
                                       shard_manifest, storage_errors, write_report)
-from ltkit.artifacts.neighbour_map import load_neighbour_map
-from ltkit.config import load_config, no_stray_arguments, split_overrides
+from ltkit.artifacts.neighbour_map import NeighbourMap, load_neighbour_map
+from ltkit.config import Config, CrawlConfig, load_config, no_stray_arguments, split_overrides
 from ltkit.crawl.download import Downloader, DownloadSettings, Job
 from ltkit.crawl.image_search import DDGSEngine, Engine, PoolEngine, SearchCache, SearchError, csv_rows
 from ltkit.crawl.pool_server import PoolServer
@@ -32,6 +34,7 @@ from ltkit.crawl.store import clean_partial
 from ltkit.data import datasets
 from ltkit.data.classnames import same_class
 from ltkit.errors import ArgumentParser, UserError
+from ltkit.world import World
 
 log = logging.getLogger(__name__)
 SEARCH_CACHE = "search_cache.jsonl"
@@ -164,33 +167,49 @@ def download_settings(c, **over) -> DownloadSettings:
     return DownloadSettings(**{**values, **over})
 
 
-def crawl_config(cfg, shard: tuple[int, int] = (0, 1), retry_failed: bool = False,
+def crawl_neighbours(nmap: NeighbourMap, target_names: Sequence[str], out_dir: str | os.PathLike,
+                     settings: CrawlConfig | None = None, world: World | None = None, shard: tuple[int, int] = (0, 1),
+                     retry_failed: bool = False, progress: bool | None = None) -> CrawlReport:
+    """The crawl stage: search every auxiliary class of `nmap` and download the hits into `out_dir` (resumable).
+
+    `settings` is a crawl section (default: its defaults). Its engine `ddgs` searches the web and downloads
+    with the section's politeness limits; `pool` searches `settings.pool_dir`, else `world`'s open pool,
+    served over HTTP on 127.0.0.1 for the length of the crawl.
+    """
+    c = check_crawl_config(settings or CrawlConfig())
+    progress = c.progress if progress is None else progress
+    engine, server = search_engine(c, world)
+    with server or contextlib.nullcontext():
+        # the pool server is ours and local: the web's politeness limits would only slow it down
+        download = (download_settings(c) if server is None else
+                    download_settings(c, allow_loopback=True, resolve=server.resolve, per_host=c.concurrency,
+                                      host_interval=0.0, rate_limit=0.0))
+        return crawl_classes(nmap.aux_names, nmap.aux_parent, target_names, engine, out_dir, download, c.per_class,
+                             c.query, shard, retry_failed, progress)
+
+
+def search_engine(c: CrawlConfig, world: World | None = None) -> tuple[Engine, PoolServer | None]:
+    """The engine `c.engine` names, and for the pool the (started) server its hit URLs resolve to."""
+    if c.engine == "ddgs":
+        return DDGSEngine(c.ddgs_backend, c.region, c.safesearch, c.license, interval=c.search_interval,
+                          retries=c.search_retries), None
+    if c.pool_dir:
+        return PoolEngine.from_folder(c.pool_dir), PoolServer(folder=c.pool_dir)
+    if world is not None:
+        return PoolEngine.from_world(world), PoolServer(world)
+    raise UserError("crawl.engine=pool needs crawl.pool_dir=FOLDER (images with a captions.csv of "
+                    "path,caption[,label]) unless the dataset is a built-in world")
+
+
+def crawl_config(cfg: Config, shard: tuple[int, int] = (0, 1), retry_failed: bool = False,
                  progress: bool | None = None) -> tuple[CrawlReport, Path]:
-    """The crawl of a config: its neighbour map, its engine, into `crawl_dir(cfg)`."""
-    c = check_crawl_config(cfg.crawl)
+    """The crawl of a config: its neighbour map and crawl section, into `crawl_dir(cfg)` (`crawl_neighbours`)."""
+    check_crawl_config(cfg.crawl)  # before the dataset is loaded
     data, world = datasets.build_target_data(cfg)
     names = list(data.class_names)
     nmap = load_neighbour_map(neighbour_map_path(cfg), len(names))
     out = crawl_dir(cfg)
-    progress = c.progress if progress is None else progress
-    if c.engine == "ddgs":
-        engine = DDGSEngine(c.ddgs_backend, c.region, c.safesearch, c.license, interval=c.search_interval,
-                            retries=c.search_retries)
-        return crawl_classes(nmap.aux_names, nmap.aux_parent, names, engine, out, download_settings(c), c.per_class,
-                             c.query, shard, retry_failed, progress), out
-    if c.pool_dir:
-        engine, server = PoolEngine.from_folder(c.pool_dir), PoolServer(folder=c.pool_dir)
-    elif world is not None:
-        engine, server = PoolEngine.from_world(world), PoolServer(world)
-    else:
-        raise UserError(f"crawl.engine=pool on dataset {cfg.dataset!r} needs crawl.pool_dir=FOLDER "
-                        "(images with a captions.csv of path,caption[,label])")
-    # the pool server is ours and local: the web's politeness limits would only slow it down
-    settings = download_settings(c, allow_loopback=True, resolve=server.resolve, per_host=c.concurrency,
-                                 host_interval=0.0, rate_limit=0.0)
-    with server:
-        return crawl_classes(nmap.aux_names, nmap.aux_parent, names, engine, out, settings, c.per_class, c.query,
-                             shard, retry_failed, progress), out
+    return crawl_neighbours(nmap, names, out, cfg.crawl, world, shard, retry_failed, progress), out
 
 
 def check_crawl_config(c):

@@ -19,29 +19,13 @@ from pathlib import Path
 
 from ltkit import artifacts
 from ltkit.artifacts.layout import crawl_dir
-from ltkit.config import FilterConfig, load_config, no_stray_arguments, split_overrides
+from ltkit.config import load_config, no_stray_arguments, split_overrides
 from ltkit.curate import filter as flt
 from ltkit.curate import quality as q
-from ltkit.curate.overrides import OVERRIDES, read_overrides
-from ltkit.data.datasets import build_target_data
-from ltkit.encoder import build_encoder
+from ltkit.curate.overrides import OVERRIDES
 from ltkit.errors import ArgumentParser, UserError
 from ltkit.viz import save_figure
 from ltkit.viz.catalogue import record
-
-
-def settings_of(cfg) -> FilterConfig:
-    """The filter settings of a config, checked."""
-    return cfg.filter.check()
-
-
-def scores_of(cfg, crawl: str | Path | None = None) -> flt.FilterScores:
-    """Every filter number of the crawl of `cfg` (or `crawl`) with its encoder: what `run` and the tuner decide on."""
-    settings = settings_of(cfg)
-    target, world = build_target_data(cfg)
-    return flt.score_crawl(Path(crawl) if crawl else crawl_dir(cfg), target,
-                           build_encoder(settings.encoder, world, batch_size=settings.batch_size), world=world,
-                           leak_splits=settings.leak_splits)
 
 
 def run(cfg, crawl: str | Path | None = None, quality: bool = False, sweep: str | None = None,
@@ -51,11 +35,10 @@ def run(cfg, crawl: str | Path | None = None, quality: bool = False, sweep: str 
     `command` is the command line that ran it, recorded as the sweep figure's source.
     """
     root = Path(crawl) if crawl else crawl_dir(cfg)
-    settings = settings_of(cfg)
     t = time.perf_counter()
-    scores = scores_of(cfg, root)
+    # the config's thresholds (training checks the set against them); the curator's clicks in the tuner count too
+    scores, d, settings = flt.filter_crawl(root, cfg, thresholds="config")
     print(f"scored {len(scores)} images of {root} with encoder {scores.encoder} in {time.perf_counter() - t:.1f}s")
-    d = flt.decide(scores, settings, read_overrides(root))  # the curator's clicks in the tuner count here too
     n_over = d.override_counts()
     if dry_run:
         prov = dict(kept=int(d.keep.sum()), images=len(scores), leaks=int(d.leak.sum()))

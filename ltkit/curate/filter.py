@@ -11,6 +11,7 @@ unless a curator flipped its decision by hand (`ltkit.curate.overrides`, `overri
 
 Everything expensive (features, hashes, nearest references) is computed once into `FilterScores`;
 `decide` applies thresholds in microseconds, which is what the tuner does on every slider move.
+`filter_crawl` does both for a config, the one call the command and notebook 02 make.
 Outputs next to the crawl's manifest: `filter_manifest.jsonl` (every image, its numbers, each check
 and the reason), `accepted.csv` + `accepted_neighbours.csv` (the auxiliary dataset the trainer
 reads: images, labels L..L+K'-1, the neighbour map of the classes that kept images) and
@@ -30,14 +31,16 @@ from typing import Sequence
 
 import numpy as np
 
-from ltkit.artifacts.accepted import ACCEPTED_COLUMNS
+from ltkit.artifacts import layout
+from ltkit.artifacts.accepted import ACCEPTED_COLUMNS, load_settings
 from ltkit.artifacts.layout import ACCEPTED, ACCEPTED_MAP, FILTER_JSON, FILTER_MANIFEST, MANIFEST
 from ltkit.artifacts.manifest import inside, manifest_files, read_manifest
 from ltkit.artifacts.neighbour_map import CSV_COLUMNS as NEIGHBOUR_COLUMNS
-from ltkit.config import FilterConfig
+from ltkit.config import Config, FilterConfig
 from ltkit.curate.leak import LeakScores, leak_scores, phash
-from ltkit.curate.overrides import OVERRIDES, Override, match_overrides
+from ltkit.curate.overrides import OVERRIDES, Override, match_overrides, read_overrides
 from ltkit.data import FileImages, LTData
+from ltkit.data.datasets import build_target_data
 from ltkit.encoder import Encoder, build_encoder, encode_cached, feature_cache_dir
 from ltkit.errors import UserError
 from ltkit.features import prototypes
@@ -205,6 +208,27 @@ def decide(scores: FilterScores, settings: FilterConfig, overrides: dict[str, Ov
     leak = scores.leak.flagged(s.leak_hamming, s.leak_cos)
     return Decisions(scores.caption[s.caption_mode], scores.cos > s.gamma1, scores.cos < s.gamma2, leak,
                      scores.leak.split_of(s.leak_hamming, s.leak_cos), s, match_overrides(scores.rows, overrides or {}))
+
+
+def filter_crawl(crawl_dir: str | Path | None, cfg: Config, thresholds: str = "saved"
+                 ) -> tuple[FilterScores, Decisions, FilterConfig]:
+    """The filter stage on a crawl (default: the config's): every image scored, then decided; nothing is written.
+
+    `thresholds="saved"`: the settings saved beside the crawl (`filter.json`, by the tuner or the command)
+    win over the config's, as in the notebook; `"config"`: the config's alone, as the command and training
+    need. A curator's clicks (`overrides.jsonl`) win over both. Returns the scores, the decisions and the
+    settings they were made with.
+    """
+    if thresholds not in ("saved", "config"):
+        raise ValueError(f"thresholds={thresholds!r}: expected 'saved' or 'config'")
+    root = Path(crawl_dir) if crawl_dir is not None else layout.crawl_dir(cfg)
+    settings = cfg.filter.check()
+    if thresholds == "saved":
+        settings = load_settings(root) or settings
+    target, world = build_target_data(cfg)
+    encoder = build_encoder(settings.encoder, world, batch_size=settings.batch_size)
+    scores = score_crawl(root, target, encoder, world=world, leak_splits=settings.leak_splits)
+    return scores, decide(scores, settings, read_overrides(root)), settings
 
 
 def class_counts(scores: FilterScores, d: Decisions) -> dict[int, dict]:
