@@ -212,3 +212,17 @@ def test_separation_summary_states_the_direction_and_when_nothing_separates():
     assert "silhouette did not change clearly (0.200 to 0.200)" in same and "ratio cannot be computed" in same
     small = up.separation_summary(panels((0.1, 1.0), (0.1, 1.0), (0.3, 1.0), (0.32, 0.97)))
     assert "silhouette did not change clearly" in small and "ratio did not change clearly (1.000 to 0.970)" in small
+
+
+def test_late_gain_reads_the_last_fifth_of_the_steps(tmp_path):
+    import json
+
+    from ltkit.viz.curves import late_gain
+
+    rows = [{"steps": s, "val_overall": v} for s, v in ((100, 0.30), (200, 0.50), (300, 0.60), (400, 0.64), (500, 0.65))]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert late_gain(tmp_path) == pytest.approx(1.0)  # from step 400 (the last at or before 0.8 x 500) to 500
+    assert late_gain(tmp_path, fraction=0.5) == pytest.approx(15.0)  # from step 200
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    with pytest.raises(ValueError, match="two epochs"):
+        late_gain(tmp_path)

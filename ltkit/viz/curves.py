@@ -24,6 +24,20 @@ def read_curves(run_dir: str | os.PathLike) -> list[dict]:
     return list(read_jsonl(path))
 
 
+def late_gain(run_dir: str | os.PathLike, key: str = "val_overall", fraction: float = 0.2) -> float:
+    """Points `key` gained over the last `fraction` of a run's steps: near 0 when the curve has flattened.
+
+    From the last epoch at or before (1 - fraction) x the run's steps to its last epoch; epochs are
+    the curve's only points, so with few epochs the window is wider than `fraction`.
+    """
+    rows = [r for r in read_curves(run_dir) if key in r and "steps" in r]
+    if len(rows) < 2:
+        raise ValueError(f"{run_dir}: {key} needs two epochs of metrics.jsonl to show a trend, found {len(rows)}")
+    cut = (1 - fraction) * rows[-1]["steps"]
+    start = max((r for r in rows[:-1] if r["steps"] <= cut), key=lambda r: r["steps"], default=rows[0])
+    return 100 * (rows[-1][key] - start[key])
+
+
 def training_curves(runs: dict[str, str | os.PathLike], width: str | float = "double"):
     """A 2 x 3 figure: each panel of `PANELS` against optimizer steps, one line per named run folder."""
     fig, axes = figure(width, height=3.6, nrows=2, ncols=3)
