@@ -65,9 +65,11 @@ def execute(path: str | os.PathLike, out_path: str | os.PathLike, parameters: di
     """Run a notebook with papermill in a fresh kernel; the executed copy is written to out_path, even on failure.
 
     With `only_known`, parameters the notebook does not declare are left out, so one set of
-    parameters (e.g. the preset) can be offered to every notebook.
+    parameters (e.g. the preset) can be offered to every notebook. `widgets` is False unless given.
     """
-    params = {k: literal(v, k) for k, v in (parameters or {}).items()}
+    # headless: no front end draws a widget, and nbclient can hang on a cell whose widget captures output
+    # (jupyter/nbclient#312); a notebook that declares `widgets` draws its figure once instead
+    params = {k: literal(v, k) for k, v in {"widgets": False, **(parameters or {})}.items()}
     if only_known:
         known = set(parameter_names(nbformat.read(path, as_version=4)))
         params = {k: v for k, v in params.items() if k in known}

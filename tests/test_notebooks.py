@@ -49,6 +49,18 @@ def test_papermill_injects_and_records_parameters(tmp_path):
     assert nbformat.read(out, as_version=4).metadata["papermill"]["parameters"]["k"] == 2
 
 
+def test_headless_runs_turn_widgets_off_unless_asked(tmp_path):
+    """A notebook's live widgets are off in a headless run (nbclient can hang on them), on when asked."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("widgets = True", metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell("print(widgets)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "w.ipynb")
+    off = notebooks.execute(tmp_path / "w.ipynb", tmp_path / "off.ipynb", {}, progress=False)
+    assert off.cells[-1].outputs[0]["text"] == "False\n"
+    on = notebooks.execute(tmp_path / "w.ipynb", tmp_path / "on.ipynb", {"widgets": True}, progress=False)
+    assert on.cells[-1].outputs[0]["text"] == "True\n"
+
+
 @pytest.mark.slow
 def test_main_job_on_builtin_tiny(tiny_world, tmp_path, monkeypatch):
     """`python -m ltkit demo` writes the figures and a summary, and every notebook runs without error."""
