@@ -424,7 +424,7 @@ def test_cli_openai_manual_taxonomy_and_errors(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.slow
-def test_notebook_runs_on_tiny_world(tiny_world, world_cache, tmp_path, monkeypatch):
+def test_notebook_runs_on_tiny_world(tiny_world, tiny_encoder, world_cache, tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 
-from ltkit import demo, notebooks
+from ltkit import notebooks
 
 
 def test_notebooks_are_committed_clean():
@@ -50,13 +50,10 @@ def test_papermill_injects_and_records_parameters(tmp_path):
 
 
 @pytest.mark.slow
-def test_main_job_on_builtin_tiny(tiny_world, tmp_path, monkeypatch):
+@pytest.mark.xdist_group("main-job")
+def test_main_job_on_builtin_tiny(main_job):
     """`python -m ltkit demo` writes the figures and a summary, and every notebook runs without error."""
-    figs, executed = tmp_path / "figures", tmp_path / "executed"
-    params = {"preset": "builtin-tiny", "out_dir": str(tmp_path / "runs"), "figures_dir": str(figs),
-              "ablations": {"k": [1, 3]}}  # one ablation keeps the test short; k=3 is the preset's own run
-    monkeypatch.setattr(demo, "_notebook_parameters", lambda preset: params)
-    assert demo.main(["--preset", "builtin-tiny", "--figures", str(figs), "--executed", str(executed)]) == 0
+    figs, executed = main_job.figures, main_job.executed  # conftest runs it once
     for stem in ("world_contact_sheet", "class_counts"):
         assert (figs / f"{stem}.png").stat().st_size > 1000 and (figs / f"{stem}.pdf").exists()
     summary = json.loads((figs / "summary.json").read_text())
