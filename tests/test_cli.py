@@ -72,15 +72,19 @@ def test_a_bug_is_a_traceback_not_an_error_line(monkeypatch, capsys):
         cli.main(["world"])
 
 
-@pytest.mark.slow
 def test_the_real_command_line(world_cache, tmp_path):
-    """`python -m ltkit` in a real process: one user mistake and one --debug (the process boundary itself)."""
+    """`python -m ltkit` in a real process: one user mistake and one --debug (the process boundary itself).
+
+    On the neighbours stage, which fails before importing torch: a stage that imports it (train) costs each
+    process about 6 s of CPU, and the in-process cases above already run every stage's mistake."""
     env = {**os.environ, "LTKIT_CACHE": str(world_cache), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "MPLBACKEND": "Agg"}
-    procs = {k: subprocess.Popen([sys.executable, "-m", "ltkit", *MISTAKES[k]], env=env, cwd=ROOT, text=True,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) for k in ("bad key", "debug")}
+    argv = {"mistake": MISTAKES["neighbours"], "debug": [*MISTAKES["neighbours"], "--debug"]}
+    procs = {k: subprocess.Popen([sys.executable, "-m", "ltkit", *a], env=env, cwd=ROOT, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) for k, a in argv.items()}
     (rc, _, err), (drc, _, derr) = [(p.wait(timeout=300), *p.communicate()) for p in procs.values()]
     assert rc == 2 and "Traceback" not in err and err.strip().splitlines()[-1].startswith("error: ")
+    assert "/nonexistent" in err.strip().splitlines()[-1]
     assert drc != 0 and "Traceback" in derr and "FileNotFoundError" in derr
 
 

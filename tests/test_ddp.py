@@ -16,8 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 import ddp_worker  # noqa: E402
 
+# several processes; one worker under xdist runs both tests on the module's one torchrun start-up
 pytestmark = [pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="gloo backend not built"),
-              pytest.mark.slow]  # several processes
+              pytest.mark.slow, pytest.mark.xdist_group("ddp")]
 
 # RandAugment + Mixup/CutMix on, auxiliary classes and NS-CE: the path the paper trains
 RESUME_ARGS = ["batch_size=32", "aux=neighbours", "loss=nsce", "mixup=0.8", "cutmix=1.0", "randaugment=rand-m9-mstd0.5"]

@@ -26,7 +26,8 @@ from ltkit.crawl.retrieve import crawl_classes, read_url_list, run_crawl
 from ltkit.crawl.store import store_image
 from ltkit.errors import UserError
 
-FAST = dict(allow_loopback=True, connect_timeout=1.0, read_timeout=1.0, total_timeout=2.0, retries=0,
+# no test here waits for a timeout: these are far above what a local answer takes even on a loaded machine
+FAST = dict(allow_loopback=True, connect_timeout=10.0, read_timeout=10.0, total_timeout=20.0, retries=0,
             host_interval=0.0)
 
 

@@ -115,9 +115,9 @@ def world_img():
 
 
 @pytest.mark.slow
-def test_pool_encoder_caches_and_beats_random_init(tiny_world, monkeypatch):
-    epochs = 6  # half the default recipe: keeps this test fast, same code path
-    path = pool_pretrained(tiny_world, epochs=epochs)
+def test_pool_encoder_caches_and_beats_random_init(tiny_world, tiny_encoder, monkeypatch):
+    epochs = 6  # half the default recipe, the tiny preset's filter encoder: conftest trains it once per run
+    path = tiny_encoder
     assert path == encoder_path(tiny_world, epochs=epochs) and path.is_file() and path.with_suffix(".json").is_file()
     mtime = path.stat().st_mtime_ns
     import ltkit.pretrain

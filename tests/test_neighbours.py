@@ -297,11 +297,12 @@ def test_openai_failures_are_clear_errors(tmp_path, mode, match, attempts):
 
 
 def test_openai_timeout_then_success_and_timeout_error(tmp_path):
-    with FakeLLM("slow", delay=0.6) as srv:
+    # a good answer takes milliseconds, under load a few hundred: the 1.5 s timeout only ever cuts the 10 s ones
+    with FakeLLM("slow", delay=10.0) as srv:
         srv.script = ["slow", "good"]
-        assert len(llm(srv, timeout=0.2).propose("oak", 5).names) == 5 and len(srv.requests) == 2
+        assert len(llm(srv, timeout=1.5).propose("oak", 5).names) == 5 and len(srv.requests) == 2
         with pytest.raises(nb.NeighbourSearchError, match="APITimeoutError"):
-            llm(srv, timeout=0.2, retries=1).propose("oak", 5)
+            llm(srv, timeout=1.5, retries=1).propose("oak", 5)
         assert len(srv.requests) == 4
 
 
@@ -424,7 +425,7 @@ def test_cli_openai_manual_taxonomy_and_errors(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.slow
-def test_notebook_runs_on_tiny_world(tiny_world, world_cache, tmp_path, monkeypatch):
+def test_notebook_runs_on_tiny_world(tiny_world, tiny_encoder, world_cache, tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 
-from ltkit import demo, notebooks
+from ltkit import notebooks
 
 
 def test_notebooks_are_committed_clean():
@@ -62,16 +62,10 @@ def test_headless_runs_turn_widgets_off_unless_asked(tmp_path):
 
 
 @pytest.mark.slow
-def test_main_job_on_builtin_tiny(tiny_world, tmp_path, monkeypatch):
+@pytest.mark.xdist_group("main-job")
+def test_main_job_on_builtin_tiny(main_job):
     """`python -m ltkit demo` writes the figures and a summary, and every notebook runs without error."""
-    figs, executed = tmp_path / "figures", tmp_path / "executed"
-    params = {"preset": "builtin-tiny", "out_dir": str(tmp_path / "runs"), "figures_dir": str(figs),
-              "ablations": {"k": [1, 3]},  # one ablation keeps the test short; k=3 is the preset's own run
-              "overrides": {"steps": 30, "warmup_steps": 4}}  # equal steps, as configs/builtin.yaml trains the demo
-    monkeypatch.setattr(demo, "_notebook_parameters", lambda preset: params)
-    timings = tmp_path / "timings.json"
-    assert demo.main(["--preset", "builtin-tiny", "--figures", str(figs), "--executed", str(executed),
-                      "--timings", str(timings)]) == 0
+    figs, executed, timings = main_job.figures, main_job.executed, main_job.timings  # conftest runs it once
     for stem in ("world_contact_sheet", "class_counts"):
         assert (figs / f"{stem}.png").stat().st_size > 1000 and (figs / f"{stem}.pdf").exists()
     summary = json.loads((figs / "summary.json").read_text())

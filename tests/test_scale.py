@@ -149,8 +149,10 @@ def test_gpu_script_runs_end_to_end_in_smoke_mode(tmp_path):
     """benchmarks/gpu.sh is ready for a lent GPU: its smoke mode (tiny ViT, CPU) prints both tables and a ratio."""
     import os
     import subprocess
+    import sys
 
-    env = {**os.environ, "GPU_BENCH_SMOKE": "1", "OUT": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    # PYTHON: this test's interpreter (the script's own default is .venv/bin/python, else python3 on the PATH)
+    env = {**os.environ, "GPU_BENCH_SMOKE": "1", "OUT": str(tmp_path), "OMP_NUM_THREADS": "1", "PYTHON": sys.executable}
     r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh")], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     log = (tmp_path / "gpu_bench.log").read_text()

@@ -128,18 +128,18 @@ def _weights(path: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_pool_encoder_is_pinned_to_one_thread(tiny_world, monkeypatch, tmp_path):
+def test_pool_encoder_is_pinned_to_one_thread(carved, monkeypatch, tmp_path):
     """Trained under 2 threads or 1, the same bytes; the caller's thread count is restored; a stale copy retrains."""
-    monkeypatch.setenv("LTKIT_CACHE", str(tmp_path))
+    monkeypatch.setenv("LTKIT_CACHE", str(tmp_path))  # the small world's pool: half of builtin-tiny's, 7 steps an epoch
     outer = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        path = P.pool_pretrained(tiny_world, epochs=1, batch_size=256)
+        path = P.pool_pretrained(carved, epochs=1, batch_size=256)
         assert torch.get_num_threads() == 2
         first = _weights(path)
         assert P.read_json(path.with_suffix(".json"))["threads"] == 1
         torch.set_num_threads(1)
-        P.pool_pretrained(tiny_world, epochs=1, batch_size=256, force=True)
+        P.pool_pretrained(carved, epochs=1, batch_size=256, force=True)
         second = _weights(path)
     finally:
         torch.set_num_threads(outer)
@@ -148,7 +148,7 @@ def test_pool_encoder_is_pinned_to_one_thread(tiny_world, monkeypatch, tmp_path)
     P.write_json(path.with_suffix(".json"), {**meta, "threads": 2})  # as `make demo` cached it before the pin
     calls = []
     monkeypatch.setattr(P, "train_on_arrays", lambda *a, **k: calls.append(1) or [0.0])
-    P.pool_pretrained(tiny_world, epochs=1, batch_size=256)
+    P.pool_pretrained(carved, epochs=1, batch_size=256)
     assert calls == [1]
 
 

@@ -136,6 +136,7 @@ DDP_ARGS = ["model=test_vit", "augment=false", "mixup=0", "cutmix=0", "epochs=1"
 
 
 def _run(args, env, nproc=None):
+    """`python -m ltkit train` on builtin-tiny in a real process (under torchrun with `nproc` processes)."""
     cmd = [sys.executable, "-m", "ltkit", "train", "--config", str(ROOT / "configs" / "builtin-tiny.yaml"), *args]
     if nproc:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
@@ -144,13 +145,26 @@ def _run(args, env, nproc=None):
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
 
 
+def _run_here(args, threads: int = 1) -> None:
+    """The same command in this process (`ltkit.cli.main`), torch at `threads` threads: a Python start-up
+    (about 6 s of CPU) less than `_run`, where the process boundary is not what a test is about."""
+    from ltkit import cli
+
+    outer = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert cli.main(["train", "--config", str(ROOT / "configs" / "builtin-tiny.yaml"), *args]) == 0
+    finally:
+        torch.set_num_threads(outer)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="gloo backend not built")
 def test_ddp_two_gloo_processes_match_one(tiny_world, tmp_path, world_cache):
     """Two DDP processes on the same global batches give the same weights as one process."""
     env = {**os.environ, "LTKIT_CACHE": str(world_cache), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     out = tmp_path / "runs"
-    _run(DDP_ARGS + [f"out_dir={out}", "name=single"], env)
+    _run_here(DDP_ARGS + [f"out_dir={out}", "name=single"])
     _run(DDP_ARGS + [f"out_dir={out}", "name=ddp"], env, nproc=2)
     a = torch.load(out / "single" / "checkpoints" / "last.pt", weights_only=False)["model"]
     b = torch.load(out / "ddp" / "checkpoints" / "last.pt", weights_only=False)["model"]
@@ -283,9 +297,9 @@ def test_training_settings_are_checked(tmp_path, over, match):
 def test_same_checkpoint_whatever_omp_num_threads(tiny_world, tmp_path, world_cache):
     """The same command under OMP_NUM_THREADS=1 and =2 trains tensor-equal weights (threads are pinned)."""
     args = ["epochs=1", "eval_every=0", "aux=neighbours", "loss=nsce", f"out_dir={tmp_path}"]
-    for n in ("1", "2"):
-        env = {**os.environ, "LTKIT_CACHE": str(world_cache), "OMP_NUM_THREADS": n, "HF_HUB_OFFLINE": "1"}
-        _run(args + [f"name=omp{n}"], env)
+    _run_here(args + ["name=omp1"], threads=1)  # as a process started with OMP_NUM_THREADS=1 runs it
+    env = {**os.environ, "LTKIT_CACHE": str(world_cache), "OMP_NUM_THREADS": "2", "HF_HUB_OFFLINE": "1"}
+    _run(args + ["name=omp2"], env)  # a real process: OpenMP reads the variable when it starts
     a, b = (torch.load(tmp_path / f"omp{n}" / "checkpoints" / "last.pt", weights_only=False) for n in "12")
     assert a["model"].keys() == b["model"].keys()
     for k in a["model"]:

@@ -4,8 +4,9 @@ Opens notebook 02 on builtin-tiny, runs it, checks the tuner's layout (the range
 toggle do not overlap, the toggle is one row, the echo line is not cut), moves the lower bound of the range
 slider and waits for the histogram to change, clicks an image (a manual override), picks a class, clicks
 Save and waits for the saved state, then checks the files the kernel wrote against what the page shows and
-what the kernel holds. A second test runs notebook 04 on builtin-tiny in the browser and checks that every
-figure it saves is shown. A third runs notebooks/photos.ipynb (train = False) on tiny photo tarballs made as
+what the kernel holds. A second test runs notebook 04 on builtin-tiny in the browser, on the trainings the
+main job made (tests/conftest.py), and checks that every figure it saves is shown. A third runs
+notebooks/photos.ipynb (train = False) on tiny photo tarballs made as
 test_photos makes them and drives the tuner over the photo crawl: the photos load, a slider move redraws the
 histogram, a click writes overrides.jsonl, Save reaches the saved state; with LTKIT_PHOTOS_REAL=1 it runs
 configs/photos.yaml on the real CIFAR-10 / Imagenette tarballs of ../shared/data instead (about ten minutes),
@@ -25,7 +26,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -49,6 +49,9 @@ ARTIFACTS = REPO / "build" / "test-artifacts"
 # LTKIT_PHOTOS_REAL=1: the photos test runs configs/photos.yaml on the real tarballs (the README's tuner_photos.png)
 REAL_PHOTOS = os.environ.get("LTKIT_PHOTOS_REAL") == "1"
 NOTEBOOKS = REPO / "notebooks"
+# How long any wait for the page may take before the test fails: every wait is for an event (an element, a
+# readout, the kernel going idle), so this only bounds a hang, and is generous for a machine under load.
+WAIT_MS = 120_000
 KERNEL_READY = """() => {
   const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
   const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
@@ -117,10 +120,22 @@ def _browser_or_skip():
         pytest.skip(why)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _wait_for_server(server: subprocess.Popen, runtime: Path, token: str, log: Path, timeout_s: float = 300) -> str:
+    """The server's base url, once its runtime file names its port and it answers; an error if it exits first."""
+    deadline = time.monotonic() + timeout_s  # a bound for a hung start only: a loaded machine takes its time
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError("jupyter lab exited:\n" + log.read_text()[-2000:])
+        info = [json.loads(p.read_text() or "{}") for p in runtime.glob("jpserver-*.json")]
+        if info and info[0].get("port"):
+            base = f"http://127.0.0.1:{info[0]['port']}"
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=10)
+                return base
+            except OSError:
+                pass
+        time.sleep(0.25)
+    raise RuntimeError(f"jupyter lab did not answer in {timeout_s:.0f} s:\n" + log.read_text()[-2000:])
 
 
 @contextlib.contextmanager
@@ -136,46 +151,50 @@ def _jupyter_lab(nb_dir: Path, home: Path, cache: Path):
            "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "IPYTHONDIR": str(home / "ipython"),
            "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
            "LTKIT_CACHE": str(cache), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
-    port, token, log = _free_port(), os.urandom(12).hex(), home / "lab.log"
+    token, log = os.urandom(12).hex(), home / "lab.log"
+    # port 0: the server takes a free port itself and writes it to its runtime file (no port chosen here that
+    # another test, or another worker, could take first)
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip", "127.0.0.1", "--port", str(port),
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip", "127.0.0.1", "--port", "0",
          "--allow-root", f"--IdentityProvider.token={token}", "--LabApp.expose_app_in_browser=True",
          "--LabApp.news_url=None", f"--ServerApp.root_dir={nb_dir}"],
         env=env, cwd=nb_dir, stdout=subprocess.DEVNULL, stderr=open(log, "w"), start_new_session=True)
     try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=1)
-                break
-            except OSError:
-                if server.poll() is not None:
-                    raise RuntimeError("jupyter lab exited:\n" + log.read_text()[-2000:])
-                time.sleep(0.25)
+        base = _wait_for_server(server, home / "runtime", token, log)
         yield lambda name: f"{base}/lab/tree/{name}?reset&token={token}"
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # the server and the kernels it started
         server.wait(timeout=20)
 
 
-@pytest.fixture()
-def lab(tiny_world, world_cache, tmp_path):
-    """JupyterLab serving copies of notebooks 02 and 04 set to builtin-tiny; yields (url of a notebook, folder, crawl)."""
-    _browser_or_skip()
-    from ltkit.pretrain import pool_pretrained
+def _prepare(name: str, copy: Path, parameters: dict) -> None:
+    """A copy of notebooks/`name` with an injected-parameters cell (papermill writes it; the browser runs it)."""
+    copy.parent.mkdir(exist_ok=True)
+    papermill.execute_notebook(str(NOTEBOOKS / name), str(copy), prepare_only=True, kernel_name="python3",
+                               parameters=parameters)
 
-    pool_pretrained(tiny_world, epochs=6)  # the tiny preset's filter encoder; shared with test_models' cache
+
+@pytest.fixture()
+def lab(tiny_world, tiny_encoder, world_cache, tmp_path):
+    """JupyterLab serving a copy of notebook 02 set to builtin-tiny; yields (url of a notebook, folder, crawl)."""
+    _browser_or_skip()
     nb_dir, crawl = tmp_path / "nb", tmp_path / "crawl"
-    nb_dir.mkdir()
-    # papermill only writes the copy with an injected-parameters cell; the browser runs it
-    papermill.execute_notebook(str(NOTEBOOKS / "02_neighbour_crawl.ipynb"), str(nb_dir / "02.ipynb"), prepare_only=True,
-                               kernel_name="python3", parameters={"preset": "builtin-tiny", "out_dir": str(crawl)})
-    papermill.execute_notebook(str(NOTEBOOKS / "04_feature_visualization.ipynb"), str(nb_dir / "04.ipynb"),
-                               prepare_only=True, kernel_name="python3",
-                               parameters={"preset": "builtin-tiny", "out_dir": str(tmp_path / "runs"),
-                                           "figures_dir": str(tmp_path / "figures"), "ablations": {"k": [1, 3]}})
+    _prepare("02_neighbour_crawl.ipynb", nb_dir / "02.ipynb", {"preset": "builtin-tiny", "out_dir": str(crawl)})
     with _jupyter_lab(nb_dir, tmp_path / "jupyter", world_cache) as url:
         yield url, nb_dir, crawl
+
+
+@pytest.fixture()
+def lab04(main_job, world_cache, tmp_path):
+    """JupyterLab serving a copy of notebook 04 set to builtin-tiny, on a copy of the main job's runs (conftest):
+    the notebook reads those trainings instead of training them again; yields (url of a notebook, folder)."""
+    _browser_or_skip()
+    runs, nb_dir = tmp_path / "runs", tmp_path / "nb"
+    shutil.copytree(main_job.runs, runs)
+    _prepare("04_feature_visualization.ipynb", nb_dir / "04.ipynb",
+             {**main_job.params, "out_dir": str(runs), "figures_dir": str(tmp_path / "figures")})
+    with _jupyter_lab(nb_dir, tmp_path / "jupyter", world_cache) as url:
+        yield url, nb_dir
 
 
 @pytest.fixture()
@@ -200,10 +219,7 @@ def photos_lab(world_cache, tmp_path):
         src.mkdir()
         preset = tiny_preset(make_tarballs(src), tmp_path)
     nb_dir = tmp_path / "nb"
-    nb_dir.mkdir()
-    papermill.execute_notebook(str(NOTEBOOKS / "photos.ipynb"), str(nb_dir / "photos.ipynb"), prepare_only=True,
-                               kernel_name="python3",
-                               parameters={"preset": str(preset), "overrides": overrides, "train": False})
+    _prepare("photos.ipynb", nb_dir / "photos.ipynb", {"preset": str(preset), "overrides": overrides, "train": False})
     with _jupyter_lab(nb_dir, tmp_path / "jupyter", world_cache) as url:
         yield url
 
@@ -211,7 +227,7 @@ def photos_lab(world_cache, tmp_path):
 def _run_all(page, url: str, timeout_s: int) -> None:
     """Open a notebook, wait for its kernel, run every cell and wait until the last one has run (or one failed)."""
     page.goto(url)
-    page.wait_for_function(KERNEL_READY, timeout=90_000)
+    page.wait_for_function(KERNEL_READY, timeout=5 * WAIT_MS)
     page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
     page.wait_for_function(ALL_RUN, timeout=timeout_s * 1000)
     failed = page.evaluate(ERRORS)
@@ -231,6 +247,13 @@ def _launch(p):
     return p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
 
 
+def _new_page(browser):
+    """A page the size of a laptop's browser window; its clicks and waits give up after WAIT_MS, not Playwright's 30 s."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1500})
+    page.set_default_timeout(WAIT_MS)
+    return page
+
+
 def _window(page) -> tuple[float, float]:
     """γ1, γ2 as the kernel holds them."""
     g1, g2 = (float(x) for x in page.evaluate(KERNEL_EVAL, "tuner.window.value").strip("()").split(","))
@@ -240,7 +263,7 @@ def _window(page) -> tuple[float, float]:
 def _wait_applied(page, g1: float, g2: float) -> None:
     """Wait until the echo line shows these thresholds (the kernel applied them and the panel is up to date)."""
     page.wait_for_function("(w) => [...document.querySelectorAll('.ltkit-applied')].some(e => e.textContent.includes(w))",
-                           arg=f"γ1={g1:.2f} γ2={g2:.2f}", timeout=30_000)
+                           arg=f"γ1={g1:.2f} γ2={g2:.2f}", timeout=WAIT_MS)
 
 
 def _move_lower(page, key: str, steps: int) -> tuple[float, float]:
@@ -254,7 +277,7 @@ def _move_lower(page, key: str, steps: int) -> tuple[float, float]:
     g1 += (0.01 if key == "ArrowRight" else -0.01) * steps
     _wait_applied(page, g1, g2)
     page.wait_for_function("(old) => document.querySelector('.jp-OutputArea-output .ltkit-histogram').src "
-                           "!== old", arg=histogram, timeout=30_000)
+                           "!== old", arg=histogram, timeout=WAIT_MS)
     return g1, g2
 
 
@@ -265,7 +288,7 @@ def _flip_first(page) -> tuple[int, bool, str]:
     row = int(next(c for c in thumb.get_attribute("class").split() if re.fullmatch(r"ltkit-t\d+", c))[7:])
     kept_before = page.evaluate(KERNEL_EVAL, f"bool(tuner.decisions.keep[{row}])") == "True"
     thumb.click()
-    page.locator(".jp-OutputArea-output .ltkit-status", has_text=re.compile(r"^override: ")).wait_for(timeout=30_000)
+    page.locator(".jp-OutputArea-output .ltkit-status", has_text=re.compile(r"^override: ")).wait_for(timeout=WAIT_MS)
     return row, kept_before, page.evaluate(KERNEL_EVAL, f"tuner.scores.rows[{row}]['key']").strip("'")
 
 
@@ -274,7 +297,7 @@ def _save(page) -> tuple[str, int, dict]:
     what the kernel counts."""
     page.locator(".jp-OutputArea-output button.ltkit-save").click()
     # the status before Save ("not saved yet: ...", "override: ...") never matches
-    page.locator(".jp-OutputArea-output .ltkit-status", has_text=re.compile(r"^saved \d+ images")).wait_for(timeout=30_000)
+    page.locator(".jp-OutputArea-output .ltkit-status", has_text=re.compile(r"^saved \d+ images")).wait_for(timeout=WAIT_MS)
     status = page.locator(".jp-OutputArea-output .ltkit-status").inner_text()
     kept = int(page.locator(".jp-OutputArea-output .ltkit-applied .ltkit-kept").inner_text())
     return status, kept, json.loads(page.evaluate(KERNEL_EVAL, "import json; json.dumps(tuner.counts())").strip("'"))
@@ -304,11 +327,11 @@ def test_tuner_in_jupyterlab(lab, tmp_path):
     url, _, crawl = lab
     with sync_playwright() as p:
         browser = _launch(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 1500})  # a laptop's browser window
+        page = _new_page(browser)
         try:
-            _run_all(page, url("02.ipynb"), 300)
+            _run_all(page, url("02.ipynb"), 600)
             applied = page.locator(".jp-OutputArea-output .ltkit-applied")
-            applied.wait_for(timeout=30_000)
+            applied.wait_for(timeout=WAIT_MS)
             tuner = page.locator(".jp-OutputArea-output .ltkit-tuner")
             tuner.scroll_into_view_if_needed()
             layout = page.evaluate(LAYOUT)
@@ -322,7 +345,7 @@ def test_tuner_in_jupyterlab(lab, tmp_path):
             name = " ".join(option.inner_text().split("·")[0].split())  # the list shows no-break spaces
             page.locator(".jp-OutputArea-output .ltkit-search input").fill(name)
             page.wait_for_function("(n) => [...document.querySelectorAll('.ltkit-class')].some("
-                                   "e => e.textContent === n)", arg=name, timeout=30_000)
+                                   "e => e.textContent === n)", arg=name, timeout=WAIT_MS)
             status, kept_page, kernel = _save(page)
             cls_kept_page = int(applied.locator(".ltkit-class-kept").inner_text())
         except Exception:
@@ -363,10 +386,10 @@ def test_tuner_on_photos_in_jupyterlab(photos_lab):
     url = photos_lab
     with sync_playwright() as p:
         browser = _launch(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 1500})
+        page = _new_page(browser)
         try:
             _run_all(page, url("photos.ipynb"), 1200 if REAL_PHOTOS else 600)
-            page.locator(".jp-OutputArea-output .ltkit-applied").wait_for(timeout=30_000)
+            page.locator(".jp-OutputArea-output .ltkit-applied").wait_for(timeout=WAIT_MS)
             tuner = page.locator(".jp-OutputArea-output .ltkit-tuner")
             tuner.scroll_into_view_if_needed()
             crawl = Path(page.evaluate(KERNEL_EVAL, "str(tuner.scores.crawl_dir)").strip("'"))
@@ -401,15 +424,16 @@ def test_tuner_on_photos_in_jupyterlab(photos_lab):
     assert (FIGURES / "tuner_photos.png").stat().st_size > 10_000
 
 
-def test_notebook04_shows_every_figure_it_saves(lab, tmp_path):
+@pytest.mark.xdist_group("main-job")  # on the main job's trainings (conftest)
+def test_notebook04_shows_every_figure_it_saves(lab04, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    url, nb_dir, _ = lab
+    url, nb_dir = lab04
     saving = sum("save_figure(" in "".join(c["source"]) for c in json.loads((nb_dir / "04.ipynb").read_text())["cells"]
                  if c["cell_type"] == "code")
     with sync_playwright() as p:
         browser = _launch(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 1500})
+        page = _new_page(browser)
         try:
             _run_all(page, url("04.ipynb"), 900)
             # the cells that save a figure, each with an image in its output
