@@ -13,7 +13,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m ltkit demo --preset builtin
+	PYTHONDONTWRITEBYTECODE= $(PY) -m ltkit demo --preset builtin
 
 # The suite on TEST_WORKERS processes (pytest-xdist; tests sharing a session fixture stay on one worker, see
 # tests/conftest.py), one torch thread each. Bytecode is cached even where PYTHONDONTWRITEBYTECODE is set:
@@ -32,7 +32,7 @@ test-quick: $(STAMP)
 
 # JupyterLab from the venv, its file browser on notebooks/ (the notebooks find the repository themselves)
 lab: $(STAMP)
-	$(PY) -m jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
+	PYTHONDONTWRITEBYTECODE= $(PY) -m jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
 
 clean-figures:
 	rm -f figures/*.png figures/*.pdf figures/summary.json
