@@ -88,6 +88,16 @@ def claims_table(results: dict[str, list[dict]], keys: tuple[str, ...] = ("overa
     return "\n".join(lines) + "\n"
 
 
+def claims(base, seeds: list[int], claim_set: str, classifier: str | None = None) -> str:
+    """The rule and claims table of a claim set's rows (trained if missing), each row read with its own
+    classifier or, with `classifier`, every row read with that one (cached beside the training)."""
+    rows, claim_list, rule = CLAIM_SETS[claim_set]
+    if classifier:
+        rows = {name: {**over, "classifier": classifier} for name, over in rows.items()}
+    results = {name: [run_method(base, over, s) for s in seeds] for name, over in rows.items()}
+    return f"rule: {rule}\n\n" + claims_table(results, claims=claim_list, rule=rule)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the claims table of a preset's finished (or missing: then trained) table runs."""
     p = ArgumentParser(prog="python -m ltkit.paired", description=main.__doc__)
@@ -99,12 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     options, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
     args = p.parse_args(options)
     no_stray_arguments(args.overrides)
-    base = load_config(args.config, overrides)
-    rows, claims, rule = CLAIM_SETS[args.claims]
-    if args.classifier:  # the same trainings read out with the other classifier (cached beside them)
-        rows = {name: {**over, "classifier": args.classifier} for name, over in rows.items()}
-    results = {name: [run_method(base, over, s) for s in args.seeds] for name, over in rows.items()}
-    print(f"rule: {rule}\n\n" + claims_table(results, claims=claims, rule=rule))
+    print(claims(load_config(args.config, overrides), args.seeds, args.claims, args.classifier))
     return 0
 
 
