@@ -13,17 +13,21 @@ Otherwise a claim is *undecided*.
     python -m ltkit.paired --config configs/photos.yaml --seeds 0 1 2                  # photos claims, 2se
     python -m ltkit.paired --config configs/testbed.yaml --claims testbed --seeds 0 1 2 # testbed claims, t05
     python -m ltkit.paired --config configs/builtin.yaml --claims builtin --seeds 0 1 2 # Tab. 6 claims, t05
+    python -m ltkit.paired --config configs/builtin.yaml --claims curation --seeds 0 1 2 # Fig. 5 claims, t05
 """
 from __future__ import annotations
 
 import math
 import sys
+from typing import NamedTuple
 
 import numpy as np
 
 from ltkit.config import load_config, no_stray_arguments, split_overrides
 from ltkit.errors import ArgumentParser
-from ltkit.report import COMPONENTS, TESTBED_ROWS, run_method
+from ltkit.report import COMPONENTS, CURATION_ROWS, TESTBED_ROWS, run_method
+
+FULL = next(iter(CURATION_ROWS))  # the full method at the preset's curation settings
 
 # (claim, row A, row B, the paper's direction: +1 A > B, 0 no direction claimed)
 CLAIMS = [
@@ -43,9 +47,26 @@ TESTBED_CLAIMS = [
     ("C3 neighbour silencing helps", "SD / NS-CE", "SD / BalCE", 1),
     ("C4 NS-CE needs the true parent", "SD / NS-CE", "SD, shuffled parents / NS-CE", 1),
 ]
+# Fig. 5's curation claims on report.CURATION_ROWS (docs/results.md); the ratio claim is the paper's Many drop
+CURATION_CLAIMS = [
+    ("F1 five neighbour categories per class beat one (Fig. 5a)", FULL, "k = 1", 1),
+    ("F2 a cap of 50 images per auxiliary class beats 10 (Fig. 5b)", FULL, "aux_cap = 10", 1),
+    ("F3 auxiliary categories for head classes too: ratio auto beats 0:1:3 (Fig. 5c)", FULL, "aux_ratio = 0:1:3", 1),
+]
+
+
+class ClaimSet(NamedTuple):
+    """The rows a world's claims read, the claims, the rule that calls them and the metrics each is judged on."""
+    rows: dict[str, dict]
+    claims: list
+    rule: str
+    keys: tuple[str, ...] = ("overall", "few")
+
+
 # each world's claims with the rule fixed before its runs (docs/testbed_photos.md, docs/testbed.md, docs/results.md)
-CLAIM_SETS = {"photos": (COMPONENTS, CLAIMS, "2se"), "builtin": (COMPONENTS, CLAIMS, "t05"),
-              "testbed": (TESTBED_ROWS, TESTBED_CLAIMS, "t05")}
+CLAIM_SETS = {"photos": ClaimSet(COMPONENTS, CLAIMS, "2se"), "builtin": ClaimSet(COMPONENTS, CLAIMS, "t05"),
+              "testbed": ClaimSet(TESTBED_ROWS, TESTBED_CLAIMS, "t05"),
+              "curation": ClaimSet(CURATION_ROWS, CURATION_CLAIMS, "t05", ("overall", "many", "few"))}
 
 
 def threshold(n: int, rule: str) -> float:
@@ -91,11 +112,12 @@ def claims_table(results: dict[str, list[dict]], keys: tuple[str, ...] = ("overa
 def claims(base, seeds: list[int], claim_set: str, classifier: str | None = None) -> str:
     """The rule and claims table of a claim set's rows (trained if missing), each row read with its own
     classifier or, with `classifier`, every row read with that one (cached beside the training)."""
-    rows, claim_list, rule = CLAIM_SETS[claim_set]
+    spec = CLAIM_SETS[claim_set]
+    rows = spec.rows
     if classifier:
         rows = {name: {**over, "classifier": classifier} for name, over in rows.items()}
     results = {name: [run_method(base, over, s) for s in seeds] for name, over in rows.items()}
-    return f"rule: {rule}\n\n" + claims_table(results, claims=claim_list, rule=rule)
+    return f"rule: {spec.rule}\n\n" + claims_table(results, spec.keys, spec.claims, spec.rule)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,8 +29,7 @@ from ltkit import evaluate, pipeline
 from ltkit.config import Config, load_config, no_stray_arguments, parse_value, recipe, split_overrides
 from ltkit.errors import ArgumentParser, ConfigError, UserError
 from ltkit.io import atomic_write_text, read_json, write_json
-from ltkit.rng import pinned_threads
-from ltkit.train import Trainer, val_split
+from ltkit.train import Trainer, reproducible, val_split
 from ltkit.viz.tables import AUX_LABELS, RECIPE_KEYS, recipe_label
 
 log = logging.getLogger(__name__)
@@ -74,8 +73,16 @@ TESTBED_ROWS: dict[str, dict] = {
     "SD / NS-CE": {"aux": "neighbours", "loss": "nsce", "classifier": "direct"},
     "SD, shuffled parents / NS-CE": {"aux": "neighbours-shuffled", "loss": "nsce", "classifier": "direct"},
 }
+# Fig. 5 as rows of their own: the full method with one curation setting changed (the same trainings
+# as `--ablate k=1,5 --ablate aux_cap=10,50 --ablate aux_ratio=0:1:3,auto` on a preset at k 5, cap 50, auto)
+CURATION_ROWS: dict[str, dict] = {
+    "Full method (k 5, cap 50, the paper's ratio)": COMPONENTS["+ Direct Classifier"],
+    "k = 1": {**COMPONENTS["+ Direct Classifier"], "k": 1},
+    "aux_cap = 10": {**COMPONENTS["+ Direct Classifier"], "aux_cap": 10},
+    "aux_ratio = 0:1:3": {**COMPONENTS["+ Direct Classifier"], "aux_ratio": parse_value("aux_ratio", "0:1:3")},
+}
 # named extra row sets: `compare --rows ns-variants` (`--rows-only`: these alone, without Tab. 2 / Tab. 6)
-ROW_SETS: dict[str, dict[str, dict]] = {"ns-variants": NS_VARIANTS, "testbed": TESTBED_ROWS}
+ROW_SETS: dict[str, dict[str, dict]] = {"ns-variants": NS_VARIANTS, "testbed": TESTBED_ROWS, "curation": CURATION_ROWS}
 COLUMNS = ("overall", "many", "medium", "few")
 
 
@@ -99,7 +106,7 @@ def run_name(base: Config, overrides: dict, seed: int) -> str:
 def evaluate_trained(trainer: Trainer, classifiers: tuple[str, ...] = EVALUATED_CLASSIFIERS) -> dict[str, dict]:
     """Test metrics of a trained run with each classifier, from one extraction of its features."""
     cfg = trainer.cfg
-    with pinned_threads(cfg.threads):  # cRT's float sums depend on the thread count too
+    with reproducible(cfg):  # cRT's float sums depend on the thread count too
         res = evaluate.evaluate(trainer.model, trainer.data.test, trainer.data.train_counts, trainer.L,
                                 trainer.eval_tf, classifier=list(classifiers), train=trainer.data.train, many=cfg.many,
                                 few=cfg.few, device=trainer.device)

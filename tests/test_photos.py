@@ -231,8 +231,9 @@ def test_the_llm_backend_is_the_alternative_and_is_never_run_unasked(built, monk
 def test_each_world_keeps_the_rule_fixed_before_its_runs():
     from ltkit import paired, report
 
-    assert paired.CLAIM_SETS["photos"][2] == "2se"  # docs/testbed_photos.md
-    assert paired.CLAIM_SETS["builtin"] == (report.COMPONENTS, paired.CLAIMS, "t05")  # docs/results.md
-    assert paired.CLAIM_SETS["testbed"][2] == "t05"  # docs/testbed.md
+    assert paired.CLAIM_SETS["photos"].rule == "2se"  # docs/testbed_photos.md
+    assert paired.CLAIM_SETS["builtin"] == (report.COMPONENTS, paired.CLAIMS, "t05", ("overall", "few"))  # docs/results.md
+    assert paired.CLAIM_SETS["testbed"].rule == "t05"  # docs/testbed.md
+    assert paired.CLAIM_SETS["curation"].rule == "t05" and "many" in paired.CLAIM_SETS["curation"].keys  # Fig. 5c is Many
     d = [0.6, 0.7, 0.8]
     assert paired.paired(d, [0.5, 0.55, 0.75], "2se")[2] and not paired.paired(d, [0.5, 0.55, 0.75], "t05")[2]

@@ -51,6 +51,18 @@ def test_ns_variant_rows_differ_from_the_paper_row_in_the_mask_only():
     assert len({tuple(sorted(o.items())) for o in rows.values()}) == len(rows)  # every row its own training
 
 
+def test_curation_rows_are_the_fig5_ablation_runs():
+    """The Fig. 5 claim rows change one curation setting of the full method and name the runs --ablate trains."""
+    base = load_config(ROOT / "configs" / "builtin.yaml")
+    full, *rest = report.CURATION_ROWS.values()
+    assert full == COMPONENTS["+ Direct Classifier"]
+    assert [sorted(k for k in row if row[k] != full.get(k)) for row in rest] == [["k"], ["aux_cap"], ["aux_ratio"]]
+    grid = dict(report.parse_ablation(a) for a in ("k=1,5", "aux_cap=10,50", "aux_ratio=0:1:3,auto"))
+    ablated = {report.run_name(base, {**full, key: v} if v != getattr(base, key) else full, 0)
+               for key, values in grid.items() for v in values}
+    assert {report.run_name(base, row, 0) for row in report.CURATION_ROWS.values()} == ablated
+
+
 class FakeTrainer:
     """Stands in for the trainer: counts trainings; its 'accuracy' encodes the recipe and classifier."""
 
