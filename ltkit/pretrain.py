@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from ltkit.errors import UserError
 from ltkit.io import read_json, write_json
 from ltkit.models import DEFAULT_WORLD_MODEL, create_model, data_config, is_vit, save_weights
 from ltkit.paths import cache_root
+from ltkit.rng import pinned_threads
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +35,6 @@ POOL_RECIPE_VERSION = 2
 # torch threads the encoder trains with, whatever OMP_NUM_THREADS says: CPU kernels sum in another
 # order at another thread count, so the weights (and every table built on them) would differ
 PRETRAIN_THREADS = 1
-
-
-@contextmanager
-def pinned_threads(n: int):
-    """torch's intra-op threads set to n inside the block and restored after it."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def pool_settings(model_name: str = DEFAULT_WORLD_MODEL, epochs: int = 12, seed: int = 0, batch_size: int = 128,

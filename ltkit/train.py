@@ -25,7 +25,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -76,10 +76,7 @@ def _dist_setup(cfg: Config) -> tuple[int, int, torch.device]:
     """(rank, world size, device); initialises the process group under torchrun."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    if cfg.device:
-        device = checked_device(cfg.device)
-    else:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = run_device(cfg)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend)
@@ -89,14 +86,31 @@ def _dist_setup(cfg: Config) -> tuple[int, int, torch.device]:
     return rank, world_size, device
 
 
-def make_deterministic(device: torch.device) -> None:
-    """On the CPU: deterministic kernels where torch has them (a warning where not); GPUs keep their fast kernels.
+def run_device(cfg: Config) -> torch.device:
+    """`device=` checked, or the first GPU when there is one, else the CPU."""
+    if cfg.device:
+        return checked_device(cfg.device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@contextlib.contextmanager
+def cpu_deterministic(device: torch.device) -> Iterator[None]:
+    """On the CPU: deterministic kernels where torch has them (a warning where not) inside the block, restored after.
 
     A CPU run repeats bit for bit at a fixed thread count (`threads`, pinned around all the
     Trainer's work); another count changes the order of float sums, which training amplifies.
+    GPUs keep their fast kernels. The flag is process-wide, so it is restored on the way out:
+    a notebook kernel that trains and then does anything else gets its own setting back.
     """
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    if device.type != "cpu":
+        yield
+        return
+    old, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(old, warn_only=warn_only)
 
 
 def check_training(cfg: Config) -> None:
@@ -121,11 +135,18 @@ def check_training(cfg: Config) -> None:
         raise ConfigError("ns_pairs / ns_below / ns_aux_blind are variants of the released hard mask: set ns_mode=mask")
 
 
+@contextlib.contextmanager
+def reproducible(cfg: Config) -> Iterator[None]:
+    """torch's CPU threads pinned to `cfg.threads` and deterministic CPU kernels inside the block, both restored after."""
+    with pinned_threads(cfg.threads), cpu_deterministic(run_device(cfg)):
+        yield
+
+
 def pinned(method: Callable) -> Callable:
-    """Run a Trainer method with torch's CPU threads pinned to `cfg.threads`."""
+    """Run a Trainer method under `reproducible(cfg)`."""
     @functools.wraps(method)
     def run(self, *args, **kwargs):
-        with pinned_threads(self.cfg.threads):
+        with reproducible(self.cfg):
             return method(self, *args, **kwargs)
     return run
 
@@ -253,7 +274,6 @@ class Trainer:
             raise UserError(f"batch_size={cfg.batch_size} must be divisible by 2 x {self.world_size} processes"
                             " (mixup pairs samples within a local batch)")
         seed_everything(cfg.seed)
-        make_deterministic(self.device)
         self.data, self.world = build_target_data(cfg)
         L = self.L = self.data.num_classes
         self.aux_images, self.aux_parent, self.aux_names = build_aux(cfg, self.data, self.world)

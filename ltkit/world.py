@@ -289,6 +289,7 @@ def load_world(cfg: WorldConfig = WorldConfig(), cache: str | os.PathLike | None
     root = Path(cache) if cache is not None else cache_root()
     folder = root / "world" / cfg.key()
     if not (folder / "meta.json").exists():
+        _check_writable(folder.parent)  # before rendering, which takes a minute on the larger presets
         _save(generate(cfg), folder)
     meta = json.loads((folder / "meta.json").read_text())
     with np.load(folder / "arrays.npz") as a:
@@ -299,6 +300,16 @@ def load_world(cfg: WorldConfig = WorldConfig(), cache: str | os.PathLike | None
     return World(wcfg, classes, arrays["targets"], arrays["train_counts"], splits, arrays["pool_x"],
                  arrays["pool_query"], arrays["pool_true"], meta["pool_captions"], meta["pool_noise"],
                  world_taxonomy(classes))
+
+
+def _check_writable(folder: Path) -> None:
+    """Create the world cache folder and write a probe file there, or raise a UserError naming it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        raise UserError(f"world cache {folder}: cannot write there ({e.strerror or e});"
+                        " pass --cache or set LTKIT_CACHE to a writable folder") from None
 
 
 def _save(w: World, folder: Path) -> None:

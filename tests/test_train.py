@@ -12,7 +12,7 @@ import torch
 from ltkit.config import Config, load_config
 from ltkit.errors import UserError
 from ltkit.pipeline import prepare
-from ltkit.train import Trainer, lr_lambda
+from ltkit.train import Trainer, lr_lambda, reproducible
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -200,6 +200,22 @@ def test_report_run_names_follow_the_whole_recipe():
     assert a != run_name(base, {"loss": "nsce", "aux": "neighbours"}, 1)
 
 
+def test_reproducible_pins_threads_and_kernels_only_inside(tmp_path):
+    """reproducible(cfg): cfg.threads and deterministic CPU kernels inside, the caller's settings after (even on error)."""
+    outer_threads, outer_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(2)
+    torch.use_deterministic_algorithms(False)
+    try:
+        with pytest.raises(RuntimeError, match="inside"):
+            with reproducible(tiny(tmp_path, threads=1, device="cpu")):
+                assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled()
+                raise RuntimeError("inside")
+        assert torch.get_num_threads() == 2 and not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.set_num_threads(outer_threads)
+        torch.use_deterministic_algorithms(outer_det)
+
+
 def test_step_budget_curves_and_tensorboard(tiny_world, tmp_path):
     """steps=N: epochs follow (the last one partial), the schedule ends at N, and every epoch is logged twice."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -210,7 +226,12 @@ def test_step_budget_curves_and_tensorboard(tiny_world, tmp_path):
     n = t.steps_per_epoch + t.steps_per_epoch // 2  # one and a half epochs, whatever `epochs` says
     t = Trainer(tiny(tmp_path, name="budget", eval_every=1, epochs=50, steps=n))
     assert t.total_steps == n and t.epochs == 2
-    res = t.fit().evaluate()
+    torch.use_deterministic_algorithms(False)
+    try:  # deterministic CPU kernels only while the Trainer works: the caller's process-wide setting comes back
+        res = t.fit().evaluate()
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
     assert res["steps"] == t.step == n and res["images_seen"] == n * t.cfg.batch_size and res["threads"] == 1
     assert t.scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)  # cosine reaches zero at the budget
     rows = [json.loads(x) for x in (t.cfg.run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -51,6 +51,22 @@ def test_confusing_pairs_and_subset_picker():
 
 
 @pytest.mark.slow
+def test_umap_leaves_torch_at_its_thread_count():
+    """Under OMP_NUM_THREADS=1 (as the demo's kernels run), numba's OpenMP layer would raise torch to every core."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import numpy as np, torch; from ltkit.viz.umap_panels import embed; "
+            "embed(np.random.default_rng(0).normal(size=(60, 8))); print(torch.get_num_threads())")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"} | {"OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "1"
+
+
 def test_umap_panels_on_random_features(tmp_path):
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1, 3], 20)  # targets 0, 1; class 3 is auxiliary (L = 3), child of target 1

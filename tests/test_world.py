@@ -7,6 +7,7 @@ import pytest
 
 from ltkit import world as W
 from ltkit.data import exp_profile, profile_counts, shot_groups, world_data
+from ltkit.errors import UserError
 from ltkit.paths import cache_root
 from ltkit.render import COLOURS
 from ltkit.words import normalise
@@ -406,3 +407,12 @@ def test_wide_preset_has_five_open_classes_per_neighbour_category(tmp_path):
     assert open_wide >= 5 * used_wide, (open_wide, used_wide)
     open_base, used_base = kept(PRESETS["builtin"])
     assert open_base < 2 * used_base  # why builtin cannot separate RD from SD
+
+
+def test_unwritable_cache_is_refused_before_rendering(tmp_path, monkeypatch):
+    """A cache path that cannot hold a world is named at once, not after a minute of rendering."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setattr(W, "generate", lambda cfg: pytest.fail("rendered before checking the cache"))
+    with pytest.raises(UserError, match=f"world cache {re.escape(str(blocker))}.*LTKIT_CACHE"):
+        load_world(SMALL, blocker)

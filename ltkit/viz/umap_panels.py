@@ -16,6 +16,7 @@ import numpy as np
 
 from ltkit.data import shot_groups
 from ltkit.evaluate import predict
+from ltkit.rng import pinned_threads
 from ltkit.viz.separation import separation
 from ltkit.viz.style import CYCLE, MARKERS, PALETTE, WIDTHS, house_style
 
@@ -70,12 +71,16 @@ def pick_classes(targets: Sequence[int], aux_parent: np.ndarray, num_targets: in
 
 def embed(features: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1) -> np.ndarray:
     """2-D UMAP of (N, C) features with a fixed seed (deterministic, single-threaded)."""
-    import umap  # lazy: numba compiles on first import
+    import torch
 
     x = np.asarray(features, np.float32)
     if len(x) < 4:
         raise ValueError(f"UMAP needs at least 4 points, got {len(x)}")
-    with warnings.catch_warnings():
+    # numba's OpenMP layer, started by UMAP, resets the process's OpenMP thread count and torch follows it:
+    # a kernel pinned to one thread would train at every core's count after a UMAP figure
+    with warnings.catch_warnings(), pinned_threads(torch.get_num_threads()):
+        import umap  # lazy: numba compiles on first import
+
         warnings.filterwarnings("ignore", message=".*n_jobs value.*")
         warnings.filterwarnings("ignore", message=".*n_neighbors is larger than the dataset size.*")
         reducer = umap.UMAP(n_neighbors=min(n_neighbors, len(x) - 1), min_dist=min_dist, random_state=seed,
