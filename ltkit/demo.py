@@ -66,6 +66,16 @@ def planned_trainings(base, seeds: list[int], ablations: dict) -> list[tuple[dic
     return sorted(unique.values(), key=lambda r: (r[0].get("aux", base.aux) == "none", r[1]))
 
 
+def default_workers() -> int:
+    """One training process per core, plus one.
+
+    The cores are shared with notebooks 01-02 at the start, and the last trainings would otherwise
+    leave a core idle while one runs alone (nine trainings on two cores). A process has one torch
+    thread, so an extra process time-slices instead of spinning; its digits do not change.
+    """
+    return len(os.sched_getaffinity(0)) + 1 if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1) + 1
+
+
 def _train(base, overrides: dict, seed: int) -> dict:
     """One training in a worker process (one torch thread); its results land in the runs cache."""
     import torch
@@ -162,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--executed", default=str(root / "build" / "notebooks"), help="executed notebook copies")
     p.add_argument("--timings", default=str(root / "build" / "demo_timings.json"),
                    help="seconds per stage (kept out of figures/, which a rerun leaves byte-identical)")
-    p.add_argument("--workers", type=int, default=2, help="training processes at a time (one torch thread each)")
+    p.add_argument("--workers", type=int, default=default_workers(),
+                   help="training processes at a time, one torch thread each (default: cores + 1)")
     p.add_argument("--no-notebooks", action="store_true", help="world and figures only")
     args = p.parse_args(argv)
     figs, executed = Path(args.figures), Path(args.executed)

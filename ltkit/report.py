@@ -76,7 +76,7 @@ TESTBED_ROWS: dict[str, dict] = {
 # Fig. 5 as rows of their own: the full method with one curation setting changed (the same trainings
 # as `--ablate k=1,5 --ablate aux_cap=10,50 --ablate aux_ratio=0:1:3,auto` on a preset at k 5, cap 50, auto)
 CURATION_ROWS: dict[str, dict] = {
-    "Full method (k 5, cap 50, the paper's ratio)": COMPONENTS["+ Direct Classifier"],
+    "Full method (the preset's k, cap and ratio)": COMPONENTS["+ Direct Classifier"],
     "k = 1": {**COMPONENTS["+ Direct Classifier"], "k": 1},
     "aux_cap = 10": {**COMPONENTS["+ Direct Classifier"], "aux_cap": 10},
     "aux_ratio = 0:1:3": {**COMPONENTS["+ Direct Classifier"], "aux_ratio": parse_value("aux_ratio", "0:1:3")},
