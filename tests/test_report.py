@@ -177,3 +177,17 @@ def test_cli_equal_steps_headline_equal_epochs_labelled_and_variant_rows(fake, t
     assert len([s for s in steps if s[2] == "mask"]) == 5  # one training per mask variant
     with pytest.raises(UserError, match="--equal-epochs"):
         report.main(argv[:4] + ["--equal-epochs", f"out_dir={tmp_path}"])
+
+
+def test_curation_claims_judge_overall_many_and_few(fake):
+    """`paired --claims curation`: F1-F3, each full method − one changed row, on three metrics, by t05."""
+    from ltkit import paired
+
+    text = paired.claims(fake, [0, 1, 2], "curation")
+    assert text.startswith("rule: t05")
+    rows = [line for line in text.splitlines() if line.startswith("| F")]
+    assert [r.split(" | ")[2] for r in rows] == ["overall", "many", "few"] * 3
+    assert all(r.split(" | ")[1].startswith(paired.FULL + " − ") for r in rows)
+    # every row here is the same recipe to the fake trainer: no difference, nothing called
+    assert all(r.endswith("| +0.0 ± 0.0 | undecided |") for r in rows)
+    assert {c.aux_cap for c in FakeTrainer.configs} >= {10} and {c.k for c in FakeTrainer.configs} >= {1}
