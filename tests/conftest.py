@@ -22,8 +22,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # One torch thread per process: on 2 cores, two processes with 2 OpenMP threads each (DDP tests, a
 # notebook kernel beside pytest, two xdist workers) spin against each other and run 20x slower than with one.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-# numba's OpenMP layer starts as many threads as cores and leaves the process's OpenMP at that count: after one
-# UMAP, torch in the same process (a worker's later tests, the kernel's later cells) ran on 2 threads
+# numba's OpenMP layer starts as many threads as cores; one each here, as for torch (umap_panels.embed itself
+# restores torch's count, which that layer resets: tests/test_viz.py checks it without this variable)
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "ltkit-numba"))
 

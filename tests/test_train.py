@@ -12,6 +12,7 @@ import torch
 from ltkit.config import Config, load_config
 from ltkit.errors import UserError
 from ltkit.pipeline import prepare
+from ltkit.rng import pinned_threads
 from ltkit.train import Trainer, lr_lambda, reproducible
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,12 +151,8 @@ def _run_here(args, threads: int = 1) -> None:
     (about 6 s of CPU) less than `_run`, where the process boundary is not what a test is about."""
     from ltkit import cli
 
-    outer = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with pinned_threads(threads):
         assert cli.main(["train", "--config", str(ROOT / "configs" / "builtin-tiny.yaml"), *args]) == 0
-    finally:
-        torch.set_num_threads(outer)
 
 
 @pytest.mark.slow

@@ -21,7 +21,8 @@ from torch import nn
 
 from ltkit.losses import BalancedSoftmaxLoss
 from ltkit.pilot.probe import cell_subsample, score_cell
-from ltkit.pretrain import PRETRAIN_THREADS, pinned_threads, predict_on_arrays, train_on_arrays
+from ltkit.pretrain import PRETRAIN_THREADS, predict_on_arrays, train_on_arrays
+from ltkit.rng import pinned_threads
 
 
 def train_cell(train_images: Sequence[np.ndarray], test_images: Sequence[np.ndarray], head: int, ratio: float,
